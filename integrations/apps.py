@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self) -> None:
+        from integrations import checks, roles  # noqa: F401 - registers checks and signals
+        from integrations.redaction import install_log_redaction
+
+        install_log_redaction()

@@ -1,0 +1,430 @@
+"""Records of everything that crosses the boundary, and the state of every payment.
+
+Trust model (after dj-stripe): an `InboundDelivery` row is written for every request the
+webhook endpoint receives, valid or not, with card data already masked. Only a delivery
+whose signature verified (or, for an unsigned silent post, that PayTrace confirmed by
+lookup) produces an `Event`; only events are processed.
+"""
+
+import hashlib
+import traceback
+from decimal import Decimal
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from integrations.crypto import EncryptedTextField
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone such as America/Chicago.")
+
+
+class Environment(models.TextChoices):
+    DEV = "dev", "Development"
+    QA = "qa", "QA"
+    PROD = "prod", "Production"
+
+
+class Connection(models.Model):
+    """One external system the portal talks to, with its credentials encrypted at rest."""
+
+    class Kind(models.TextChoices):
+        PAYTRACE = "paytrace", "PayTrace"
+        SAGEPRO = "sagepro", "Sage Pro gateway"
+        STOREFRONT = "storefront", "eCommerce storefront"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=60, unique=True)
+    environment = models.CharField(max_length=10, choices=Environment.choices, default=Environment.DEV)
+    base_url = models.URLField(max_length=300, help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL.")
+    username = models.CharField(max_length=200, blank=True, help_text="PayTrace API user.")
+    password = EncryptedTextField(blank=True, help_text="PayTrace API password or Sage Pro gateway API key.")
+    integrator_id = models.CharField(max_length=40, blank=True, help_text="PayTrace integrator id.")
+    time_zone = models.CharField(
+        max_length=64,
+        default="America/Los_Angeles",
+        validators=[validate_time_zone],
+        help_text="Zone of the gateway's local times (PayTrace dates carry none).",
+    )
+    company_id = models.CharField(max_length=2, blank=True, default="01", help_text="Sage Pro company id (2 characters).")
+    sagepro = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        limit_choices_to={"kind": "sagepro"},
+        related_name="payment_sources",
+        help_text="For a PayTrace connection: the Sage Pro company its payments post to.",
+    )
+    payment_method = models.CharField(max_length=20, default="CARD", help_text="Sage Pro receipt method for these payments.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.environment})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        creating = self._state.adding
+        super().save(*args, **kwargs)
+        if creating and self.kind == self.Kind.PAYTRACE:
+            from mappings.models import StatusMap
+
+            StatusMap.seed_defaults(self)
+
+    def active_webhook_secrets(self) -> list[str]:
+        now = timezone.now()
+        return [
+            s.secret
+            for s in self.webhook_secrets.filter(is_active=True)
+            if s.expires_at is None or s.expires_at > now
+        ]
+
+    def paytrace(self):  # noqa: ANN201 - import cycle
+        from integrations.connectors.paytrace import PayTraceConnector
+
+        return PayTraceConnector(
+            self.base_url,
+            self.username,
+            self.password,
+            self.integrator_id,
+            self.time_zone,
+            timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
+        )
+
+    def sage(self):  # noqa: ANN201 - import cycle
+        from integrations.connectors.sagepro import SageProConnector
+
+        return SageProConnector(
+            self.base_url,
+            self.password,
+            self.company_id or "01",
+            timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
+        )
+
+
+class WebhookSecret(models.Model):
+    """A signing secret for inbound webhooks. Several may be active during a rotation."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="webhook_secrets")
+    label = models.CharField(max_length=60, blank=True)
+    secret = EncryptedTextField(help_text="Standard Webhooks secret, whsec_…")
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Stop accepting it after this time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.label or f"secret #{self.pk}"
+
+
+class InboundDelivery(models.Model):
+    """Every request that reached a webhook endpoint, valid or not (card data masked)."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Signed webhook"
+        SILENT_POST = "silent_post", "Legacy silent post"
+
+    class SignatureResult(models.TextChoices):
+        VALID = "valid", "Valid"
+        INVALID = "invalid", "Invalid"
+        UNSIGNED = "unsigned", "Unsigned (confirm by lookup)"
+        CONFIRMED = "confirmed", "Confirmed by lookup"
+        UNCONFIRMED = "unconfirmed", "Not confirmed by lookup"
+
+    connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    connection_slug = models.CharField(max_length=60, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.WEBHOOK)
+    webhook_id = models.CharField(max_length=200, blank=True, db_index=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+    body_size = models.PositiveIntegerField(default=0)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    signature_result = models.CharField(max_length=20, choices=SignatureResult.choices)
+    failure_reason = models.CharField(max_length=60, blank=True, help_text="Machine-readable reason.")
+    failure_detail = models.TextField(blank=True)
+    response_status = models.PositiveSmallIntegerField(default=0)
+    contains_card_data = models.BooleanField(default=False, help_text="Card data was found and masked.")
+    event = models.ForeignKey("Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "inbound deliveries"
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} ({self.signature_result})"
+
+
+class Event(models.Model):
+    """A verified notification about one PayTrace transaction, processed by a worker."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead"
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        SILENT_POST = "silent_post", "Silent post"
+        POLL = "poll", "Poll"
+
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="events")
+    event_id = models.CharField(max_length=200, help_text="The sender's id (webhook-id).")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.WEBHOOK)
+    type = models.CharField(max_length=60)
+    occurred_at = models.DateTimeField()
+    transaction_id = models.CharField(max_length=40, blank=True, db_index=True)
+    payload = models.JSONField(help_text="The event body with card data masked.")
+    contains_card_data = models.BooleanField(default=False, help_text="The sender put card data in it; follow up with them.")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_traceback = models.TextField(blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "event_id"], name="event_unique_per_connection")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+    def mark_failed(self, exc: BaseException, *, state: str = State.FAILED) -> None:
+        self.state = state
+        self.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        self.last_traceback = "".join(traceback.format_exception(exc))[-8000:]
+        self.save(update_fields=["state", "last_error", "last_traceback"])
+
+
+class PaymentStatus(models.TextChoices):
+    """The Sage Pro side's view of a payment (what the status map produces)."""
+
+    PAID = "Paid"
+    FAILED = "Failed"
+    REFUNDED = "Refunded"
+    VOIDED = "Voided"
+    PENDING = "Pending"
+    AUTHORIZED = "Authorized"
+
+
+class GatewayStatus(models.TextChoices):
+    """PayTrace's state of a transaction, normalised."""
+
+    AUTHORIZED = "authorized"
+    APPROVED = "approved"
+    PENDING_SETTLEMENT = "pending_settlement"
+    SETTLED = "settled"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+    UNKNOWN = "unknown"
+
+
+# How far along its life a transaction is. A status never replaces one of higher rank:
+# an `approved` that arrives after `settled` is recorded and ignored.
+GATEWAY_STATUS_RANK = {
+    GatewayStatus.UNKNOWN: 0,
+    GatewayStatus.AUTHORIZED: 10,
+    GatewayStatus.APPROVED: 20,
+    GatewayStatus.PENDING_SETTLEMENT: 25,
+    GatewayStatus.SETTLED: 30,
+    GatewayStatus.DECLINED: 40,
+    GatewayStatus.VOIDED: 40,
+    GatewayStatus.REFUNDED: 50,
+}
+
+
+class PaymentTransaction(models.Model):
+    """One PayTrace transaction, as the portal last knew it."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="transactions")
+    transaction_id = models.CharField(max_length=40)
+    transaction_type = models.CharField(max_length=20, blank=True)
+    gateway_status = models.CharField(max_length=30, choices=GatewayStatus.choices, default=GatewayStatus.UNKNOWN)
+    status_code = models.CharField(max_length=40, blank=True, help_text="PayTrace status_code (GB… = settled).")
+    status_message = models.CharField(max_length=200, blank=True)
+    mapped_status = models.CharField(max_length=20, choices=PaymentStatus.choices, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    tax_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    invoice_reference = models.CharField(max_length=60, blank=True, db_index=True)
+    customer_reference = models.CharField(max_length=60, blank=True, help_text="PayTrace customer_id (vault).")
+    customer_po = models.CharField(max_length=60, blank=True, help_text="PayTrace customer_reference_id.")
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    approval_code = models.CharField(max_length=20, blank=True)
+    channel = models.CharField(max_length=40, blank=True)
+    batch_number = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True, help_text="When PayTrace created it (UTC).")
+    settled_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True, help_text="Occurred time of the event that set the status.")
+    source_record = models.JSONField(default=dict, help_text="PayTrace's record, card data masked.")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-first_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "transaction_id"], name="transaction_unique_per_connection")
+        ]
+
+    def __str__(self) -> str:
+        return f"PayTrace {self.transaction_id} {self.amount} {self.currency}"
+
+    def record(self, action: str, detail: str = "", *, event: Event | None = None, user: object = None, **changes: object) -> "TransactionHistory":
+        return self.history.create(
+            action=action,
+            detail=detail[:1000],
+            event=event,
+            user=user if getattr(user, "pk", None) else None,
+            changes=_jsonable(changes),
+        )
+
+
+def _jsonable(values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        out[key] = str(value) if isinstance(value, Decimal) else value
+    return out
+
+
+class TransactionHistory(models.Model):
+    """What happened to a transaction, in order: status changes, stale events, decisions."""
+
+    transaction = models.ForeignKey(PaymentTransaction, on_delete=models.CASCADE, related_name="history")
+    at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=40)
+    detail = models.TextField(blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "transaction history"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+class Posting(models.Model):
+    """One document sent (or to be sent) to Sage Pro, at most once."""
+
+    class Kind(models.TextChoices):
+        CASH_RECEIPT = "cash_receipt", "Cash receipt"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_PROGRESS = "in_progress", "In progress"
+        POSTED = "posted", "Posted"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+
+    transaction = models.ForeignKey(PaymentTransaction, on_delete=models.PROTECT, related_name="postings")
+    sagepro = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="postings")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CASH_RECEIPT)
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    payload = models.JSONField(default=dict, help_text="The document as sent to Sage Pro.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    document_number = models.CharField(max_length=40, blank=True, help_text="Sage Pro receipt number.")
+    unapplied_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    response = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["transaction", "kind"], name="one_posting_per_transaction_and_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.transaction.transaction_id} ({self.state})"
+
+    @staticmethod
+    def key_for(connection: Connection, transaction_id: str, kind: str) -> str:
+        """Derive the idempotency key from (connection, transaction id, document kind)."""
+        digest = hashlib.sha256(f"{connection.pk}|{transaction_id}|{kind}".encode()).hexdigest()[:16]
+        return f"pt{connection.pk}-{transaction_id}-{kind}-{digest}"
+
+
+class ReviewItem(models.Model):
+    """A payment a person has to look at."""
+
+    class Kind(models.TextChoices):
+        UNMATCHED = "unmatched", "No matching open invoice"
+        VALIDATION = "validation", "Sage Pro refused the document"
+        DEAD = "dead", "Posting gave up after retries"
+        UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
+        CARD_DATA = "card_data", "Sender included card data"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Dismissed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN, db_index=True)
+    transaction = models.ForeignKey(PaymentTransaction, null=True, blank=True, on_delete=models.CASCADE, related_name="review_items")
+    posting = models.ForeignKey(Posting, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_items")
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_items")
+    reason = models.TextField()
+    error_code = models.CharField(max_length=40, blank=True)
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # One open item of a kind per transaction: reprocessing never piles up copies.
+            models.UniqueConstraint(
+                fields=["transaction", "kind"],
+                condition=models.Q(state="open"),
+                name="one_open_review_item_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.transaction or self.event}"
+
+
+class ReviewDecision(models.Model):
+    """Who decided what about a review item, and when. Never edited."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=40)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.user} at {self.at:%Y-%m-%d %H:%M}"
