@@ -28,4 +28,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf var/test.sqlite3* .pytest_cache
+	rm -rf var/test-*.sqlite3* .pytest_cache

@@ -13,6 +13,7 @@ from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -188,10 +189,11 @@ class Event(models.Model):
     type = models.CharField(max_length=60)
     occurred_at = models.DateTimeField()
     transaction_id = models.CharField(max_length=40, blank=True, db_index=True)
-    payload = models.JSONField(help_text="The event body with card data masked.")
+    payload = models.JSONField(encoder=DjangoJSONEncoder, help_text="The event body with card data masked.")
     contains_card_data = models.BooleanField(default=False, help_text="The sender put card data in it; follow up with them.")
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -275,7 +277,7 @@ class PaymentTransaction(models.Model):
     created_at = models.DateTimeField(null=True, blank=True, help_text="When PayTrace created it (UTC).")
     settled_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True, help_text="Occurred time of the event that set the status.")
-    source_record = models.JSONField(default=dict, help_text="PayTrace's record, card data masked.")
+    source_record = models.JSONField(default=dict, encoder=DjangoJSONEncoder, help_text="PayTrace's record, card data masked.")
     first_seen_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -299,10 +301,7 @@ class PaymentTransaction(models.Model):
 
 
 def _jsonable(values: dict) -> dict:
-    out = {}
-    for key, value in values.items():
-        out[key] = str(value) if isinstance(value, Decimal) else value
-    return out
+    return {key: str(value) if isinstance(value, Decimal) else value for key, value in values.items()}
 
 
 class TransactionHistory(models.Model):
@@ -312,7 +311,7 @@ class TransactionHistory(models.Model):
     at = models.DateTimeField(default=timezone.now)
     action = models.CharField(max_length=40)
     detail = models.TextField(blank=True)
-    changes = models.JSONField(default=dict, blank=True)
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
@@ -343,13 +342,13 @@ class Posting(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CASH_RECEIPT)
     idempotency_key = models.CharField(max_length=120, unique=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
-    payload = models.JSONField(default=dict, help_text="The document as sent to Sage Pro.")
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder, help_text="The document as sent to Sage Pro.")
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     document_number = models.CharField(max_length=40, blank=True, help_text="Sage Pro receipt number.")
     unapplied_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    response = models.JSONField(default=dict, blank=True)
+    response = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     last_error = models.TextField(blank=True)
     last_error_code = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -380,6 +379,7 @@ class ReviewItem(models.Model):
         DEAD = "dead", "Posting gave up after retries"
         UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
         CARD_DATA = "card_data", "Sender included card data"
+        REVERSAL = "reversal", "Voided or refunded after its receipt posted"
 
     class State(models.TextChoices):
         OPEN = "open", "Open"
@@ -421,7 +421,7 @@ class ReviewDecision(models.Model):
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     action = models.CharField(max_length=40)
-    detail = models.JSONField(default=dict, blank=True)
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["at", "id"]

@@ -1,8 +1,482 @@
-"""What happens to a stored event: the pipeline from PayTrace record to Sage Pro receipt."""
+"""What happens to a stored event: the pipeline from PayTrace record to Sage Pro receipt.
 
+1. Claim the event (attempt counted and committed before any outbound call).
+2. Upsert the transaction under a row lock, map its status with the connection's status
+   map, and record the change in its history; a status never moves backwards.
+3. For a status whose action is "post receipt": find the open Sage Pro invoice its
+   `invoice_id` names (outside any DB transaction), create the one cash-receipt posting
+   the transaction may have, and send it.
+4. Sending: claim the posting (attempt committed first), ask Sage Pro by idempotency key
+   when an earlier attempt's outcome is unknown, post, record the result. Transient
+   failures back off and are retried by the sweeper; permanent ones go to review.
+
+No database transaction is held open across an HTTP call.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
 
-from integrations.models import Posting, ReviewItem
+from integrations.connectors.base import ConnectorError
+from integrations.connectors.paytrace import normalize_record
+from integrations.models import (
+    GATEWAY_STATUS_RANK,
+    Connection,
+    Event,
+    InboundDelivery,
+    PaymentTransaction,
+    Posting,
+    ReviewDecision,
+    ReviewItem,
+)
+from integrations.redaction import redact_data
+from mappings.models import StatusMap
+from mappings.status import Action, StatusFacts, map_status
+
+logger = logging.getLogger(__name__)
+
+# An event or posting claimed longer ago than this is presumed abandoned by a dead
+# worker, and may be claimed again. Keep it above django-q2's task timeout.
+LEASE = timedelta(seconds=120)
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 3600
+RECEIPT_TYPES = {"SALE", "CAPTURE", ""}
+
+
+def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with jitter: base·2^(n−1), capped, then 50–100 % of it."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    factor = (rng or random).uniform(0.5, 1.0)
+    return timedelta(seconds=ceiling * factor)
+
+
+def queue(func: str, *args: Any) -> None:
+    """Queue a task by dotted path. Inside a transaction, it commits with it."""
+    async_task(f"integrations.tasks.{func}", *args, task_name=f"{func}-{'-'.join(map(str, args))}")
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def process_event(event_id: int) -> str:
+    """Run one event through the pipeline. Safe to call twice, or at the same time."""
+    event = _claim_event(event_id)
+    if event is None:
+        return "skipped"
+    try:
+        outcome = _apply_event(event)
+    except Exception as exc:
+        if isinstance(exc, ConnectorError):
+            logger.warning("event %s failed: %s", event.pk, exc)
+        else:
+            logger.exception("event %s crashed", event.pk)
+        return _event_failed(event, exc)
+    Event.objects.filter(pk=event.pk).update(
+        state=Event.State.PROCESSED, processed_at=timezone.now(), outcome=outcome[:200], last_error=""
+    )
+    return outcome
+
+
+def _event_failed(event: Event, exc: BaseException) -> str:
+    if event.attempts >= settings.EVENT_MAX_ATTEMPTS:
+        event.mark_failed(exc, state=Event.State.DEAD)
+        txn = PaymentTransaction.objects.filter(connection=event.connection, transaction_id=event.transaction_id).first()
+        open_review(txn, ReviewItem.Kind.DEAD, f"Event {event.event_id} ({event.type}) failed {event.attempts} times: {exc}", event=event)
+        return "dead"
+    event.next_attempt_at = timezone.now() + backoff_delay(event.attempts)
+    event.save(update_fields=["next_attempt_at"])
+    event.mark_failed(exc)
+    return "failed"
+
+
+def _claim_event(event_id: int) -> Event | None:
+    with transaction.atomic():
+        event = Event.objects.select_for_update().select_related("connection").filter(pk=event_id).first()
+        if event is None or event.state in (Event.State.PROCESSED, Event.State.DEAD):
+            return None
+        now = timezone.now()
+        if event.state == Event.State.PROCESSING and event.started_at and event.started_at > now - LEASE:
+            return None  # another worker holds it
+        if event.state == Event.State.FAILED and event.next_attempt_at and event.next_attempt_at > now:
+            return None  # backing off
+        event.state = Event.State.PROCESSING
+        event.attempts += 1
+        event.started_at = now
+        event.save(update_fields=["state", "attempts", "started_at"])
+        return event
+
+
+@dataclass
+class Decision:
+    """What step 2 decided, to act on outside the row lock."""
+
+    transaction: PaymentTransaction
+    action: str
+    outcome: str
+
+
+def _apply_event(event: Event) -> str:
+    record_data = event.payload.get("data") or {}
+    record = normalize_record(record_data, event.connection.time_zone)
+    decision = _upsert_transaction(event, record, record_data)
+    if decision.action != Action.POST_RECEIPT:
+        return decision.outcome
+    return prepare_receipt(decision.transaction, event=event)
+
+
+def _upsert_transaction(event: Event, record: Any, record_data: dict) -> Decision:
+    facts = StatusFacts(
+        event_type=event.type,
+        transaction_type=record.transaction_type,
+        status_code=record.status_code,
+        status_message=record.status_message,
+        response_code=record.response_code,
+    )
+    rule = map_status(facts, StatusMap.rules_for(event.connection))
+    source, _ = redact_data(record_data)
+    with transaction.atomic():
+        txn, created = PaymentTransaction.objects.get_or_create(
+            connection=event.connection,
+            transaction_id=record.transaction_id,
+            defaults={"amount": record.amount, "currency": record.currency},
+        )
+        txn = PaymentTransaction.objects.select_for_update().get(pk=txn.pk)
+        if created:
+            txn.record("received", f"First seen in {event.type} ({event.source}).", event=event)
+
+        if rule is None:
+            _copy_record(txn, record, source)
+            txn.save()
+            txn.record("unmapped_status", f"No status-map row matches {facts}.", event=event)
+            open_review(txn, ReviewItem.Kind.UNMAPPED_STATUS, f"No status-map row for event {event.type}, type {record.transaction_type or '-'}, status_code {record.status_code or '-'}, message {record.status_message or '-'}. Add a row and retry.", event=event)
+            return Decision(txn, Action.REVIEW, "unmapped status")
+
+        old_rank = GATEWAY_STATUS_RANK.get(txn.gateway_status, 0)
+        new_rank = GATEWAY_STATUS_RANK.get(rule.gateway_status, 0)
+        older = txn.status_changed_at is not None and event.occurred_at < txn.status_changed_at
+        if new_rank < old_rank or (new_rank == old_rank and older and rule.gateway_status != txn.gateway_status):
+            # The record in a stale event is older than what we hold: keep ours.
+            txn.record(
+                "stale_event_ignored",
+                f"{event.type} ({rule.gateway_status}) arrived after {txn.gateway_status}; status kept.",
+                event=event,
+                kept=txn.gateway_status,
+                ignored=rule.gateway_status,
+            )
+            # A late event can still post the receipt its status calls for, if none exists.
+            action = Action.POST_RECEIPT if _wants_receipt(txn) else Action.RECORD_ONLY
+            return Decision(txn, action, f"stale {rule.gateway_status} ignored")
+
+        previous = (txn.gateway_status, txn.mapped_status)
+        _copy_record(txn, record, source)
+        txn.gateway_status = rule.gateway_status
+        txn.mapped_status = rule.payment_status
+        txn.status_changed_at = max(filter(None, [txn.status_changed_at, event.occurred_at]))
+        txn.save()
+        if previous != (txn.gateway_status, txn.mapped_status):
+            txn.record(
+                "status_changed",
+                f"{previous[0]} → {txn.gateway_status} ({rule.describe()})",
+                event=event,
+                gateway_status=txn.gateway_status,
+                mapped_status=txn.mapped_status,
+                rule=rule.id,
+            )
+        action = rule.action
+        if action == Action.RECORD_ONLY and txn.gateway_status in ("voided", "refunded") and txn.postings.filter(state=Posting.State.POSTED).exists():
+            open_review(txn, ReviewItem.Kind.REVERSAL, f"PayTrace reports {txn.gateway_status} but receipt {txn.postings.first().document_number} is posted in Sage Pro. Reverse it there.", event=event)
+        if action == Action.REVIEW:
+            open_review(txn, ReviewItem.Kind.UNMAPPED_STATUS, f"The status map sends {rule.describe()} to review.", event=event)
+        if action == Action.POST_RECEIPT and (txn.transaction_type or "").upper() not in RECEIPT_TYPES:
+            action = Action.RECORD_ONLY
+        return Decision(txn, action, f"{txn.gateway_status}/{txn.mapped_status}")
+
+
+def _wants_receipt(txn: PaymentTransaction) -> bool:
+    return txn.mapped_status == "Paid" and (txn.transaction_type or "").upper() in RECEIPT_TYPES
+
+
+def _copy_record(txn: PaymentTransaction, record: Any, source: dict) -> None:
+    txn.transaction_type = record.transaction_type
+    txn.amount = record.amount
+    txn.currency = record.currency
+    txn.tax_amount = record.tax_amount
+    txn.invoice_reference = record.invoice_id
+    txn.customer_reference = record.customer_id
+    txn.customer_po = record.customer_reference_id
+    txn.card_last4 = record.card_last4
+    txn.card_brand = record.card_brand
+    txn.approval_code = record.approval_code
+    txn.channel = record.channel
+    txn.status_code = record.status_code
+    txn.status_message = record.status_message
+    txn.batch_number = record.batch_number or txn.batch_number
+    txn.created_at = record.created_at or txn.created_at
+    txn.settled_at = record.settled_at or txn.settled_at
+    txn.source_record = source
+
+
+def open_review(
+    txn: PaymentTransaction | None,
+    kind: str,
+    reason: str,
+    *,
+    event: Event | None = None,
+    posting: Posting | None = None,
+    error_code: str = "",
+) -> ReviewItem:
+    """Open a review item, or refresh the open one of the same kind (never two)."""
+    item = ReviewItem.objects.filter(transaction=txn, kind=kind, state=ReviewItem.State.OPEN).first() if txn else None
+    if item is None:
+        item = ReviewItem.objects.create(transaction=txn, kind=kind, reason=reason, event=event, posting=posting, error_code=error_code)
+    else:
+        item.reason, item.error_code = reason, error_code
+        item.posting = posting or item.posting
+        item.save(update_fields=["reason", "error_code", "posting"])
+    if txn is not None:
+        txn.record("review_opened", f"{kind}: {reason}", event=event)
+    return item
+
+
+# --- receipts --------------------------------------------------------------------------
+
+
+def posting_date(txn: PaymentTransaction) -> date:
+    """The Sage Pro posting date: the payment's creation day in the business time zone."""
+    when = txn.created_at or txn.first_seen_at
+    return when.astimezone(ZoneInfo(settings.BUSINESS_TIME_ZONE)).date()
+
+
+def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> str:
+    """Match the payment to its open invoice and create and send its cash receipt.
+
+    Never creates a second receipt posting for a transaction. Unmatched payments open an
+    `unmatched` review item.
+    """
+    existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+    if existing is not None:
+        if existing.state in (Posting.State.PENDING, Posting.State.FAILED):
+            send_posting(existing.pk)
+        return f"receipt posting already exists ({existing.state})"
+    sage_conn = txn.connection.sagepro
+    if sage_conn is None or not sage_conn.is_active:
+        open_review(txn, ReviewItem.Kind.VALIDATION, f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry.", event=event)
+        return "no Sage Pro connection"
+    invno = txn.invoice_reference.strip()
+    if not invno:
+        open_review(txn, ReviewItem.Kind.UNMATCHED, "PayTrace's record has no invoice_id. Apply it to an invoice by hand.", event=event)
+        return "unmatched: no invoice reference"
+    invoice = sage_conn.sage().get_invoice(invno)  # transient errors retry the event
+    problem = invoice_problem(invoice, invno, txn.customer_reference)
+    if problem:
+        open_review(txn, ReviewItem.Kind.UNMATCHED, problem, event=event)
+        return f"unmatched: {problem}"
+    posting = create_receipt_posting(txn, sage_conn, invoice)
+    send_posting(posting.pk)
+    return f"receipt {posting.pk} {posting.state}"
+
+
+def invoice_problem(invoice: dict | None, invno: str, customer: str) -> str:
+    """Why this invoice cannot take the payment, or '' when it can."""
+    if invoice is None:
+        return f"Invoice {invno} was not found in Sage Pro."
+    if Decimal(invoice["balance"]) <= 0:
+        return f"Invoice {invno} is not open (balance {invoice['balance']})."
+    if customer and customer.strip().upper() != str(invoice["custno"]).strip().upper():
+        return f"Invoice {invno} belongs to customer {invoice['custno']}, but the payment names customer {customer}."
+    return ""
+
+
+def create_receipt_payload(txn: PaymentTransaction, invoice: dict) -> dict:
+    applied = min(txn.amount, Decimal(invoice["balance"]))
+    return {
+        "custno": str(invoice["custno"]).strip(),
+        "date": posting_date(txn).isoformat(),
+        "amount": str(txn.amount),
+        "method": txn.connection.payment_method,
+        "reference": txn.transaction_id,
+        "applications": [{"invno": str(invoice["invno"]).strip(), "amount": str(applied)}],
+    }
+
+
+def create_receipt_posting(txn: PaymentTransaction, sage_conn: Connection, invoice: dict) -> Posting:
+    """Create the transaction's one cash-receipt posting, applied to `invoice`.
+
+    The application is capped at the invoice's live balance; the rest stays on the
+    receipt as unapplied cash.
+    """
+    payload = create_receipt_payload(txn, invoice)
+    kind = Posting.Kind.CASH_RECEIPT
+    with transaction.atomic():
+        posting, created = Posting.objects.get_or_create(
+            transaction=txn,
+            kind=kind,
+            defaults={
+                "sagepro": sage_conn,
+                "idempotency_key": Posting.key_for(txn.connection, txn.transaction_id, kind),
+                "payload": payload,
+            },
+        )
+        if created:
+            application = payload["applications"][0]
+            txn.record("posting_created", f"Cash receipt for invoice {application['invno']}", amount=txn.amount, applied=application["amount"])
+    return posting
+
+
+def _receipt_for_connector(payload: dict) -> dict:
+    return {
+        "custno": payload["custno"],
+        "date": date.fromisoformat(payload["date"]),
+        "amount": Decimal(payload["amount"]),
+        "method": payload["method"],
+        "reference": payload["reference"],
+        "applications": [{"invno": a["invno"], "amount": Decimal(a["amount"])} for a in payload.get("applications", [])],
+    }
+
+
+def send_posting(posting_id: int) -> str:
+    """Send one posting to Sage Pro, at most once in effect. Safe to call concurrently."""
+    posting = _claim_posting(posting_id)
+    if posting is None:
+        return "skipped"
+    sage = posting.sagepro.sage()
+    try:
+        if posting.attempts > 1:
+            # An earlier attempt may have reached Sage Pro before it failed or its
+            # worker died: ask before sending again.
+            found = sage.find_cash_receipts(idempotency_key=posting.idempotency_key)
+            if found:
+                _mark_posted(posting, found[0], recovered=True)
+                return "posted (found by idempotency key)"
+        result = sage.post_cash_receipt(posting.idempotency_key, _receipt_for_connector(posting.payload))
+    except ConnectorError as exc:
+        return _mark_send_failed(posting, exc)
+    _mark_posted(posting, result)
+    return "posted"
+
+
+def _claim_posting(posting_id: int) -> Posting | None:
+    now = timezone.now()
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().select_related("sagepro", "transaction").filter(pk=posting_id).first()
+        if posting is None:
+            return None
+        if posting.state == Posting.State.IN_PROGRESS and posting.started_at and posting.started_at > now - LEASE:
+            return None
+        if posting.state == Posting.State.FAILED and posting.next_attempt_at and posting.next_attempt_at > now:
+            return None
+        if posting.state not in (Posting.State.PENDING, Posting.State.FAILED, Posting.State.IN_PROGRESS):
+            return None
+        if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
+            _mark_dead(posting, posting.last_error or "Attempts exhausted (a worker stopped mid-posting each time).")
+            return None
+        posting.state = Posting.State.IN_PROGRESS
+        posting.attempts += 1
+        posting.started_at = now
+        posting.save(update_fields=["state", "attempts", "started_at"])
+        return posting
+
+
+def _mark_posted(posting: Posting, result: dict, *, recovered: bool = False) -> None:
+    with transaction.atomic():
+        posting.state = Posting.State.POSTED
+        posting.document_number = str(result.get("receipt_no", ""))
+        unapplied = result.get("unapplied_amount")
+        posting.unapplied_amount = Decimal(unapplied) if unapplied is not None else None
+        posting.response = result
+        posting.posted_at = timezone.now()
+        posting.next_attempt_at = None
+        posting.last_error = posting.last_error if recovered else ""
+        posting.save()
+        note = " (found by idempotency key after an unknown outcome)" if recovered else ""
+        posting.transaction.record("posted", f"Sage Pro receipt {posting.document_number}{note}", receipt=posting.document_number)
+        ReviewItem.objects.filter(posting=posting, state=ReviewItem.State.OPEN, kind__in=[ReviewItem.Kind.DEAD, ReviewItem.Kind.VALIDATION]).update(
+            state=ReviewItem.State.RESOLVED, resolved_at=timezone.now(), resolution=f"Posted as receipt {posting.document_number}"
+        )
+
+
+def _mark_send_failed(posting: Posting, exc: ConnectorError) -> str:
+    with transaction.atomic():
+        posting.last_error = str(exc)[:2000]
+        posting.last_error_code = exc.code[:40]
+        txn = posting.transaction
+        if not exc.transient:
+            posting.state = Posting.State.NEEDS_REVIEW
+            posting.next_attempt_at = None
+            posting.save()
+            open_review(txn, ReviewItem.Kind.VALIDATION, f"Sage Pro refused the receipt: {exc}", posting=posting, error_code=exc.code)
+            return "needs review"
+        if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
+            _mark_dead(posting, str(exc))
+            return "dead"
+        posting.state = Posting.State.FAILED
+        posting.next_attempt_at = timezone.now() + backoff_delay(posting.attempts)
+        posting.save()
+        txn.record("post_failed", f"Attempt {posting.attempts} failed: {exc}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+        return "failed"
+
+
+def _mark_dead(posting: Posting, reason: str) -> None:
+    posting.state = Posting.State.DEAD
+    posting.next_attempt_at = None
+    posting.save()
+    open_review(posting.transaction, ReviewItem.Kind.DEAD, f"Gave up after {posting.attempts} attempts: {reason}", posting=posting, error_code=posting.last_error_code)
+
+
+# --- silent posts ----------------------------------------------------------------------
+
+
+def confirm_silent_post(delivery_id: int) -> str:
+    """Look up the transaction a silent post names at PayTrace; only then create an event."""
+    delivery = InboundDelivery.objects.select_related("connection").get(pk=delivery_id)
+    if delivery.event_id or delivery.connection is None:
+        return "already handled"
+    transaction_id = delivery.webhook_id.removeprefix("silent-post:")
+    try:
+        record = delivery.connection.paytrace().export_by_id(transaction_id)
+    except ConnectorError as exc:
+        delivery.failure_reason, delivery.failure_detail = "lookup_failed", str(exc)
+        delivery.save(update_fields=["failure_reason", "failure_detail"])
+        raise
+    if record is None:
+        delivery.signature_result = InboundDelivery.SignatureResult.UNCONFIRMED
+        delivery.failure_reason = "not_found_at_paytrace"
+        delivery.failure_detail = f"PayTrace has no transaction {transaction_id}; the silent post was not trusted."
+        delivery.save(update_fields=["signature_result", "failure_reason", "failure_detail"])
+        return "unconfirmed"
+    data, has_card = redact_data(record)
+    with transaction.atomic():
+        event, created = Event.objects.get_or_create(
+            connection=delivery.connection,
+            event_id=delivery.webhook_id,
+            defaults={
+                "source": Event.Source.SILENT_POST,
+                "type": "transaction.exported",
+                "occurred_at": timezone.now(),
+                "transaction_id": transaction_id,
+                "payload": {"type": "transaction.exported", "data": data},
+                "contains_card_data": has_card,
+            },
+        )
+        delivery.signature_result = InboundDelivery.SignatureResult.CONFIRMED
+        delivery.event = event
+        delivery.save(update_fields=["signature_result", "event"])
+        if created:
+            queue("process_event", event.pk)
+    return "confirmed"
+
+
+# --- people's decisions ----------------------------------------------------------------
 
 
 def retry_posting(posting: Posting, user: AbstractBaseUser | None = None) -> bool:
@@ -11,17 +485,104 @@ def retry_posting(posting: Posting, user: AbstractBaseUser | None = None) -> boo
     Safe when pressed twice at once: only one caller moves it back to pending.
     Returns False when it was already posted or being sent.
     """
-    raise NotImplementedError
+    retryable = [Posting.State.FAILED, Posting.State.DEAD, Posting.State.NEEDS_REVIEW]
+    with transaction.atomic():
+        moved = Posting.objects.filter(pk=posting.pk, state__in=retryable).update(
+            state=Posting.State.PENDING, next_attempt_at=None, attempts=0
+        )
+        if not moved:
+            return False
+        posting.refresh_from_db()
+        posting.transaction.record("retry_requested", "Retry now (attempt count reset)", user=user)
+        for item in ReviewItem.objects.filter(posting=posting, state=ReviewItem.State.OPEN):
+            ReviewDecision.objects.create(item=item, user=user, action="retry", detail={"posting": posting.pk})
+        queue("send_posting", posting.pk)
+    return True
 
 
 def apply_review_item(item: ReviewItem, invno: str, user: AbstractBaseUser | None = None) -> Posting:
     """Resolve an `unmatched` item by applying its payment to the given invoice number.
 
     Raises ValueError with a message for the reviewer when the invoice is unknown, not
-    open, or belongs to another customer.
+    open, or belongs to another customer. Pressing it twice (or two reviewers at once)
+    creates one posting.
     """
-    raise NotImplementedError
+    invno = invno.strip()
+    if not invno:
+        raise ValueError("Enter the Sage Pro invoice number to apply the payment to.")
+    txn = item.transaction
+    if txn is None:
+        raise ValueError(f"Review item {item.pk} has no transaction to apply.")
+    sage_conn = txn.connection.sagepro
+    if sage_conn is None:
+        raise ValueError(f"Connection {txn.connection.slug} has no Sage Pro connection to post to.")
+    existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+    if existing is not None and existing.state == Posting.State.POSTED:
+        raise ValueError(f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}.")
+    try:
+        invoice = sage_conn.sage().get_invoice(invno)
+    except ConnectorError as exc:
+        raise ValueError(f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly.") from exc
+    problem = invoice_problem(invoice, invno, "")
+    if problem:
+        raise ValueError(problem)
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if item.state != ReviewItem.State.OPEN:
+            posting = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+            if posting is not None and item.resolution == f"Applied to invoice {invno}":
+                return posting  # the same decision, made twice
+            raise ValueError(f"Review item {item.pk} was already {item.state}: {item.resolution}")
+        posting = create_receipt_posting(txn, sage_conn, invoice)
+        if posting.state != Posting.State.PENDING:
+            fresh = create_receipt_payload(txn, invoice)
+            Posting.objects.filter(pk=posting.pk).update(payload=fresh, state=Posting.State.PENDING, attempts=0, next_attempt_at=None)
+        item.state = ReviewItem.State.RESOLVED
+        item.resolved_at = timezone.now()
+        item.resolved_by = user if getattr(user, "pk", None) else None
+        item.resolution = f"Applied to invoice {invno}"
+        item.save()
+        ReviewDecision.objects.create(item=item, user=item.resolved_by, action="apply", detail={"invno": invno, "posting": posting.pk})
+        txn.record("review_applied", f"Applied to invoice {invno} by {user or 'system'}", user=user, invno=invno)
+        queue("send_posting", posting.pk)
+    return posting
 
 
 def dismiss_review_item(item: ReviewItem, reason: str, user: AbstractBaseUser | None = None) -> None:
-    raise NotImplementedError
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("Say why the item is dismissed.")
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if item.state != ReviewItem.State.OPEN:
+            return
+        item.state = ReviewItem.State.DISMISSED
+        item.resolved_at = timezone.now()
+        item.resolved_by = user if getattr(user, "pk", None) else None
+        item.resolution = f"Dismissed: {reason}"
+        item.save()
+        ReviewDecision.objects.create(item=item, user=item.resolved_by, action="dismiss", detail={"reason": reason})
+        if item.transaction:
+            item.transaction.record("review_dismissed", reason, user=user)
+
+
+# --- the sweeper -----------------------------------------------------------------------
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """Re-queue what is due: failed postings whose backoff passed, and events and
+    postings whose worker went away (claimed longer ago than the lease)."""
+    now = now or timezone.now()
+    stale = now - LEASE
+    due_postings = list(
+        Posting.objects.filter(state=Posting.State.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)[:500]
+    ) + list(Posting.objects.filter(state=Posting.State.IN_PROGRESS, started_at__lt=stale).values_list("pk", flat=True)[:500])
+    events = list(
+        Event.objects.filter(state=Event.State.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)[:500]
+    ) + list(Event.objects.filter(state=Event.State.PROCESSING, started_at__lt=stale).values_list("pk", flat=True)[:500])
+    with transaction.atomic():
+        for pk in due_postings:
+            queue("send_posting", pk)
+        for pk in events:
+            queue("process_event", pk)
+    return {"postings": len(due_postings), "events": len(events)}

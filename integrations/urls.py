@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from integrations import api
+
+urlpatterns = [
+    path("webhooks/paytrace/<slug:slug>/", api.PayTraceWebhookView.as_view(), name="paytrace-webhook"),
+    path("webhooks/paytrace/<slug:slug>/silent-post/", api.SilentPostView.as_view(), name="paytrace-silent-post"),
+]

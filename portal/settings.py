@@ -4,6 +4,7 @@ Deployment configuration comes from the environment (see `.env.example`); busine
 configuration (connections, status maps, GL rules) lives in the database.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -104,7 +105,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+    # A file, not :memory:, so tests run in WAL mode like the product; one per process
+    # so parallel test runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -125,6 +128,7 @@ BUSINESS_TIME_ZONE = env.str("BUSINESS_TIME_ZONE", default="America/Los_Angeles"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -157,6 +161,7 @@ if env.str("REDIS_URL", default=""):
 WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 WEBHOOK_TOLERANCE_SECONDS = 300
 POSTING_MAX_ATTEMPTS = env.int("POSTING_MAX_ATTEMPTS", default=8)
+EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.

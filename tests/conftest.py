@@ -19,3 +19,55 @@ def run_tasks():
     from tests.queue import run_queued_tasks
 
     return run_queued_tasks
+
+
+@pytest.fixture
+def sagepro_conn(db):
+    from django.conf import settings
+
+    from integrations.models import Connection
+
+    return Connection.objects.create(
+        kind=Connection.Kind.SAGEPRO,
+        name="Sage Pro sandbox",
+        slug="sagepro-sandbox",
+        base_url="http://testserver/sandbox/sagepro/api/v1",
+        password=settings.SANDBOX_SAGEPRO_API_KEY,
+        company_id="01",
+    )
+
+
+@pytest.fixture
+def paytrace_conn(db, sagepro_conn):
+    """The PayTrace connection, signed with the same secret the PayTrace sandbox uses."""
+    from django.conf import settings
+
+    from integrations.models import Connection
+
+    connection = Connection.objects.create(
+        kind=Connection.Kind.PAYTRACE,
+        name="PayTrace sandbox",
+        slug="paytrace-sandbox",
+        base_url="http://testserver/sandbox/paytrace",
+        username=settings.SANDBOX_PAYTRACE_USERNAME,
+        password=settings.SANDBOX_PAYTRACE_PASSWORD,
+        integrator_id="TEST0001",
+        time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
+        sagepro=sagepro_conn,
+    )
+    connection.webhook_secrets.create(label="current", secret=settings.DEMO_WEBHOOK_SECRET)
+    return connection
+
+
+@pytest.fixture
+def sage(db):
+    """The Sage Pro sandbox, seeded (customers, 50+ open invoices, periods, accounts)."""
+    from integrations.sandbox.sagepro import seed
+
+    seed.seed()
+    return seed
+
+
+@pytest.fixture
+def secret(settings):
+    return settings.DEMO_WEBHOOK_SECRET

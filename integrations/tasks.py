@@ -1,0 +1,19 @@
+"""django-q2 entry points. Thin: ids in, one call into `processing`."""
+
+from integrations import processing
+
+
+def process_event(event_id: int) -> str:
+    return processing.process_event(event_id)
+
+
+def send_posting(posting_id: int) -> str:
+    return processing.send_posting(posting_id)
+
+
+def confirm_silent_post(delivery_id: int) -> str:
+    return processing.confirm_silent_post(delivery_id)
+
+
+def sweep() -> dict[str, int]:
+    return processing.sweep()
