@@ -49,8 +49,13 @@ _VERIFY_REASONS = {
 class RecordSerializer(serializers.Serializer):
     """The parts of a PayTrace export record the pipeline cannot do without."""
 
-    transaction_id = serializers.RegexField(r"^\d{1,20}$", error_messages={"invalid": "must be PayTrace's numeric transaction id"})
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0"))
+    transaction_id = serializers.RegexField(
+        r"^\d{1,20}$",
+        error_messages={"invalid": "must be PayTrace's numeric transaction id"},
+    )
+    amount = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=Decimal("0")
+    )
     transaction_type = serializers.CharField(required=False, allow_blank=True)
 
     def to_internal_value(self, data: Any) -> Any:
@@ -66,8 +71,12 @@ class EventSerializer(serializers.Serializer):
 
     def validate_occurred_at(self, value: Any) -> Any:
         raw = self.initial_data.get("occurred_at", "")
-        if isinstance(raw, str) and not (raw.endswith("Z") or "+" in raw[10:] or "-" in raw[10:]):
-            raise serializers.ValidationError("must carry a UTC offset, e.g. 2026-03-04T14:07:09Z")
+        if isinstance(raw, str) and not (
+            raw.endswith("Z") or "+" in raw[10:] or "-" in raw[10:]
+        ):
+            raise serializers.ValidationError(
+                "must carry a UTC offset, e.g. 2026-03-04T14:07:09Z"
+            )
         return value
 
 
@@ -76,7 +85,9 @@ class RawBodyParser(BaseParser):
 
     media_type = "*/*"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Any = None
+    ) -> bytes:
         return b""
 
 
@@ -84,7 +95,14 @@ def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _reject(delivery: InboundDelivery, code: int, reason: str, detail: str, *, errors: dict | None = None) -> Response:
+def _reject(
+    delivery: InboundDelivery,
+    code: int,
+    reason: str,
+    detail: str,
+    *,
+    errors: dict | None = None,
+) -> Response:
     """Record a refused delivery with its machine-readable reason, and answer it."""
     if not delivery.signature_result:
         delivery.signature_result = InboundDelivery.SignatureResult.INVALID
@@ -92,7 +110,12 @@ def _reject(delivery: InboundDelivery, code: int, reason: str, detail: str, *, e
     delivery.failure_detail = json.dumps(errors) if errors else detail
     delivery.response_status = code
     delivery.save()
-    logger.warning("webhook rejected slug=%s status=%s reason=%s", delivery.connection_slug, code, reason)
+    logger.warning(
+        "webhook rejected slug=%s status=%s reason=%s",
+        delivery.connection_slug,
+        code,
+        reason,
+    )
     body: dict[str, Any] = {"status": "rejected", "reason": reason}
     if detail:
         body["detail"] = detail
@@ -101,7 +124,9 @@ def _reject(delivery: InboundDelivery, code: int, reason: str, detail: str, *, e
     return Response(body, status=code)
 
 
-def _verify(raw: str, headers: dict[str, str], secrets: list[str]) -> tuple[bool, str, str]:
+def _verify(
+    raw: str, headers: dict[str, str], secrets: list[str]
+) -> tuple[bool, str, str]:
     """Check a Standard Webhooks signature against every active secret (rotation)."""
     if not secrets:
         return False, "no_active_secret", "The connection has no active webhook secret."
@@ -130,7 +155,9 @@ class PayTraceWebhookView(APIView):
     throttle_classes: list = []
 
     def post(self, request: Request, slug: str) -> Response:
-        connection = Connection.objects.filter(slug=slug, kind=Connection.Kind.PAYTRACE).first()
+        connection = Connection.objects.filter(
+            slug=slug, kind=Connection.Kind.PAYTRACE
+        ).first()
         delivery = InboundDelivery(
             connection=connection,
             connection_slug=slug[:60],
@@ -141,16 +168,31 @@ class PayTraceWebhookView(APIView):
         delivery.headers, _ = redact_headers(dict(request.headers))
 
         if connection is None or not connection.is_active:
-            return _reject(delivery, 404, "unknown_connection", f"No active PayTrace connection '{slug}'.")
+            return _reject(
+                delivery,
+                404,
+                "unknown_connection",
+                f"No active PayTrace connection '{slug}'.",
+            )
 
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.WEBHOOK_MAX_BODY_BYTES:
             delivery.body_size = length
-            return _reject(delivery, 413, "body_too_large", f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
+            return _reject(
+                delivery,
+                413,
+                "body_too_large",
+                f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.",
+            )
         raw_bytes = request.body
         delivery.body_size = len(raw_bytes)
         if len(raw_bytes) > settings.WEBHOOK_MAX_BODY_BYTES:
-            return _reject(delivery, 413, "body_too_large", f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.")
+            return _reject(
+                delivery,
+                413,
+                "body_too_large",
+                f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.",
+            )
         try:
             raw = raw_bytes.decode("utf-8")
         except UnicodeDecodeError:
@@ -158,7 +200,9 @@ class PayTraceWebhookView(APIView):
         delivery.body, body_has_card = redact_text(raw)
         delivery.contains_card_data = body_has_card
 
-        ok, reason, detail = _verify(raw, dict(request.headers), connection.active_webhook_secrets())
+        ok, reason, detail = _verify(
+            raw, dict(request.headers), connection.active_webhook_secrets()
+        )
         if not ok:
             return _reject(delivery, 401, reason, detail)
         delivery.signature_result = InboundDelivery.SignatureResult.VALID
@@ -166,18 +210,33 @@ class PayTraceWebhookView(APIView):
         try:
             body = json.loads(raw, parse_float=Decimal)
         except ValueError as exc:
-            return _reject(delivery, 400, "invalid_json", f"The body is not JSON: {exc}")
+            return _reject(
+                delivery, 400, "invalid_json", f"The body is not JSON: {exc}"
+            )
         serializer = EventSerializer(data=body if isinstance(body, dict) else {})
         if not isinstance(body, dict) or not serializer.is_valid():
-            errors = serializer.errors if isinstance(body, dict) else {"non_field_errors": ["expected a JSON object"]}
+            errors = (
+                serializer.errors
+                if isinstance(body, dict)
+                else {"non_field_errors": ["expected a JSON object"]}
+            )
             return _reject(delivery, 400, "invalid_shape", "", errors=errors)
 
         payload, payload_has_card = redact_data(body)
         has_card = body_has_card or payload_has_card
         delivery.contains_card_data = has_card
-        return self._accept(delivery, connection, serializer.validated_data, payload, has_card)
+        return self._accept(
+            delivery, connection, serializer.validated_data, payload, has_card
+        )
 
-    def _accept(self, delivery: InboundDelivery, connection: Connection, data: dict, payload: dict, has_card: bool) -> Response:
+    def _accept(
+        self,
+        delivery: InboundDelivery,
+        connection: Connection,
+        data: dict,
+        payload: dict,
+        has_card: bool,
+    ) -> Response:
         with transaction.atomic():
             delivery.save()
             try:
@@ -194,11 +253,16 @@ class PayTraceWebhookView(APIView):
                         received_at=delivery.received_at,
                     )
             except IntegrityError:
-                event = Event.objects.get(connection=connection, event_id=delivery.webhook_id)
+                event = Event.objects.get(
+                    connection=connection, event_id=delivery.webhook_id
+                )
                 delivery.event = event
                 delivery.response_status = 200
                 delivery.save(update_fields=["event", "response_status"])
-                return Response({"status": "duplicate", "event": event.pk}, status=status.HTTP_200_OK)
+                return Response(
+                    {"status": "duplicate", "event": event.pk},
+                    status=status.HTTP_200_OK,
+                )
             delivery.event = event
             delivery.response_status = 202
             delivery.save(update_fields=["event", "response_status"])
@@ -208,9 +272,20 @@ class PayTraceWebhookView(APIView):
                     event=event,
                     reason=f"Event {event.event_id} from {connection.slug} carried card data (masked before storage). Ask the sender to stop sending it.",
                 )
-            async_task("integrations.tasks.process_event", event.pk, task_name=f"event-{event.pk}")
-        logger.info("webhook queued event=%s type=%s connection=%s", event.pk, event.type, connection.slug)
-        return Response({"status": "queued", "event": event.pk}, status=status.HTTP_202_ACCEPTED)
+            async_task(
+                "integrations.tasks.process_event",
+                event.pk,
+                task_name=f"event-{event.pk}",
+            )
+        logger.info(
+            "webhook queued event=%s type=%s connection=%s",
+            event.pk,
+            event.type,
+            connection.slug,
+        )
+        return Response(
+            {"status": "queued", "event": event.pk}, status=status.HTTP_202_ACCEPTED
+        )
 
 
 class SilentPostView(APIView):
@@ -225,7 +300,9 @@ class SilentPostView(APIView):
     throttle_classes: list = []
 
     def post(self, request: Request, slug: str) -> Response:
-        connection = Connection.objects.filter(slug=slug, kind=Connection.Kind.PAYTRACE).first()
+        connection = Connection.objects.filter(
+            slug=slug, kind=Connection.Kind.PAYTRACE
+        ).first()
         delivery = InboundDelivery(
             connection=connection,
             connection_slug=slug[:60],
@@ -236,18 +313,37 @@ class SilentPostView(APIView):
         delivery.headers, _ = redact_headers(dict(request.headers))
         raw_bytes = request.body
         delivery.body_size = len(raw_bytes)
-        delivery.body, delivery.contains_card_data = redact_text(raw_bytes.decode("utf-8", errors="replace"))
+        delivery.body, delivery.contains_card_data = redact_text(
+            raw_bytes.decode("utf-8", errors="replace")
+        )
         if connection is None or not connection.is_active:
-            return _reject(delivery, 404, "unknown_connection", f"No active PayTrace connection '{slug}'.")
+            return _reject(
+                delivery,
+                404,
+                "unknown_connection",
+                f"No active PayTrace connection '{slug}'.",
+            )
         if len(raw_bytes) > settings.WEBHOOK_MAX_BODY_BYTES:
             return _reject(delivery, 413, "body_too_large", "Body too large.")
         fields = parse_silent_post(request.POST.get("parmList", ""))
         transaction_id = fields.get("TRANSACTIONID", "").strip()
         if not transaction_id.isdigit():
-            return _reject(delivery, 400, "invalid_shape", "parmList needs a numeric TRANSACTIONID.")
+            return _reject(
+                delivery,
+                400,
+                "invalid_shape",
+                "parmList needs a numeric TRANSACTIONID.",
+            )
         delivery.webhook_id = f"silent-post:{transaction_id}"
         delivery.response_status = 202
         with transaction.atomic():
             delivery.save()
-            async_task("integrations.tasks.confirm_silent_post", delivery.pk, task_name=f"silent-post-{delivery.pk}")
-        return Response({"status": "queued", "delivery": delivery.pk}, status=status.HTTP_202_ACCEPTED)
+            async_task(
+                "integrations.tasks.confirm_silent_post",
+                delivery.pk,
+                task_name=f"silent-post-{delivery.pk}",
+            )
+        return Response(
+            {"status": "queued", "delivery": delivery.pk},
+            status=status.HTTP_202_ACCEPTED,
+        )

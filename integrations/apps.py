@@ -6,7 +6,7 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
-        from integrations import checks, roles  # noqa: F401 - registers checks and signals
+        from integrations import checks, roles, schedules  # noqa: F401 - registers checks and signals
         from integrations.redaction import install_log_redaction
 
         install_log_redaction()

@@ -21,7 +21,9 @@ def get_fernet() -> MultiFernet:
     keys = list(settings.FIELD_ENCRYPTION_KEYS)
     if not keys:
         # Development and demo only (settings refuse to start without keys otherwise).
-        digest = hashlib.sha256(f"field-encryption:{settings.SECRET_KEY}".encode()).digest()
+        digest = hashlib.sha256(
+            f"field-encryption:{settings.SECRET_KEY}".encode()
+        ).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
     try:
         return MultiFernet([Fernet(key) for key in keys])
@@ -54,7 +56,9 @@ class EncryptedTextField(models.TextField):
     Python code sees plain text; the column only ever holds `fernet:<token>`.
     """
 
-    def from_db_value(self, value: str | None, expression: object, connection: object) -> str | None:
+    def from_db_value(
+        self, value: str | None, expression: object, connection: object
+    ) -> str | None:
         if value is None or value == "":
             return value
         return decrypt(value)

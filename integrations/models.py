@@ -22,7 +22,9 @@ from integrations.crypto import EncryptedTextField
 
 def validate_time_zone(value: str) -> None:
     if value not in available_timezones():
-        raise ValidationError(f"{value!r} is not an IANA time zone such as America/Chicago.")
+        raise ValidationError(
+            f"{value!r} is not an IANA time zone such as America/Chicago."
+        )
 
 
 class Environment(models.TextChoices):
@@ -42,18 +44,34 @@ class Connection(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
-    environment = models.CharField(max_length=10, choices=Environment.choices, default=Environment.DEV)
-    base_url = models.URLField(max_length=300, help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL.")
-    username = models.CharField(max_length=200, blank=True, help_text="PayTrace API user.")
-    password = EncryptedTextField(blank=True, help_text="PayTrace API password or Sage Pro gateway API key.")
-    integrator_id = models.CharField(max_length=40, blank=True, help_text="PayTrace integrator id.")
+    environment = models.CharField(
+        max_length=10, choices=Environment.choices, default=Environment.DEV
+    )
+    base_url = models.URLField(
+        max_length=300,
+        help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL.",
+    )
+    username = models.CharField(
+        max_length=200, blank=True, help_text="PayTrace API user."
+    )
+    password = EncryptedTextField(
+        blank=True, help_text="PayTrace API password or Sage Pro gateway API key."
+    )
+    integrator_id = models.CharField(
+        max_length=40, blank=True, help_text="PayTrace integrator id."
+    )
     time_zone = models.CharField(
         max_length=64,
         default="America/Los_Angeles",
         validators=[validate_time_zone],
         help_text="Zone of the gateway's local times (PayTrace dates carry none).",
     )
-    company_id = models.CharField(max_length=2, blank=True, default="01", help_text="Sage Pro company id (2 characters).")
+    company_id = models.CharField(
+        max_length=2,
+        blank=True,
+        default="01",
+        help_text="Sage Pro company id (2 characters).",
+    )
     sagepro = models.ForeignKey(
         "self",
         null=True,
@@ -63,7 +81,11 @@ class Connection(models.Model):
         related_name="payment_sources",
         help_text="For a PayTrace connection: the Sage Pro company its payments post to.",
     )
-    payment_method = models.CharField(max_length=20, default="CARD", help_text="Sage Pro receipt method for these payments.")
+    payment_method = models.CharField(
+        max_length=20,
+        default="CARD",
+        help_text="Sage Pro receipt method for these payments.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -116,11 +138,15 @@ class Connection(models.Model):
 class WebhookSecret(models.Model):
     """A signing secret for inbound webhooks. Several may be active during a rotation."""
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="webhook_secrets")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="webhook_secrets"
+    )
     label = models.CharField(max_length=60, blank=True)
     secret = EncryptedTextField(help_text="Standard Webhooks secret, whsec_…")
     is_active = models.BooleanField(default=True)
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="Stop accepting it after this time.")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Stop accepting it after this time."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -144,7 +170,13 @@ class InboundDelivery(models.Model):
         CONFIRMED = "confirmed", "Confirmed by lookup"
         UNCONFIRMED = "unconfirmed", "Not confirmed by lookup"
 
-    connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    connection = models.ForeignKey(
+        Connection,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
     connection_slug = models.CharField(max_length=60, blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.WEBHOOK)
     webhook_id = models.CharField(max_length=200, blank=True, db_index=True)
@@ -154,11 +186,21 @@ class InboundDelivery(models.Model):
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     signature_result = models.CharField(max_length=20, choices=SignatureResult.choices)
-    failure_reason = models.CharField(max_length=60, blank=True, help_text="Machine-readable reason.")
+    failure_reason = models.CharField(
+        max_length=60, blank=True, help_text="Machine-readable reason."
+    )
     failure_detail = models.TextField(blank=True)
     response_status = models.PositiveSmallIntegerField(default=0)
-    contains_card_data = models.BooleanField(default=False, help_text="Card data was found and masked.")
-    event = models.ForeignKey("Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    contains_card_data = models.BooleanField(
+        default=False, help_text="Card data was found and masked."
+    )
+    event = models.ForeignKey(
+        "Event",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
 
     class Meta:
         ordering = ["-received_at"]
@@ -183,15 +225,27 @@ class Event(models.Model):
         SILENT_POST = "silent_post", "Silent post"
         POLL = "poll", "Poll"
 
-    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="events")
-    event_id = models.CharField(max_length=200, help_text="The sender's id (webhook-id).")
-    source = models.CharField(max_length=20, choices=Source.choices, default=Source.WEBHOOK)
+    connection = models.ForeignKey(
+        Connection, on_delete=models.PROTECT, related_name="events"
+    )
+    event_id = models.CharField(
+        max_length=200, help_text="The sender's id (webhook-id)."
+    )
+    source = models.CharField(
+        max_length=20, choices=Source.choices, default=Source.WEBHOOK
+    )
     type = models.CharField(max_length=60)
     occurred_at = models.DateTimeField()
     transaction_id = models.CharField(max_length=40, blank=True, db_index=True)
-    payload = models.JSONField(encoder=DjangoJSONEncoder, help_text="The event body with card data masked.")
-    contains_card_data = models.BooleanField(default=False, help_text="The sender put card data in it; follow up with them.")
-    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
+    payload = models.JSONField(
+        encoder=DjangoJSONEncoder, help_text="The event body with card data masked."
+    )
+    contains_card_data = models.BooleanField(
+        default=False, help_text="The sender put card data in it; follow up with them."
+    )
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.QUEUED, db_index=True
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
@@ -203,7 +257,11 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
-        constraints = [models.UniqueConstraint(fields=["connection", "event_id"], name="event_unique_per_connection")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "event_id"], name="event_unique_per_connection"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
@@ -256,41 +314,76 @@ GATEWAY_STATUS_RANK = {
 class PaymentTransaction(models.Model):
     """One PayTrace transaction, as the portal last knew it."""
 
-    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="transactions")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.PROTECT, related_name="transactions"
+    )
     transaction_id = models.CharField(max_length=40)
     transaction_type = models.CharField(max_length=20, blank=True)
-    gateway_status = models.CharField(max_length=30, choices=GatewayStatus.choices, default=GatewayStatus.UNKNOWN)
-    status_code = models.CharField(max_length=40, blank=True, help_text="PayTrace status_code (GB… = settled).")
+    gateway_status = models.CharField(
+        max_length=30, choices=GatewayStatus.choices, default=GatewayStatus.UNKNOWN
+    )
+    status_code = models.CharField(
+        max_length=40, blank=True, help_text="PayTrace status_code (GB… = settled)."
+    )
     status_message = models.CharField(max_length=200, blank=True)
-    mapped_status = models.CharField(max_length=20, choices=PaymentStatus.choices, blank=True)
+    mapped_status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, blank=True
+    )
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3, default="USD")
-    tax_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    tax_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
     invoice_reference = models.CharField(max_length=60, blank=True, db_index=True)
-    customer_reference = models.CharField(max_length=60, blank=True, help_text="PayTrace customer_id (vault).")
-    customer_po = models.CharField(max_length=60, blank=True, help_text="PayTrace customer_reference_id.")
+    customer_reference = models.CharField(
+        max_length=60, blank=True, help_text="PayTrace customer_id (vault)."
+    )
+    customer_po = models.CharField(
+        max_length=60, blank=True, help_text="PayTrace customer_reference_id."
+    )
     card_last4 = models.CharField(max_length=4, blank=True)
     card_brand = models.CharField(max_length=20, blank=True)
     approval_code = models.CharField(max_length=20, blank=True)
     channel = models.CharField(max_length=40, blank=True)
     batch_number = models.CharField(max_length=20, blank=True)
-    created_at = models.DateTimeField(null=True, blank=True, help_text="When PayTrace created it (UTC).")
+    created_at = models.DateTimeField(
+        null=True, blank=True, help_text="When PayTrace created it (UTC)."
+    )
     settled_at = models.DateTimeField(null=True, blank=True)
-    status_changed_at = models.DateTimeField(null=True, blank=True, help_text="Occurred time of the event that set the status.")
-    source_record = models.JSONField(default=dict, encoder=DjangoJSONEncoder, help_text="PayTrace's record, card data masked.")
+    status_changed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Occurred time of the event that set the status.",
+    )
+    source_record = models.JSONField(
+        default=dict,
+        encoder=DjangoJSONEncoder,
+        help_text="PayTrace's record, card data masked.",
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-first_seen_at"]
         constraints = [
-            models.UniqueConstraint(fields=["connection", "transaction_id"], name="transaction_unique_per_connection")
+            models.UniqueConstraint(
+                fields=["connection", "transaction_id"],
+                name="transaction_unique_per_connection",
+            )
         ]
 
     def __str__(self) -> str:
         return f"PayTrace {self.transaction_id} {self.amount} {self.currency}"
 
-    def record(self, action: str, detail: str = "", *, event: Event | None = None, user: object = None, **changes: object) -> "TransactionHistory":
+    def record(
+        self,
+        action: str,
+        detail: str = "",
+        *,
+        event: Event | None = None,
+        user: object = None,
+        **changes: object,
+    ) -> "TransactionHistory":
         return self.history.create(
             action=action,
             detail=detail[:1000],
@@ -301,19 +394,26 @@ class PaymentTransaction(models.Model):
 
 
 def _jsonable(values: dict) -> dict:
-    return {key: str(value) if isinstance(value, Decimal) else value for key, value in values.items()}
+    return {
+        key: str(value) if isinstance(value, Decimal) else value
+        for key, value in values.items()
+    }
 
 
 class TransactionHistory(models.Model):
     """What happened to a transaction, in order: status changes, stale events, decisions."""
 
-    transaction = models.ForeignKey(PaymentTransaction, on_delete=models.CASCADE, related_name="history")
+    transaction = models.ForeignKey(
+        PaymentTransaction, on_delete=models.CASCADE, related_name="history"
+    )
     at = models.DateTimeField(default=timezone.now)
     action = models.CharField(max_length=40)
     detail = models.TextField(blank=True)
     changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
 
     class Meta:
         ordering = ["at", "id"]
@@ -337,17 +437,33 @@ class Posting(models.Model):
         DEAD = "dead", "Dead"
         NEEDS_REVIEW = "needs_review", "Needs review"
 
-    transaction = models.ForeignKey(PaymentTransaction, on_delete=models.PROTECT, related_name="postings")
-    sagepro = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="postings")
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CASH_RECEIPT)
+    transaction = models.ForeignKey(
+        PaymentTransaction, on_delete=models.PROTECT, related_name="postings"
+    )
+    sagepro = models.ForeignKey(
+        Connection, on_delete=models.PROTECT, related_name="postings"
+    )
+    kind = models.CharField(
+        max_length=20, choices=Kind.choices, default=Kind.CASH_RECEIPT
+    )
     idempotency_key = models.CharField(max_length=120, unique=True)
-    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
-    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder, help_text="The document as sent to Sage Pro.")
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    payload = models.JSONField(
+        default=dict,
+        encoder=DjangoJSONEncoder,
+        help_text="The document as sent to Sage Pro.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    document_number = models.CharField(max_length=40, blank=True, help_text="Sage Pro receipt number.")
-    unapplied_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    document_number = models.CharField(
+        max_length=40, blank=True, help_text="Sage Pro receipt number."
+    )
+    unapplied_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
     response = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     last_error = models.TextField(blank=True)
     last_error_code = models.CharField(max_length=40, blank=True)
@@ -357,7 +473,10 @@ class Posting(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["transaction", "kind"], name="one_posting_per_transaction_and_kind")
+            models.UniqueConstraint(
+                fields=["transaction", "kind"],
+                name="one_posting_per_transaction_and_kind",
+            )
         ]
 
     def __str__(self) -> str:
@@ -366,7 +485,9 @@ class Posting(models.Model):
     @staticmethod
     def key_for(connection: Connection, transaction_id: str, kind: str) -> str:
         """Derive the idempotency key from (connection, transaction id, document kind)."""
-        digest = hashlib.sha256(f"{connection.pk}|{transaction_id}|{kind}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            f"{connection.pk}|{transaction_id}|{kind}".encode()
+        ).hexdigest()[:16]
         return f"pt{connection.pk}-{transaction_id}-{kind}-{digest}"
 
 
@@ -387,16 +508,48 @@ class ReviewItem(models.Model):
         DISMISSED = "dismissed", "Dismissed"
 
     kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
-    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN, db_index=True)
-    transaction = models.ForeignKey(PaymentTransaction, null=True, blank=True, on_delete=models.CASCADE, related_name="review_items")
-    posting = models.ForeignKey(Posting, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_items")
-    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_items")
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.OPEN, db_index=True
+    )
+    transaction = models.ForeignKey(
+        PaymentTransaction,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="review_items",
+    )
+    posting = models.ForeignKey(
+        Posting,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_items",
+    )
+    event = models.ForeignKey(
+        Event,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_items",
+    )
     reason = models.TextField()
     error_code = models.CharField(max_length=40, blank=True)
-    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     resolution = models.TextField(blank=True)
 
     class Meta:
@@ -417,9 +570,13 @@ class ReviewItem(models.Model):
 class ReviewDecision(models.Model):
     """Who decided what about a review item, and when. Never edited."""
 
-    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="decisions")
+    item = models.ForeignKey(
+        ReviewItem, on_delete=models.CASCADE, related_name="decisions"
+    )
     at = models.DateTimeField(default=timezone.now)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL
+    )
     action = models.CharField(max_length=40)
     detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 

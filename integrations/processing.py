@@ -62,7 +62,11 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
 
 def queue(func: str, *args: Any) -> None:
     """Queue a task by dotted path. Inside a transaction, it commits with it."""
-    async_task(f"integrations.tasks.{func}", *args, task_name=f"{func}-{'-'.join(map(str, args))}")
+    async_task(
+        f"integrations.tasks.{func}",
+        *args,
+        task_name=f"{func}-{'-'.join(map(str, args))}",
+    )
 
 
 # --- events ----------------------------------------------------------------------------
@@ -82,7 +86,10 @@ def process_event(event_id: int) -> str:
             logger.exception("event %s crashed", event.pk)
         return _event_failed(event, exc)
     Event.objects.filter(pk=event.pk).update(
-        state=Event.State.PROCESSED, processed_at=timezone.now(), outcome=outcome[:200], last_error=""
+        state=Event.State.PROCESSED,
+        processed_at=timezone.now(),
+        outcome=outcome[:200],
+        last_error="",
     )
     return outcome
 
@@ -90,8 +97,15 @@ def process_event(event_id: int) -> str:
 def _event_failed(event: Event, exc: BaseException) -> str:
     if event.attempts >= settings.EVENT_MAX_ATTEMPTS:
         event.mark_failed(exc, state=Event.State.DEAD)
-        txn = PaymentTransaction.objects.filter(connection=event.connection, transaction_id=event.transaction_id).first()
-        open_review(txn, ReviewItem.Kind.DEAD, f"Event {event.event_id} ({event.type}) failed {event.attempts} times: {exc}", event=event)
+        txn = PaymentTransaction.objects.filter(
+            connection=event.connection, transaction_id=event.transaction_id
+        ).first()
+        open_review(
+            txn,
+            ReviewItem.Kind.DEAD,
+            f"Event {event.event_id} ({event.type}) failed {event.attempts} times: {exc}",
+            event=event,
+        )
         return "dead"
     event.next_attempt_at = timezone.now() + backoff_delay(event.attempts)
     event.save(update_fields=["next_attempt_at"])
@@ -101,13 +115,26 @@ def _event_failed(event: Event, exc: BaseException) -> str:
 
 def _claim_event(event_id: int) -> Event | None:
     with transaction.atomic():
-        event = Event.objects.select_for_update().select_related("connection").filter(pk=event_id).first()
+        event = (
+            Event.objects.select_for_update()
+            .select_related("connection")
+            .filter(pk=event_id)
+            .first()
+        )
         if event is None or event.state in (Event.State.PROCESSED, Event.State.DEAD):
             return None
         now = timezone.now()
-        if event.state == Event.State.PROCESSING and event.started_at and event.started_at > now - LEASE:
+        if (
+            event.state == Event.State.PROCESSING
+            and event.started_at
+            and event.started_at > now - LEASE
+        ):
             return None  # another worker holds it
-        if event.state == Event.State.FAILED and event.next_attempt_at and event.next_attempt_at > now:
+        if (
+            event.state == Event.State.FAILED
+            and event.next_attempt_at
+            and event.next_attempt_at > now
+        ):
             return None  # backing off
         event.state = Event.State.PROCESSING
         event.attempts += 1
@@ -152,19 +179,33 @@ def _upsert_transaction(event: Event, record: Any, record_data: dict) -> Decisio
         )
         txn = PaymentTransaction.objects.select_for_update().get(pk=txn.pk)
         if created:
-            txn.record("received", f"First seen in {event.type} ({event.source}).", event=event)
+            txn.record(
+                "received", f"First seen in {event.type} ({event.source}).", event=event
+            )
 
         if rule is None:
             _copy_record(txn, record, source)
             txn.save()
-            txn.record("unmapped_status", f"No status-map row matches {facts}.", event=event)
-            open_review(txn, ReviewItem.Kind.UNMAPPED_STATUS, f"No status-map row for event {event.type}, type {record.transaction_type or '-'}, status_code {record.status_code or '-'}, message {record.status_message or '-'}. Add a row and retry.", event=event)
+            txn.record(
+                "unmapped_status", f"No status-map row matches {facts}.", event=event
+            )
+            open_review(
+                txn,
+                ReviewItem.Kind.UNMAPPED_STATUS,
+                f"No status-map row for event {event.type}, type {record.transaction_type or '-'}, status_code {record.status_code or '-'}, message {record.status_message or '-'}. Add a row and retry.",
+                event=event,
+            )
             return Decision(txn, Action.REVIEW, "unmapped status")
 
         old_rank = GATEWAY_STATUS_RANK.get(txn.gateway_status, 0)
         new_rank = GATEWAY_STATUS_RANK.get(rule.gateway_status, 0)
-        older = txn.status_changed_at is not None and event.occurred_at < txn.status_changed_at
-        if new_rank < old_rank or (new_rank == old_rank and older and rule.gateway_status != txn.gateway_status):
+        older = (
+            txn.status_changed_at is not None
+            and event.occurred_at < txn.status_changed_at
+        )
+        if new_rank < old_rank or (
+            new_rank == old_rank and older and rule.gateway_status != txn.gateway_status
+        ):
             # The record in a stale event is older than what we hold: keep ours.
             txn.record(
                 "stale_event_ignored",
@@ -181,7 +222,9 @@ def _upsert_transaction(event: Event, record: Any, record_data: dict) -> Decisio
         _copy_record(txn, record, source)
         txn.gateway_status = rule.gateway_status
         txn.mapped_status = rule.payment_status
-        txn.status_changed_at = max(filter(None, [txn.status_changed_at, event.occurred_at]))
+        txn.status_changed_at = max(
+            filter(None, [txn.status_changed_at, event.occurred_at])
+        )
         txn.save()
         if previous != (txn.gateway_status, txn.mapped_status):
             txn.record(
@@ -193,17 +236,37 @@ def _upsert_transaction(event: Event, record: Any, record_data: dict) -> Decisio
                 rule=rule.id,
             )
         action = rule.action
-        if action == Action.RECORD_ONLY and txn.gateway_status in ("voided", "refunded") and txn.postings.filter(state=Posting.State.POSTED).exists():
-            open_review(txn, ReviewItem.Kind.REVERSAL, f"PayTrace reports {txn.gateway_status} but receipt {txn.postings.first().document_number} is posted in Sage Pro. Reverse it there.", event=event)
+        if (
+            action == Action.RECORD_ONLY
+            and txn.gateway_status in ("voided", "refunded")
+            and txn.postings.filter(state=Posting.State.POSTED).exists()
+        ):
+            open_review(
+                txn,
+                ReviewItem.Kind.REVERSAL,
+                f"PayTrace reports {txn.gateway_status} but receipt {txn.postings.first().document_number} is posted in Sage Pro. Reverse it there.",
+                event=event,
+            )
         if action == Action.REVIEW:
-            open_review(txn, ReviewItem.Kind.UNMAPPED_STATUS, f"The status map sends {rule.describe()} to review.", event=event)
-        if action == Action.POST_RECEIPT and (txn.transaction_type or "").upper() not in RECEIPT_TYPES:
+            open_review(
+                txn,
+                ReviewItem.Kind.UNMAPPED_STATUS,
+                f"The status map sends {rule.describe()} to review.",
+                event=event,
+            )
+        if (
+            action == Action.POST_RECEIPT
+            and (txn.transaction_type or "").upper() not in RECEIPT_TYPES
+        ):
             action = Action.RECORD_ONLY
         return Decision(txn, action, f"{txn.gateway_status}/{txn.mapped_status}")
 
 
 def _wants_receipt(txn: PaymentTransaction) -> bool:
-    return txn.mapped_status == "Paid" and (txn.transaction_type or "").upper() in RECEIPT_TYPES
+    return (
+        txn.mapped_status == "Paid"
+        and (txn.transaction_type or "").upper() in RECEIPT_TYPES
+    )
 
 
 def _copy_record(txn: PaymentTransaction, record: Any, source: dict) -> None:
@@ -236,9 +299,22 @@ def open_review(
     error_code: str = "",
 ) -> ReviewItem:
     """Open a review item, or refresh the open one of the same kind (never two)."""
-    item = ReviewItem.objects.filter(transaction=txn, kind=kind, state=ReviewItem.State.OPEN).first() if txn else None
+    item = (
+        ReviewItem.objects.filter(
+            transaction=txn, kind=kind, state=ReviewItem.State.OPEN
+        ).first()
+        if txn
+        else None
+    )
     if item is None:
-        item = ReviewItem.objects.create(transaction=txn, kind=kind, reason=reason, event=event, posting=posting, error_code=error_code)
+        item = ReviewItem.objects.create(
+            transaction=txn,
+            kind=kind,
+            reason=reason,
+            event=event,
+            posting=posting,
+            error_code=error_code,
+        )
     else:
         item.reason, item.error_code = reason, error_code
         item.posting = posting or item.posting
@@ -270,11 +346,21 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
         return f"receipt posting already exists ({existing.state})"
     sage_conn = txn.connection.sagepro
     if sage_conn is None or not sage_conn.is_active:
-        open_review(txn, ReviewItem.Kind.VALIDATION, f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry.", event=event)
+        open_review(
+            txn,
+            ReviewItem.Kind.VALIDATION,
+            f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry.",
+            event=event,
+        )
         return "no Sage Pro connection"
     invno = txn.invoice_reference.strip()
     if not invno:
-        open_review(txn, ReviewItem.Kind.UNMATCHED, "PayTrace's record has no invoice_id. Apply it to an invoice by hand.", event=event)
+        open_review(
+            txn,
+            ReviewItem.Kind.UNMATCHED,
+            "PayTrace's record has no invoice_id. Apply it to an invoice by hand.",
+            event=event,
+        )
         return "unmatched: no invoice reference"
     invoice = sage_conn.sage().get_invoice(invno)  # transient errors retry the event
     problem = invoice_problem(invoice, invno, txn.customer_reference)
@@ -305,11 +391,15 @@ def create_receipt_payload(txn: PaymentTransaction, invoice: dict) -> dict:
         "amount": str(txn.amount),
         "method": txn.connection.payment_method,
         "reference": txn.transaction_id,
-        "applications": [{"invno": str(invoice["invno"]).strip(), "amount": str(applied)}],
+        "applications": [
+            {"invno": str(invoice["invno"]).strip(), "amount": str(applied)}
+        ],
     }
 
 
-def create_receipt_posting(txn: PaymentTransaction, sage_conn: Connection, invoice: dict) -> Posting:
+def create_receipt_posting(
+    txn: PaymentTransaction, sage_conn: Connection, invoice: dict
+) -> Posting:
     """Create the transaction's one cash-receipt posting, applied to `invoice`.
 
     The application is capped at the invoice's live balance; the rest stays on the
@@ -323,13 +413,20 @@ def create_receipt_posting(txn: PaymentTransaction, sage_conn: Connection, invoi
             kind=kind,
             defaults={
                 "sagepro": sage_conn,
-                "idempotency_key": Posting.key_for(txn.connection, txn.transaction_id, kind),
+                "idempotency_key": Posting.key_for(
+                    txn.connection, txn.transaction_id, kind
+                ),
                 "payload": payload,
             },
         )
         if created:
             application = payload["applications"][0]
-            txn.record("posting_created", f"Cash receipt for invoice {application['invno']}", amount=txn.amount, applied=application["amount"])
+            txn.record(
+                "posting_created",
+                f"Cash receipt for invoice {application['invno']}",
+                amount=txn.amount,
+                applied=application["amount"],
+            )
     return posting
 
 
@@ -340,7 +437,10 @@ def _receipt_for_connector(payload: dict) -> dict:
         "amount": Decimal(payload["amount"]),
         "method": payload["method"],
         "reference": payload["reference"],
-        "applications": [{"invno": a["invno"], "amount": Decimal(a["amount"])} for a in payload.get("applications", [])],
+        "applications": [
+            {"invno": a["invno"], "amount": Decimal(a["amount"])}
+            for a in payload.get("applications", [])
+        ],
     }
 
 
@@ -358,7 +458,9 @@ def send_posting(posting_id: int) -> str:
             if found:
                 _mark_posted(posting, found[0], recovered=True)
                 return "posted (found by idempotency key)"
-        result = sage.post_cash_receipt(posting.idempotency_key, _receipt_for_connector(posting.payload))
+        result = sage.post_cash_receipt(
+            posting.idempotency_key, _receipt_for_connector(posting.payload)
+        )
     except ConnectorError as exc:
         return _mark_send_failed(posting, exc)
     _mark_posted(posting, result)
@@ -368,17 +470,38 @@ def send_posting(posting_id: int) -> str:
 def _claim_posting(posting_id: int) -> Posting | None:
     now = timezone.now()
     with transaction.atomic():
-        posting = Posting.objects.select_for_update().select_related("sagepro", "transaction").filter(pk=posting_id).first()
+        posting = (
+            Posting.objects.select_for_update()
+            .select_related("sagepro", "transaction")
+            .filter(pk=posting_id)
+            .first()
+        )
         if posting is None:
             return None
-        if posting.state == Posting.State.IN_PROGRESS and posting.started_at and posting.started_at > now - LEASE:
+        if (
+            posting.state == Posting.State.IN_PROGRESS
+            and posting.started_at
+            and posting.started_at > now - LEASE
+        ):
             return None
-        if posting.state == Posting.State.FAILED and posting.next_attempt_at and posting.next_attempt_at > now:
+        if (
+            posting.state == Posting.State.FAILED
+            and posting.next_attempt_at
+            and posting.next_attempt_at > now
+        ):
             return None
-        if posting.state not in (Posting.State.PENDING, Posting.State.FAILED, Posting.State.IN_PROGRESS):
+        if posting.state not in (
+            Posting.State.PENDING,
+            Posting.State.FAILED,
+            Posting.State.IN_PROGRESS,
+        ):
             return None
         if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
-            _mark_dead(posting, posting.last_error or "Attempts exhausted (a worker stopped mid-posting each time).")
+            _mark_dead(
+                posting,
+                posting.last_error
+                or "Attempts exhausted (a worker stopped mid-posting each time).",
+            )
             return None
         posting.state = Posting.State.IN_PROGRESS
         posting.attempts += 1
@@ -398,10 +521,22 @@ def _mark_posted(posting: Posting, result: dict, *, recovered: bool = False) -> 
         posting.next_attempt_at = None
         posting.last_error = posting.last_error if recovered else ""
         posting.save()
-        note = " (found by idempotency key after an unknown outcome)" if recovered else ""
-        posting.transaction.record("posted", f"Sage Pro receipt {posting.document_number}{note}", receipt=posting.document_number)
-        ReviewItem.objects.filter(posting=posting, state=ReviewItem.State.OPEN, kind__in=[ReviewItem.Kind.DEAD, ReviewItem.Kind.VALIDATION]).update(
-            state=ReviewItem.State.RESOLVED, resolved_at=timezone.now(), resolution=f"Posted as receipt {posting.document_number}"
+        note = (
+            " (found by idempotency key after an unknown outcome)" if recovered else ""
+        )
+        posting.transaction.record(
+            "posted",
+            f"Sage Pro receipt {posting.document_number}{note}",
+            receipt=posting.document_number,
+        )
+        ReviewItem.objects.filter(
+            posting=posting,
+            state=ReviewItem.State.OPEN,
+            kind__in=[ReviewItem.Kind.DEAD, ReviewItem.Kind.VALIDATION],
+        ).update(
+            state=ReviewItem.State.RESOLVED,
+            resolved_at=timezone.now(),
+            resolution=f"Posted as receipt {posting.document_number}",
         )
 
 
@@ -414,7 +549,13 @@ def _mark_send_failed(posting: Posting, exc: ConnectorError) -> str:
             posting.state = Posting.State.NEEDS_REVIEW
             posting.next_attempt_at = None
             posting.save()
-            open_review(txn, ReviewItem.Kind.VALIDATION, f"Sage Pro refused the receipt: {exc}", posting=posting, error_code=exc.code)
+            open_review(
+                txn,
+                ReviewItem.Kind.VALIDATION,
+                f"Sage Pro refused the receipt: {exc}",
+                posting=posting,
+                error_code=exc.code,
+            )
             return "needs review"
         if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
             _mark_dead(posting, str(exc))
@@ -422,7 +563,10 @@ def _mark_send_failed(posting: Posting, exc: ConnectorError) -> str:
         posting.state = Posting.State.FAILED
         posting.next_attempt_at = timezone.now() + backoff_delay(posting.attempts)
         posting.save()
-        txn.record("post_failed", f"Attempt {posting.attempts} failed: {exc}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+        txn.record(
+            "post_failed",
+            f"Attempt {posting.attempts} failed: {exc}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
+        )
         return "failed"
 
 
@@ -430,7 +574,13 @@ def _mark_dead(posting: Posting, reason: str) -> None:
     posting.state = Posting.State.DEAD
     posting.next_attempt_at = None
     posting.save()
-    open_review(posting.transaction, ReviewItem.Kind.DEAD, f"Gave up after {posting.attempts} attempts: {reason}", posting=posting, error_code=posting.last_error_code)
+    open_review(
+        posting.transaction,
+        ReviewItem.Kind.DEAD,
+        f"Gave up after {posting.attempts} attempts: {reason}",
+        posting=posting,
+        error_code=posting.last_error_code,
+    )
 
 
 # --- silent posts ----------------------------------------------------------------------
@@ -452,7 +602,9 @@ def confirm_silent_post(delivery_id: int) -> str:
         delivery.signature_result = InboundDelivery.SignatureResult.UNCONFIRMED
         delivery.failure_reason = "not_found_at_paytrace"
         delivery.failure_detail = f"PayTrace has no transaction {transaction_id}; the silent post was not trusted."
-        delivery.save(update_fields=["signature_result", "failure_reason", "failure_detail"])
+        delivery.save(
+            update_fields=["signature_result", "failure_reason", "failure_detail"]
+        )
         return "unconfirmed"
     data, has_card = redact_data(record)
     with transaction.atomic():
@@ -493,14 +645,22 @@ def retry_posting(posting: Posting, user: AbstractBaseUser | None = None) -> boo
         if not moved:
             return False
         posting.refresh_from_db()
-        posting.transaction.record("retry_requested", "Retry now (attempt count reset)", user=user)
-        for item in ReviewItem.objects.filter(posting=posting, state=ReviewItem.State.OPEN):
-            ReviewDecision.objects.create(item=item, user=user, action="retry", detail={"posting": posting.pk})
+        posting.transaction.record(
+            "retry_requested", "Retry now (attempt count reset)", user=user
+        )
+        for item in ReviewItem.objects.filter(
+            posting=posting, state=ReviewItem.State.OPEN
+        ):
+            ReviewDecision.objects.create(
+                item=item, user=user, action="retry", detail={"posting": posting.pk}
+            )
         queue("send_posting", posting.pk)
     return True
 
 
-def apply_review_item(item: ReviewItem, invno: str, user: AbstractBaseUser | None = None) -> Posting:
+def apply_review_item(
+    item: ReviewItem, invno: str, user: AbstractBaseUser | None = None
+) -> Posting:
     """Resolve an `unmatched` item by applying its payment to the given invoice number.
 
     Raises ValueError with a message for the reviewer when the invoice is unknown, not
@@ -515,14 +675,20 @@ def apply_review_item(item: ReviewItem, invno: str, user: AbstractBaseUser | Non
         raise ValueError(f"Review item {item.pk} has no transaction to apply.")
     sage_conn = txn.connection.sagepro
     if sage_conn is None:
-        raise ValueError(f"Connection {txn.connection.slug} has no Sage Pro connection to post to.")
+        raise ValueError(
+            f"Connection {txn.connection.slug} has no Sage Pro connection to post to."
+        )
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None and existing.state == Posting.State.POSTED:
-        raise ValueError(f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}.")
+        raise ValueError(
+            f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}."
+        )
     try:
         invoice = sage_conn.sage().get_invoice(invno)
     except ConnectorError as exc:
-        raise ValueError(f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly.") from exc
+        raise ValueError(
+            f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly."
+        ) from exc
     problem = invoice_problem(invoice, invno, "")
     if problem:
         raise ValueError(problem)
@@ -532,23 +698,42 @@ def apply_review_item(item: ReviewItem, invno: str, user: AbstractBaseUser | Non
             posting = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
             if posting is not None and item.resolution == f"Applied to invoice {invno}":
                 return posting  # the same decision, made twice
-            raise ValueError(f"Review item {item.pk} was already {item.state}: {item.resolution}")
+            raise ValueError(
+                f"Review item {item.pk} was already {item.state}: {item.resolution}"
+            )
         posting = create_receipt_posting(txn, sage_conn, invoice)
         if posting.state != Posting.State.PENDING:
             fresh = create_receipt_payload(txn, invoice)
-            Posting.objects.filter(pk=posting.pk).update(payload=fresh, state=Posting.State.PENDING, attempts=0, next_attempt_at=None)
+            Posting.objects.filter(pk=posting.pk).update(
+                payload=fresh,
+                state=Posting.State.PENDING,
+                attempts=0,
+                next_attempt_at=None,
+            )
         item.state = ReviewItem.State.RESOLVED
         item.resolved_at = timezone.now()
         item.resolved_by = user if getattr(user, "pk", None) else None
         item.resolution = f"Applied to invoice {invno}"
         item.save()
-        ReviewDecision.objects.create(item=item, user=item.resolved_by, action="apply", detail={"invno": invno, "posting": posting.pk})
-        txn.record("review_applied", f"Applied to invoice {invno} by {user or 'system'}", user=user, invno=invno)
+        ReviewDecision.objects.create(
+            item=item,
+            user=item.resolved_by,
+            action="apply",
+            detail={"invno": invno, "posting": posting.pk},
+        )
+        txn.record(
+            "review_applied",
+            f"Applied to invoice {invno} by {user or 'system'}",
+            user=user,
+            invno=invno,
+        )
         queue("send_posting", posting.pk)
     return posting
 
 
-def dismiss_review_item(item: ReviewItem, reason: str, user: AbstractBaseUser | None = None) -> None:
+def dismiss_review_item(
+    item: ReviewItem, reason: str, user: AbstractBaseUser | None = None
+) -> None:
     reason = reason.strip()
     if not reason:
         raise ValueError("Say why the item is dismissed.")
@@ -561,7 +746,12 @@ def dismiss_review_item(item: ReviewItem, reason: str, user: AbstractBaseUser | 
         item.resolved_by = user if getattr(user, "pk", None) else None
         item.resolution = f"Dismissed: {reason}"
         item.save()
-        ReviewDecision.objects.create(item=item, user=item.resolved_by, action="dismiss", detail={"reason": reason})
+        ReviewDecision.objects.create(
+            item=item,
+            user=item.resolved_by,
+            action="dismiss",
+            detail={"reason": reason},
+        )
         if item.transaction:
             item.transaction.record("review_dismissed", reason, user=user)
 
@@ -575,11 +765,23 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     stale = now - LEASE
     due_postings = list(
-        Posting.objects.filter(state=Posting.State.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)[:500]
-    ) + list(Posting.objects.filter(state=Posting.State.IN_PROGRESS, started_at__lt=stale).values_list("pk", flat=True)[:500])
+        Posting.objects.filter(
+            state=Posting.State.FAILED, next_attempt_at__lte=now
+        ).values_list("pk", flat=True)[:500]
+    ) + list(
+        Posting.objects.filter(
+            state=Posting.State.IN_PROGRESS, started_at__lt=stale
+        ).values_list("pk", flat=True)[:500]
+    )
     events = list(
-        Event.objects.filter(state=Event.State.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)[:500]
-    ) + list(Event.objects.filter(state=Event.State.PROCESSING, started_at__lt=stale).values_list("pk", flat=True)[:500])
+        Event.objects.filter(
+            state=Event.State.FAILED, next_attempt_at__lte=now
+        ).values_list("pk", flat=True)[:500]
+    ) + list(
+        Event.objects.filter(
+            state=Event.State.PROCESSING, started_at__lt=stale
+        ).values_list("pk", flat=True)[:500]
+    )
     with transaction.atomic():
         for pk in due_postings:
             queue("send_posting", pk)

@@ -18,17 +18,36 @@ _PAN_RE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 
 # Field names (lower-case, letters and digits only) that hold a card number or CVV.
 _CARD_NUMBER_KEYS = {
-    "cardnumber", "cardnum", "ccnumber", "ccnum", "creditcardnumber", "pan",
-    "accountnumbercard", "encryptednumber", "primaryaccountnumber",
+    "cardnumber",
+    "cardnum",
+    "ccnumber",
+    "ccnum",
+    "creditcardnumber",
+    "pan",
+    "accountnumbercard",
+    "encryptednumber",
+    "primaryaccountnumber",
 }
 _CVV_KEYS = {
-    "cvv", "cvv2", "cvc", "cvc2", "csc", "cid", "securitycode", "cardcode",
-    "cardsecuritycode", "cardverificationvalue", "encryptedcsc", "cvn",
+    "cvv",
+    "cvv2",
+    "cvc",
+    "cvc2",
+    "csc",
+    "cid",
+    "securitycode",
+    "cardcode",
+    "cardsecuritycode",
+    "cardverificationvalue",
+    "encryptedcsc",
+    "cvn",
 }
 # `number` alone is a card number only inside a card object.
 _CARD_PARENTS = {"creditcard", "card", "payment_card", "paymentcard", "cc"}
 
-_SECRET_HEADER_RE = re.compile(r"authorization|cookie|secret|token|password|api[-_]?key", re.I)
+_SECRET_HEADER_RE = re.compile(
+    r"authorization|cookie|secret|token|password|api[-_]?key", re.I
+)
 
 _JSON_FIELD_RE = re.compile(r'"([A-Za-z0-9_\-]+)"(\s*:\s*)("(?:[^"\\]|\\.)*"|-?\d+)')
 _FORM_FIELD_RE = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_\-]+)([=~])([^&|\s]*)")
@@ -72,7 +91,12 @@ def redact_text(text: str) -> tuple[str, bool]:
         nonlocal found
         key, sep, value = match.group(1), match.group(2), match.group(3)
         bare = value.strip('"')
-        if not is_sensitive_key(key) or not bare or bare == MASK or _already_masked(bare):
+        if (
+            not is_sensitive_key(key)
+            or not bare
+            or bare == MASK
+            or _already_masked(bare)
+        ):
             return match.group(0)
         found = True
         replacement = f'"{MASK}"' if quoted else MASK
@@ -94,8 +118,12 @@ def redact_data(value: Any, parent: str = "") -> tuple[Any, bool]:
         found = False
         out = {}
         for key, item in value.items():
-            if is_sensitive_key(str(key), parent) and item not in ("", None) and not (
-                isinstance(item, str) and (_already_masked(item) or item == MASK)
+            if (
+                is_sensitive_key(str(key), parent)
+                and item not in ("", None)
+                and not (
+                    isinstance(item, str) and (_already_masked(item) or item == MASK)
+                )
             ):
                 out[key] = MASK
                 found = True
@@ -108,7 +136,11 @@ def redact_data(value: Any, parent: str = "") -> tuple[Any, bool]:
         return [i for i, _ in items], any(hit for _, hit in items)
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 13 <= len(str(abs(value))) <= 19
+    ):
         text, hit = redact_text(str(value))
         return (text if hit else value), hit
     return value, False

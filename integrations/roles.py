@@ -46,5 +46,7 @@ def ensure_groups(sender: object, **kwargs: object) -> None:
         for app_label, models in apps.items():
             for model, actions in models.items():
                 codenames = [f"{action}_{model}" for action in actions]
-                wanted += Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
+                wanted += Permission.objects.filter(
+                    content_type__app_label=app_label, codename__in=codenames
+                )
         group.permissions.add(*wanted)

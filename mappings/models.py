@@ -29,15 +29,37 @@ class StatusMap(models.Model):
         VOIDED = "voided"
         REFUNDED = "refunded"
 
-    connection = models.ForeignKey("integrations.Connection", on_delete=models.CASCADE, related_name="status_maps")
-    priority = models.PositiveIntegerField(default=100, help_text="Lower runs first; the first matching row wins.")
-    event_type = models.CharField(max_length=60, blank=True, help_text="e.g. transaction.approved; blank = any.")
-    transaction_type = models.CharField(max_length=20, blank=True, help_text="PayTrace transaction_type (SALE, REFUND…); blank = any.")
-    status_code_pattern = models.CharField(max_length=40, blank=True, help_text="Glob on status_code, e.g. GB*; blank = any.")
-    status_message_pattern = models.CharField(max_length=80, blank=True, help_text="Glob on status_message, case-insensitive, e.g. *VOID*.")
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="status_maps"
+    )
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower runs first; the first matching row wins."
+    )
+    event_type = models.CharField(
+        max_length=60, blank=True, help_text="e.g. transaction.approved; blank = any."
+    )
+    transaction_type = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="PayTrace transaction_type (SALE, REFUND…); blank = any.",
+    )
+    status_code_pattern = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Glob on status_code, e.g. GB*; blank = any.",
+    )
+    status_message_pattern = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="Glob on status_message, case-insensitive, e.g. *VOID*.",
+    )
     response_code = models.PositiveIntegerField(null=True, blank=True)
     gateway_status = models.CharField(max_length=30, choices=GatewayStatus.choices)
-    payment_status = models.CharField(max_length=20, choices=PaymentStatus.choices, help_text="Sage Pro payment status.")
+    payment_status = models.CharField(
+        max_length=20,
+        choices=PaymentStatus.choices,
+        help_text="Sage Pro payment status.",
+    )
     action = models.CharField(max_length=20, choices=Action.choices)
     is_active = models.BooleanField(default=True)
 
@@ -63,7 +85,10 @@ class StatusMap(models.Model):
 
     @classmethod
     def rules_for(cls, connection: object) -> list[StatusRule]:
-        return [row.as_rule() for row in cls.objects.filter(connection=connection, is_active=True)]
+        return [
+            row.as_rule()
+            for row in cls.objects.filter(connection=connection, is_active=True)
+        ]
 
     @classmethod
     def seed_defaults(cls, connection: object) -> int:

@@ -44,11 +44,18 @@ class StatusRule:
         """Blank conditions match anything; patterns are case-insensitive globs."""
         if self.event_type and self.event_type != facts.event_type:
             return False
-        if self.transaction_type and self.transaction_type.upper() != facts.transaction_type.upper():
+        if (
+            self.transaction_type
+            and self.transaction_type.upper() != facts.transaction_type.upper()
+        ):
             return False
-        if self.status_code_pattern and not _glob(facts.status_code, self.status_code_pattern):
+        if self.status_code_pattern and not _glob(
+            facts.status_code, self.status_code_pattern
+        ):
             return False
-        if self.status_message_pattern and not _glob(facts.status_message, self.status_message_pattern):
+        if self.status_message_pattern and not _glob(
+            facts.status_message, self.status_message_pattern
+        ):
             return False
         return self.response_code is None or self.response_code == facts.response_code
 
@@ -56,8 +63,12 @@ class StatusRule:
         parts = [
             f"event {self.event_type}" if self.event_type else "",
             f"type {self.transaction_type}" if self.transaction_type else "",
-            f"status_code {self.status_code_pattern}" if self.status_code_pattern else "",
-            f"message {self.status_message_pattern}" if self.status_message_pattern else "",
+            f"status_code {self.status_code_pattern}"
+            if self.status_code_pattern
+            else "",
+            f"message {self.status_message_pattern}"
+            if self.status_message_pattern
+            else "",
             f"response {self.response_code}" if self.response_code is not None else "",
         ]
         when = ", ".join(p for p in parts if p) or "anything"
@@ -81,16 +92,87 @@ def map_status(facts: StatusFacts, rules: Sequence[StatusRule]) -> StatusRule | 
 # export `status_code` meanings of the PayTrace reference (§7.2) for polled or
 # confirmed records. Refund transactions never post a receipt.
 DEFAULT_RULES: tuple[StatusRule, ...] = (
-    StatusRule("refunded", "Refunded", Action.RECORD_ONLY, transaction_type="REFUND", priority=5),
-    StatusRule("declined", "Failed", Action.RECORD_ONLY, event_type="transaction.declined", priority=10),
-    StatusRule("voided", "Voided", Action.RECORD_ONLY, event_type="transaction.voided", priority=20),
-    StatusRule("refunded", "Refunded", Action.RECORD_ONLY, event_type="transaction.refunded", priority=30),
-    StatusRule("settled", "Paid", Action.POST_RECEIPT, event_type="transaction.settled", priority=40),
-    StatusRule("approved", "Paid", Action.POST_RECEIPT, event_type="transaction.approved", priority=50),
-    StatusRule("settled", "Paid", Action.POST_RECEIPT, status_code_pattern="GB*", priority=60),
-    StatusRule("settled", "Paid", Action.POST_RECEIPT, status_message_pattern="*SETTLED*", priority=61),
-    StatusRule("pending_settlement", "Paid", Action.POST_RECEIPT, status_code_pattern="Y", priority=70),
-    StatusRule("voided", "Voided", Action.RECORD_ONLY, status_code_pattern="N", status_message_pattern="*VOID*", priority=80),
-    StatusRule("declined", "Failed", Action.RECORD_ONLY, status_code_pattern="N", status_message_pattern="*DECL*", priority=81),
-    StatusRule("authorized", "Authorized", Action.RECORD_ONLY, status_code_pattern="N", status_message_pattern="*AUTH*", priority=82),
+    StatusRule(
+        "refunded",
+        "Refunded",
+        Action.RECORD_ONLY,
+        transaction_type="REFUND",
+        priority=5,
+    ),
+    StatusRule(
+        "declined",
+        "Failed",
+        Action.RECORD_ONLY,
+        event_type="transaction.declined",
+        priority=10,
+    ),
+    StatusRule(
+        "voided",
+        "Voided",
+        Action.RECORD_ONLY,
+        event_type="transaction.voided",
+        priority=20,
+    ),
+    StatusRule(
+        "refunded",
+        "Refunded",
+        Action.RECORD_ONLY,
+        event_type="transaction.refunded",
+        priority=30,
+    ),
+    StatusRule(
+        "settled",
+        "Paid",
+        Action.POST_RECEIPT,
+        event_type="transaction.settled",
+        priority=40,
+    ),
+    StatusRule(
+        "approved",
+        "Paid",
+        Action.POST_RECEIPT,
+        event_type="transaction.approved",
+        priority=50,
+    ),
+    StatusRule(
+        "settled", "Paid", Action.POST_RECEIPT, status_code_pattern="GB*", priority=60
+    ),
+    StatusRule(
+        "settled",
+        "Paid",
+        Action.POST_RECEIPT,
+        status_message_pattern="*SETTLED*",
+        priority=61,
+    ),
+    StatusRule(
+        "pending_settlement",
+        "Paid",
+        Action.POST_RECEIPT,
+        status_code_pattern="Y",
+        priority=70,
+    ),
+    StatusRule(
+        "voided",
+        "Voided",
+        Action.RECORD_ONLY,
+        status_code_pattern="N",
+        status_message_pattern="*VOID*",
+        priority=80,
+    ),
+    StatusRule(
+        "declined",
+        "Failed",
+        Action.RECORD_ONLY,
+        status_code_pattern="N",
+        status_message_pattern="*DECL*",
+        priority=81,
+    ),
+    StatusRule(
+        "authorized",
+        "Authorized",
+        Action.RECORD_ONLY,
+        status_code_pattern="N",
+        status_message_pattern="*AUTH*",
+        priority=82,
+    ),
 )

@@ -26,7 +26,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Keys for secrets at rest (connection passwords, API keys, webhook secrets). The first
@@ -107,7 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not :memory:, so tests run in WAL mode like the product; one per process
     # so parallel test runs never share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -115,7 +119,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
@@ -166,9 +172,15 @@ OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=False)
-SANDBOX_SAGEPRO_API_KEY = env.str("SANDBOX_SAGEPRO_API_KEY", default="sandbox-sagepro-key")
-SANDBOX_PAYTRACE_USERNAME = env.str("SANDBOX_PAYTRACE_USERNAME", default="demo-api-user")
-SANDBOX_PAYTRACE_PASSWORD = env.str("SANDBOX_PAYTRACE_PASSWORD", default="demo-api-password")
+SANDBOX_SAGEPRO_API_KEY = env.str(
+    "SANDBOX_SAGEPRO_API_KEY", default="sandbox-sagepro-key"
+)
+SANDBOX_PAYTRACE_USERNAME = env.str(
+    "SANDBOX_PAYTRACE_USERNAME", default="demo-api-user"
+)
+SANDBOX_PAYTRACE_PASSWORD = env.str(
+    "SANDBOX_PAYTRACE_PASSWORD", default="demo-api-password"
+)
 # Where the PayTrace sandbox relays its signed events (the portal's own webhook).
 SANDBOX_PAYTRACE_WEBHOOK_URL = env.str(
     "SANDBOX_PAYTRACE_WEBHOOK_URL",
@@ -207,7 +219,9 @@ EMAIL_BACKEND = env.str(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
@@ -215,4 +229,6 @@ LOGGING = {
 
 # The PayTrace sandbox writes its `created.at`/`settled` times in this zone, as the real
 # gateway does in its local time; the sandbox connection's time zone must match.
-SANDBOX_PAYTRACE_TIME_ZONE = env.str("SANDBOX_PAYTRACE_TIME_ZONE", default="America/Los_Angeles")
+SANDBOX_PAYTRACE_TIME_ZONE = env.str(
+    "SANDBOX_PAYTRACE_TIME_ZONE", default="America/Los_Angeles"
+)

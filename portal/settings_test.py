@@ -8,7 +8,8 @@ os.environ.setdefault(
 )
 os.environ["SANDBOX_ENABLED"] = "1"
 os.environ.setdefault(
-    "SANDBOX_PAYTRACE_WEBHOOK_URL", "http://testserver/webhooks/paytrace/paytrace-sandbox/"
+    "SANDBOX_PAYTRACE_WEBHOOK_URL",
+    "http://testserver/webhooks/paytrace/paytrace-sandbox/",
 )
 
 from portal.settings import *  # noqa: E402,F403

@@ -55,7 +55,9 @@ def paytrace_conn(db, sagepro_conn):
         time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
         sagepro=sagepro_conn,
     )
-    connection.webhook_secrets.create(label="current", secret=settings.DEMO_WEBHOOK_SECRET)
+    connection.webhook_secrets.create(
+        label="current", secret=settings.DEMO_WEBHOOK_SECRET
+    )
     return connection
 
 

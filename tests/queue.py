@@ -28,4 +28,6 @@ def run_queued_tasks(max_tasks: int = 1000) -> int:
             func = import_string(func)
         func(*task.get("args", ()), **task.get("kwargs", {}))
         ran += 1
-    raise AssertionError(f"more than {max_tasks} tasks ran: a task is re-queueing itself")
+    raise AssertionError(
+        f"more than {max_tasks} tasks ran: a task is re-queueing itself"
+    )

@@ -27,26 +27,47 @@ def paytrace_record(**overrides) -> dict:
         "description": "",
         "customer_id": "",
         "receipt_emailed_to": "",
-        "credit_card": {"masked_number": "************1111", "expiration_month": 9, "expiration_year": 28},
-        "billing_address": {"name": "Ada Buyer", "street_address": "1 Main St", "street_address2": "", "city": "Spokane", "state": "WA", "zip": "99201", "country": "US"},
+        "credit_card": {
+            "masked_number": "************1111",
+            "expiration_month": 9,
+            "expiration_year": 28,
+        },
+        "billing_address": {
+            "name": "Ada Buyer",
+            "street_address": "1 Main St",
+            "street_address2": "",
+            "city": "Spokane",
+            "state": "WA",
+            "zip": "99201",
+            "country": "US",
+        },
         "approval_code": "ABC123",
         "approval_message": "  EXACT MATCH - Approved and completed",
         "avs_response": "Full Exact Match",
         "csc_response": "Match",
         "status_code": "Y",
         "status_message": "Pending Settlement",
-        "created": {"through": "API", "at": datetime.now(UTC).strftime("%-m/%-d/%Y %-I:%M:%S %p"), "by": "apiuser", "from_ip": "203.0.113.9"},
+        "created": {
+            "through": "API",
+            "at": datetime.now(UTC).strftime("%-m/%-d/%Y %-I:%M:%S %p"),
+            "by": "apiuser",
+            "from_ip": "203.0.113.9",
+        },
         "settled": "",
     }
     record.update(overrides)
     return record
 
 
-def event_body(event_type: str, record: dict, occurred_at: datetime | None = None) -> str:
+def event_body(
+    event_type: str, record: dict, occurred_at: datetime | None = None
+) -> str:
     """Serialise like PayTrace: amounts as JSON numbers, never through float."""
     body = {
         "type": event_type,
-        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "occurred_at": (occurred_at or datetime.now(UTC))
+        .isoformat()
+        .replace("+00:00", "Z"),
         "data": record,
     }
     text = json.dumps(_marked(body))
@@ -63,7 +84,12 @@ def _marked(value):  # noqa: ANN001, ANN202
     return value
 
 
-def sign(body: str, secret: str = DEFAULT_SECRET, msg_id: str | None = None, timestamp: datetime | None = None) -> dict:
+def sign(
+    body: str,
+    secret: str = DEFAULT_SECRET,
+    msg_id: str | None = None,
+    timestamp: datetime | None = None,
+) -> dict:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     timestamp = timestamp or datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, timestamp, body)
@@ -75,7 +101,12 @@ def sign(body: str, secret: str = DEFAULT_SECRET, msg_id: str | None = None, tim
 
 
 def post_event(client: Client, slug: str, body: str, headers: dict):  # noqa: ANN201
-    return client.post(f"/webhooks/paytrace/{slug}/", data=body, content_type="application/json", headers=headers)
+    return client.post(
+        f"/webhooks/paytrace/{slug}/",
+        data=body,
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def paytrace_time(when: datetime, time_zone: str = "America/Los_Angeles") -> str:

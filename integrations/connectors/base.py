@@ -68,7 +68,9 @@ class _TimeoutAdapter(HTTPAdapter):
         self.timeout = timeout
         super().__init__(**kwargs)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         return super().send(request, **kwargs)
@@ -137,14 +139,23 @@ class HttpConnector:
                 outcome_unknown=method != "GET",
             ) from exc
 
-    def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: tuple[int, ...] = (200, 201),
+        **kwargs: Any,
+    ) -> Any:
         """Send a request and return its decoded JSON body, or raise ConnectorError."""
         response = self.request(method, path, **kwargs)
         if response.status_code not in expect:
             raise self.error_from_response(method, path, response)
         return decode_json(response)
 
-    def error_from_response(self, method: str, path: str, response: requests.Response) -> ConnectorError:
+    def error_from_response(
+        self, method: str, path: str, response: requests.Response
+    ) -> ConnectorError:
         status = response.status_code
         try:
             body = decode_json(response)

@@ -76,7 +76,12 @@ def test_duplicates_and_later_events_never_post_a_second_receipt(deliver, sage, 
 
     deliver("transaction.approved", record, body=body, headers=headers)
     again = deliver("transaction.approved", record, body=body, headers=headers)
-    settled = {**record, "status_code": "GB812", "status_message": "GB812", "settled": paytrace_time(datetime.now(UTC))}
+    settled = {
+        **record,
+        "status_code": "GB812",
+        "status_message": "GB812",
+        "settled": paytrace_time(datetime.now(UTC)),
+    }
     deliver("transaction.settled", settled)
 
     assert again.json()["status"] == "duplicate"
@@ -92,8 +97,19 @@ def test_duplicates_and_later_events_never_post_a_second_receipt(deliver, sage, 
 def test_a_late_approved_never_moves_a_settled_payment_back(deliver, sage):
     invno = sage.seed_invoice("ACME", "50.00")
     now = datetime.now(UTC)
-    settled = paytrace_record(amount=Decimal("50.00"), invoice_id=invno, status_code="GB9", status_message="GB9", settled=paytrace_time(now))
-    approved = {**settled, "status_code": "Y", "status_message": "Pending Settlement", "settled": ""}
+    settled = paytrace_record(
+        amount=Decimal("50.00"),
+        invoice_id=invno,
+        status_code="GB9",
+        status_message="GB9",
+        settled=paytrace_time(now),
+    )
+    approved = {
+        **settled,
+        "status_code": "Y",
+        "status_message": "Pending Settlement",
+        "settled": "",
+    }
 
     deliver("transaction.settled", settled, occurred_at=now)
     deliver("transaction.approved", approved, occurred_at=now - timedelta(hours=5))
@@ -106,7 +122,9 @@ def test_a_late_approved_never_moves_a_settled_payment_back(deliver, sage):
 
 
 def test_a_decline_is_recorded_as_failed_with_no_receipt(deliver, sage):
-    record = paytrace_record(status_code="N", status_message="Declined", approval_code="", invoice_id="10001")
+    record = paytrace_record(
+        status_code="N", status_message="Declined", approval_code="", invoice_id="10001"
+    )
     deliver("transaction.declined", record)
 
     txn = PaymentTransaction.objects.get()
@@ -116,7 +134,9 @@ def test_a_decline_is_recorded_as_failed_with_no_receipt(deliver, sage):
     assert not receipts_for(record["transaction_id"]).exists()
 
 
-def test_an_unknown_invoice_opens_an_unmatched_item_visible_in_the_api(deliver, sage, client, django_user_model):
+def test_an_unknown_invoice_opens_an_unmatched_item_visible_in_the_api(
+    deliver, sage, client, django_user_model
+):
     from integrations.roles import FINANCE_REVIEWER
 
     record = paytrace_record(invoice_id="99999999")
@@ -128,10 +148,15 @@ def test_an_unknown_invoice_opens_an_unmatched_item_visible_in_the_api(deliver, 
 
     from django.contrib.auth.models import Group
 
-    reviewer = django_user_model.objects.create_user("rita", password="pw", is_staff=True)
+    reviewer = django_user_model.objects.create_user(
+        "rita", password="pw", is_staff=True
+    )
     reviewer.groups.add(Group.objects.get(name=FINANCE_REVIEWER))
     client.force_login(reviewer)
-    listed = client.get("/api/review-items/", {"kind": "unmatched", "transaction_id": str(record["transaction_id"])})
+    listed = client.get(
+        "/api/review-items/",
+        {"kind": "unmatched", "transaction_id": str(record["transaction_id"])},
+    )
     assert listed.status_code == 200
     rows = listed.json()["results"]
     assert [row["kind"] for row in rows] == ["unmatched"]
@@ -139,7 +164,12 @@ def test_an_unknown_invoice_opens_an_unmatched_item_visible_in_the_api(deliver, 
 
 def test_an_invoice_of_another_customer_is_not_matched(deliver, sage):
     invno = sage.seed_invoice("ACME", "80.00")
-    deliver("transaction.approved", paytrace_record(invoice_id=invno, customer_id="GLOBEX", amount=Decimal("80.00")))
+    deliver(
+        "transaction.approved",
+        paytrace_record(
+            invoice_id=invno, customer_id="GLOBEX", amount=Decimal("80.00")
+        ),
+    )
     item = ReviewItem.objects.get(kind=ReviewItem.Kind.UNMATCHED)
     assert "belongs to customer ACME" in item.reason
     assert invoice(invno).balance == Decimal("80.00")
@@ -147,7 +177,10 @@ def test_an_invoice_of_another_customer_is_not_matched(deliver, sage):
 
 def test_an_overpayment_applies_the_balance_and_keeps_the_rest_unapplied(deliver, sage):
     invno = sage.seed_invoice("ACME", "100.00")
-    deliver("transaction.approved", paytrace_record(invoice_id=invno, amount=Decimal("130.00")))
+    deliver(
+        "transaction.approved",
+        paytrace_record(invoice_id=invno, amount=Decimal("130.00")),
+    )
     posting = Posting.objects.get()
     assert posting.state == Posting.State.POSTED
     assert posting.unapplied_amount == Decimal("30.00")
@@ -157,7 +190,16 @@ def test_an_overpayment_applies_the_balance_and_keeps_the_rest_unapplied(deliver
 def test_a_locked_period_is_a_validation_item_and_nothing_is_posted(deliver, sage):
     invno = sage.seed_invoice("ACME", "60.00")
     two_months_ago = datetime.now(UTC) - timedelta(days=62)
-    record = paytrace_record(invoice_id=invno, amount=Decimal("60.00"), created={"through": "API", "at": paytrace_time(two_months_ago), "by": "apiuser", "from_ip": ""})
+    record = paytrace_record(
+        invoice_id=invno,
+        amount=Decimal("60.00"),
+        created={
+            "through": "API",
+            "at": paytrace_time(two_months_ago),
+            "by": "apiuser",
+            "from_ip": "",
+        },
+    )
     deliver("transaction.approved", record)
 
     posting = Posting.objects.get()
@@ -169,7 +211,9 @@ def test_a_locked_period_is_a_validation_item_and_nothing_is_posted(deliver, sag
     assert invoice(invno).balance == Decimal("60.00")
 
 
-def test_sage_pro_down_backs_off_then_posts_once_when_it_returns(deliver, sage, client, run_tasks, settings):
+def test_sage_pro_down_backs_off_then_posts_once_when_it_returns(
+    deliver, sage, client, run_tasks, settings
+):
     invno = sage.seed_invoice("ACME", "75.00")
     set_fault(client, settings, "unavailable")
     record = paytrace_record(invoice_id=invno, amount=Decimal("75.00"))
@@ -189,7 +233,9 @@ def test_sage_pro_down_backs_off_then_posts_once_when_it_returns(deliver, sage, 
     assert Posting.objects.get().state == Posting.State.POSTED
 
 
-def test_a_failed_post_is_retried_from_the_admin_action_once(deliver, sage, client, run_tasks, settings):
+def test_a_failed_post_is_retried_from_the_admin_action_once(
+    deliver, sage, client, run_tasks, settings
+):
     invno = sage.seed_invoice("ACME", "40.00")
     record = paytrace_record(invoice_id=invno, amount=Decimal("40.00"))
     # The invoice lookup succeeds, then the post meets a locked record.
@@ -202,14 +248,18 @@ def test_a_failed_post_is_retried_from_the_admin_action_once(deliver, sage, clie
 
     set_fault(client, settings, "none")
     assert processing.retry_posting(posting) is True
-    assert processing.retry_posting(posting) is False  # the second press finds it pending
+    assert (
+        processing.retry_posting(posting) is False
+    )  # the second press finds it pending
     run_tasks()
     posting.refresh_from_db()
     assert posting.state == Posting.State.POSTED
     assert receipts_for(record["transaction_id"]).count() == 1
 
 
-def test_a_reviewer_applies_an_unmatched_payment_once(deliver, sage, run_tasks, django_user_model):
+def test_a_reviewer_applies_an_unmatched_payment_once(
+    deliver, sage, run_tasks, django_user_model
+):
     reviewer = django_user_model.objects.create_user("rita")
     invno = sage.seed_invoice("ACME", "210.00")
     record = paytrace_record(invoice_id="INV-NOPE", amount=Decimal("210.00"))
@@ -233,32 +283,50 @@ def test_a_reviewer_applies_an_unmatched_payment_once(deliver, sage, run_tasks, 
         processing.apply_review_item(item, invno, reviewer)
 
 
-def test_a_silent_post_is_confirmed_by_lookup_before_it_posts(client, paytrace_conn, sage, http, run_tasks):
+def test_a_silent_post_is_confirmed_by_lookup_before_it_posts(
+    client, paytrace_conn, sage, http, run_tasks
+):
     connector = paytrace_conn.paytrace()
     invno = sage.seed_invoice("ACME", "33.00")
     sale = connector.sale_keyed(
-        amount=Decimal("33.00"), card_number="4111111111111111", expiration_month=12,
-        expiration_year=2030, csc="123", invoice_id=invno, notify=False,
+        amount=Decimal("33.00"),
+        card_number="4111111111111111",
+        expiration_month=12,
+        expiration_year=2030,
+        csc="123",
+        invoice_id=invno,
+        notify=False,
     )
     txid = sale["transaction_id"]
     parm_list = f"ORDERID~{invno}|TRANSACTIONID~{txid}|APPCODE~TAS123|APPMSG~APPROVED|AVSRESPONSE~Y|CSCRESPONSE~M|EMAIL~a@b.example|"
-    response = client.post(f"/webhooks/paytrace/{SLUG}/silent-post/", {"parmList": parm_list})
+    response = client.post(
+        f"/webhooks/paytrace/{SLUG}/silent-post/", {"parmList": parm_list}
+    )
     assert response.status_code == 202
     run_tasks()
     assert receipts_for(txid).count() == 1
 
-    forged = client.post(f"/webhooks/paytrace/{SLUG}/silent-post/", {"parmList": "TRANSACTIONID~599999999|APPMSG~APPROVED|"})
+    forged = client.post(
+        f"/webhooks/paytrace/{SLUG}/silent-post/",
+        {"parmList": "TRANSACTIONID~599999999|APPMSG~APPROVED|"},
+    )
     assert forged.status_code == 202
     run_tasks()
     assert not PaymentTransaction.objects.filter(transaction_id="599999999").exists()
 
 
-def test_a_sandbox_payment_travels_the_whole_way(paytrace_conn, sage, http, run_tasks, client):
+def test_a_sandbox_payment_travels_the_whole_way(
+    paytrace_conn, sage, http, run_tasks, client
+):
     """PayTrace sandbox sale → its signed event → the portal's webhook → Sage Pro."""
     invno = sage.seed_invoice("ACME", "19.99")
     sale = paytrace_conn.paytrace().sale_keyed(
-        amount=Decimal("19.99"), card_number="4111111111111111", expiration_month=12,
-        expiration_year=2030, csc="123", invoice_id=invno,
+        amount=Decimal("19.99"),
+        card_number="4111111111111111",
+        expiration_month=12,
+        expiration_year=2030,
+        csc="123",
+        invoice_id=invno,
     )
     run_tasks()  # the sandbox's delivery, then the portal's processing
     assert receipts_for(sale["transaction_id"]).count() == 1
@@ -281,7 +349,10 @@ def test_secrets_are_ciphertext_in_the_database(paytrace_conn, secret):
     from django.db import connection as db
 
     with db.cursor() as cursor:
-        cursor.execute("SELECT password FROM integrations_connection WHERE id = %s", [paytrace_conn.pk])
+        cursor.execute(
+            "SELECT password FROM integrations_connection WHERE id = %s",
+            [paytrace_conn.pk],
+        )
         (stored,) = cursor.fetchone()
         cursor.execute("SELECT secret FROM integrations_webhooksecret")
         (stored_secret,) = cursor.fetchone()

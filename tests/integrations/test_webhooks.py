@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 SLUG = "paytrace-sandbox"
 
 
-def test_it_stores_and_queues_a_valid_event_without_calling_out(client, paytrace_conn, secret, http):
+def test_it_stores_and_queues_a_valid_event_without_calling_out(
+    client, paytrace_conn, secret, http
+):
     body = event_body("transaction.approved", paytrace_record(transaction_id=500000123))
     response = post_event(client, SLUG, body, sign(body, secret))
 
@@ -30,10 +32,14 @@ def test_it_stores_and_queues_a_valid_event_without_calling_out(client, paytrace
     delivery = InboundDelivery.objects.get()
     assert delivery.signature_result == "valid" and delivery.event == event
     assert OrmQ.objects.count() == 1
-    assert len(http.calls) == 0  # neither PayTrace nor Sage Pro was called in the request
+    assert (
+        len(http.calls) == 0
+    )  # neither PayTrace nor Sage Pro was called in the request
 
 
-def test_a_repeated_webhook_id_is_a_duplicate_and_queues_nothing_more(client, paytrace_conn, secret):
+def test_a_repeated_webhook_id_is_a_duplicate_and_queues_nothing_more(
+    client, paytrace_conn, secret
+):
     body = event_body("transaction.approved", paytrace_record())
     headers = sign(body, secret)
     first = post_event(client, SLUG, body, headers)
@@ -58,7 +64,9 @@ def test_a_repeated_webhook_id_is_a_duplicate_and_queues_nothing_more(client, pa
         ("garbled_signature", "malformed_signature_header"),
     ],
 )
-def test_it_refuses_bad_signatures_with_a_reason(client, paytrace_conn, secret, tamper, reason):
+def test_it_refuses_bad_signatures_with_a_reason(
+    client, paytrace_conn, secret, tamper, reason
+):
     record = paytrace_record()
     body = event_body("transaction.approved", record)
     headers = sign(body, secret)
@@ -93,7 +101,9 @@ def test_it_accepts_any_active_secret_during_a_rotation(client, paytrace_conn, s
         body = event_body("transaction.approved", paytrace_record())
         assert post_event(client, SLUG, body, sign(body, key)).status_code == 202
 
-    paytrace_conn.webhook_secrets.filter(label="current").update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    paytrace_conn.webhook_secrets.filter(label="current").update(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
     body = event_body("transaction.approved", paytrace_record())
     assert post_event(client, SLUG, body, sign(body, secret)).status_code == 401
 
@@ -121,14 +131,16 @@ def test_a_wrong_shape_is_a_400_naming_the_fields(client, paytrace_conn, secret)
 
 
 def test_a_naive_occurred_at_is_refused(client, paytrace_conn, secret):
-    body = event_body("transaction.approved", paytrace_record()).replace("Z\"", "\"", 1)
+    body = event_body("transaction.approved", paytrace_record()).replace('Z"', '"', 1)
     response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 400
     assert "occurred_at" in response.json()["errors"]
 
 
 def test_an_oversized_body_is_a_413(client, paytrace_conn, secret):
-    body = event_body("transaction.approved", paytrace_record(description="x" * (260 * 1024)))
+    body = event_body(
+        "transaction.approved", paytrace_record(description="x" * (260 * 1024))
+    )
     response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 413
     assert InboundDelivery.objects.get().failure_reason == "body_too_large"
@@ -137,7 +149,10 @@ def test_an_oversized_body_is_a_413(client, paytrace_conn, secret):
 
 def test_unknown_and_inactive_connections_are_404(client, paytrace_conn, secret):
     body = event_body("transaction.approved", paytrace_record())
-    assert post_event(client, "no-such-connection", body, sign(body, secret)).status_code == 404
+    assert (
+        post_event(client, "no-such-connection", body, sign(body, secret)).status_code
+        == 404
+    )
     paytrace_conn.is_active = False
     paytrace_conn.save()
     assert post_event(client, SLUG, body, sign(body, secret)).status_code == 404
@@ -162,12 +177,22 @@ def _all_text_in_database() -> str:
     return "\n".join(chunks)
 
 
-def test_card_numbers_never_reach_the_database_or_the_logs(client, paytrace_conn, secret, sage, http, run_tasks, caplog):
+def test_card_numbers_never_reach_the_database_or_the_logs(
+    client, paytrace_conn, secret, sage, http, run_tasks, caplog
+):
     record = paytrace_record(
         description=f"card {PAN} exp 09/28",
-        credit_card={"number": PAN_DIGITS, "masked_number": "************1111", "expiration_month": 9, "expiration_year": 28},
+        credit_card={
+            "number": PAN_DIGITS,
+            "masked_number": "************1111",
+            "expiration_month": 9,
+            "expiration_year": 28,
+        },
         csc="987",
-        billing_address={"name": "Ada", "street_address": f"{PAN_DIGITS[:8]}-{PAN_DIGITS[8:]}"},
+        billing_address={
+            "name": "Ada",
+            "street_address": f"{PAN_DIGITS[:8]}-{PAN_DIGITS[8:]}",
+        },
     )
     body = event_body("transaction.approved", record)
     with caplog.at_level(logging.DEBUG):
@@ -177,14 +202,22 @@ def test_card_numbers_never_reach_the_database_or_the_logs(client, paytrace_conn
 
     assert response.status_code == 202
     text = _all_text_in_database()
-    for needle in (PAN, PAN_DIGITS, "4111-1111-1111-1111", '"987"', "41111111-11111111"):
+    for needle in (
+        PAN,
+        PAN_DIGITS,
+        "4111-1111-1111-1111",
+        '"987"',
+        "41111111-11111111",
+    ):
         assert needle not in text
     assert "************1111" in text  # the last four survive for the reviewer
     assert PAN_DIGITS not in caplog.text and PAN not in caplog.text
     event = Event.objects.get()
     assert event.contains_card_data
     assert InboundDelivery.objects.get().contains_card_data
-    assert ReviewItem.objects.filter(kind=ReviewItem.Kind.CARD_DATA, event=event).exists()
+    assert ReviewItem.objects.filter(
+        kind=ReviewItem.Kind.CARD_DATA, event=event
+    ).exists()
 
 
 def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secret):
@@ -195,7 +228,9 @@ def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secre
 
     def enqueue_then_fail(*args, **kwargs):
         real(*args, **kwargs)
-        assert OrmQ.objects.count() == 1  # the task row is written inside the transaction...
+        assert (
+            OrmQ.objects.count() == 1
+        )  # the task row is written inside the transaction...
         raise RuntimeError("crash after enqueue")
 
     body = event_body("transaction.approved", paytrace_record())
@@ -205,7 +240,9 @@ def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secre
     assert Event.objects.count() == 0  # ...and rolls back with the event
     assert OrmQ.objects.count() == 0
 
-    with mock.patch("integrations.api.async_task", side_effect=RuntimeError("broker down")):
+    with mock.patch(
+        "integrations.api.async_task", side_effect=RuntimeError("broker down")
+    ):
         response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 500
     assert Event.objects.count() == 0
