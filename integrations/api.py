@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
-from django_q.tasks import async_task
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
@@ -22,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from integrations import processing
 from integrations.connectors.paytrace import parse_silent_post
 from integrations.models import Connection, Event, InboundDelivery, ReviewItem
 from integrations.redaction import redact_data, redact_headers, redact_text
@@ -272,11 +272,7 @@ class PayTraceWebhookView(APIView):
                     event=event,
                     reason=f"Event {event.event_id} from {connection.slug} carried card data (masked before storage). Ask the sender to stop sending it.",
                 )
-            async_task(
-                "integrations.tasks.process_event",
-                event.pk,
-                task_name=f"event-{event.pk}",
-            )
+            processing.queue("process_event", event.pk)
         logger.info(
             "webhook queued event=%s type=%s connection=%s",
             event.pk,
@@ -338,11 +334,7 @@ class SilentPostView(APIView):
         delivery.response_status = 202
         with transaction.atomic():
             delivery.save()
-            async_task(
-                "integrations.tasks.confirm_silent_post",
-                delivery.pk,
-                task_name=f"silent-post-{delivery.pk}",
-            )
+            processing.queue("confirm_silent_post", delivery.pk)
         return Response(
             {"status": "queued", "delivery": delivery.pk},
             status=status.HTTP_202_ACCEPTED,

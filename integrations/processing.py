@@ -61,12 +61,18 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
 
 
 def queue(func: str, *args: Any) -> None:
-    """Queue a task by dotted path. Inside a transaction, it commits with it."""
-    async_task(
-        f"integrations.tasks.{func}",
-        *args,
-        task_name=f"{func}-{'-'.join(map(str, args))}",
-    )
+    """Queue `integrations.tasks.<func>(*args)` so it runs only if the caller commits.
+
+    On the ORM broker the task row is written in the caller's transaction and commits
+    or rolls back with it. Another broker (Redis) publishes at once, so there the task
+    is queued after the commit instead.
+    """
+    path = f"integrations.tasks.{func}"
+    name = f"{func}-{'-'.join(map(str, args))}"
+    if settings.Q_CLUSTER.get("orm"):
+        async_task(path, *args, task_name=name)
+    else:
+        transaction.on_commit(lambda: async_task(path, *args, task_name=name))
 
 
 # --- events ----------------------------------------------------------------------------
