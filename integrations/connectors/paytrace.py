@@ -1,0 +1,411 @@
+"""PayTrace JSON API v1: the connector and the helpers that read its records.
+
+Reference: /work/shared/reference/paytrace-api.md (§2.2 token, §3 envelope, §4 paths,
+§6 codes, §7 export record, §8.3 silent post). Every call is a POST; every body
+carries `integrator_id`. Replies are read by `success` first and `response_code`
+second. A `success: false` reply raises a permanent ConnectorError whose `code` is the
+first PayTrace error code and whose `detail` is the whole `errors` object; a decline
+is an answer rather than an error, so `sale_keyed` returns it.
+
+The helpers at the bottom are pure (no database, no HTTP) so the mapping code and its
+tests can use them on stored records.
+"""
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from django.core.cache import cache
+from django.utils import timezone
+
+from integrations.connectors.base import (
+    DEFAULT_TIMEOUT,
+    ConnectorError,
+    HttpConnector,
+    decode_json,
+)
+
+# Renew a cached token when less than this much of its lifetime is left.
+TOKEN_RENEW_MARGIN_SECONDS = 300
+# Responses that decline a sale: they come back `success: false` with no `errors`.
+DECLINE_CODES = frozenset({102, 103})
+TRANSACTION_NOT_FOUND = "811"
+CENT = Decimal("0.01")
+
+
+class PayTraceConnector(HttpConnector):
+    """A PayTrace merchant account, reached through the v1 JSON API."""
+
+    system = "PayTrace"
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        integrator_id: str,
+        time_zone: str = "America/Los_Angeles",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(base_url, timeout=timeout)
+        self.username = username
+        self._password = password
+        self.integrator_id = integrator_id
+        self.time_zone = time_zone
+        digest = hashlib.sha256(f"{self.base_url}\0{username}".encode()).hexdigest()
+        self.token_cache_key = f"paytrace:token:{digest}"
+
+    def __repr__(self) -> str:
+        return f"<PayTraceConnector {self.base_url} as {self.username}>"
+
+    # Token ---------------------------------------------------------------------
+
+    def access_token(self, *, renew: bool = False) -> str:
+        """Return a cached bearer token, fetching a new one when it is near expiry."""
+        now = timezone.now().timestamp()
+        cached = None if renew else cache.get(self.token_cache_key)
+        if cached and cached["expires_at"] - now > TOKEN_RENEW_MARGIN_SECONDS:
+            return cached["access_token"]
+        reply = self.call(
+            "POST",
+            "/oauth/token",
+            data={
+                "grant_type": "password",
+                "username": self.username,
+                "password": self._password,
+            },
+        )
+        if not isinstance(reply, dict) or not reply.get("access_token"):
+            raise ConnectorError(
+                "PayTrace answered the token request without a token", transient=False
+            )
+        expires_in = int(reply.get("expires_in") or 0)
+        cache.set(
+            self.token_cache_key,
+            {"access_token": reply["access_token"], "expires_at": now + expires_in},
+            timeout=expires_in,
+        )
+        return reply["access_token"]
+
+    # v1 calls --------------------------------------------------------------------
+
+    def post_v1(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a v1 body and return the reply; retry once on `invalid_token`."""
+        body = {**payload, "integrator_id": self.integrator_id}
+        path = f"/v1/{path.lstrip('/')}"
+        for renew in (False, True):
+            token = self.access_token(renew=renew)
+            response = self.request(
+                "POST", path, json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            reply = self._decode(response)
+            if not (isinstance(reply, dict) and reply.get("error") == "invalid_token"):
+                break
+            cache.delete(self.token_cache_key)
+        if response.status_code >= 500 or not isinstance(reply, dict):
+            raise self.error_from_response("POST", path, response)
+        if "success" not in reply:
+            raise self.error_from_response("POST", path, response)
+        if reply["success"] is True:
+            return reply
+        errors = reply.get("errors") or {}
+        if not errors and reply.get("response_code") in DECLINE_CODES:
+            return reply
+        code = str(next(iter(errors), "") if isinstance(errors, dict) else "")
+        message = f"PayTrace refused POST {path}"
+        if first := _first_message(errors):
+            message = f"{message}: {first}"
+        raise ConnectorError(
+            message,
+            transient=False,
+            code=code,
+            status=response.status_code,
+            detail=errors or reply,
+        )
+
+    @staticmethod
+    def _decode(response: requests.Response) -> Any:
+        try:
+            return decode_json(response)
+        except ValueError:
+            return None
+
+    def export_by_id(self, transaction_id: int | str) -> dict[str, Any] | None:
+        """Return one transaction's export record, or None if PayTrace has no such id."""
+        try:
+            reply = self.post_v1(
+                "transactions/export/by_id", {"transaction_id": int(transaction_id)}
+            )
+        except ConnectorError as exc:
+            if exc.code == TRANSACTION_NOT_FOUND:
+                return None
+            raise
+        records = [_read_record(record) for record in reply.get("transactions") or []]
+        return records[0] if records else None
+
+    def export_by_date_range(
+        self, start: date, end: date, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Return the records created from `start` to `end` (gateway-local, inclusive).
+
+        `filters` go into the body as given: `transaction_type`, `transaction_id`,
+        `customer_id`, `including_text`, `include_bin`.
+        """
+        payload = {
+            "start_date": start.strftime("%m/%d/%Y"),
+            "end_date": end.strftime("%m/%d/%Y"),
+            **filters,
+        }
+        reply = self.post_v1("transactions/export/by_date_range", payload)
+        return [_read_record(record) for record in reply.get("transactions") or []]
+
+    def sale_keyed(
+        self,
+        *,
+        amount: Decimal,
+        card_number: str,
+        expiration_month: int | str,
+        expiration_year: int | str,
+        csc: str,
+        invoice_id: str = "",
+        customer_id: str = "",
+        description: str = "",
+        notify: bool = True,
+    ) -> dict[str, Any]:
+        """Charge a keyed card. Returns the reply; check `success` (declines return).
+
+        `notify=False` is understood only by the sandbox (no event for this sale), so
+        it is sent only when set.
+        """
+        payload: dict[str, Any] = {
+            "amount": parse_amount(amount).quantize(CENT, rounding=ROUND_HALF_UP),
+            "credit_card": {
+                "number": card_number,
+                "expiration_month": expiration_month,
+                "expiration_year": expiration_year,
+            },
+            "csc": csc,
+        }
+        for key, value in (
+            ("invoice_id", invoice_id),
+            ("customer_id", customer_id),
+            ("description", description),
+        ):
+            if value:
+                payload[key] = value
+        if not notify:
+            payload["notify"] = False
+        return self.post_v1("transactions/sale/keyed", payload)
+
+    def void(self, transaction_id: int | str) -> dict[str, Any]:
+        """Void an unsettled transaction (a settled one fails with code 818)."""
+        return self.post_v1(
+            "transactions/void", {"transaction_id": int(transaction_id)}
+        )
+
+    def refund(
+        self, transaction_id: int | str, amount: Decimal | None = None
+    ) -> dict[str, Any]:
+        """Refund a settled transaction, in full or by `amount` (unsettled: code 817)."""
+        payload: dict[str, Any] = {"transaction_id": int(transaction_id)}
+        if amount is not None:
+            payload["amount"] = parse_amount(amount).quantize(
+                CENT, rounding=ROUND_HALF_UP
+            )
+        return self.post_v1("transactions/refund/for_transaction", payload)
+
+
+def _first_message(errors: Any) -> str:
+    if isinstance(errors, dict):
+        for messages in errors.values():
+            if isinstance(messages, list) and messages:
+                return str(messages[0])
+            if messages:
+                return str(messages)
+    return ""
+
+
+def _read_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Read the record's `amount` as Decimal (an integral amount arrives as int)."""
+    if "amount" in record and record["amount"] not in (None, ""):
+        return {**record, "amount": parse_amount(record["amount"])}
+    return record
+
+
+# Pure helpers --------------------------------------------------------------------
+
+_DATETIME = re.compile(
+    r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})\s*([AaPp][Mm])\s*$"
+)
+_BATCH = re.compile(r"^GB(\d+)", re.IGNORECASE)
+# Brand from the leading digits of a masked number that shows them (`include_bin`).
+_BRANDS = (
+    ("34", "American Express"),
+    ("37", "American Express"),
+    ("4", "Visa"),
+    ("5", "MasterCard"),
+    ("2", "MasterCard"),
+    ("6", "Discover"),
+)
+
+
+def parse_datetime(text: str | None, time_zone: str) -> datetime | None:
+    """Read PayTrace's `M/D/YYYY h:mm:ss AM/PM` in `time_zone`; return it in UTC.
+
+    An empty value gives None. A wall time that occurs twice (the hour repeated when
+    daylight saving time ends) is read with `fold=0`, the first occurrence, which is
+    the daylight-time one; a wall time skipped when DST starts is read with the
+    offset in force before the change, as zoneinfo does for `fold=0`.
+    """
+    if text is None or not str(text).strip():
+        return None
+    match = _DATETIME.match(str(text))
+    if not match:
+        raise ValueError(
+            f"not a PayTrace date and time (M/D/YYYY h:mm:ss AM/PM): {text!r}"
+        )
+    month, day, year, hour, minute, second = (int(part) for part in match.groups()[:6])
+    if not 1 <= hour <= 12:
+        raise ValueError(f"hour out of range in PayTrace time {text!r}")
+    hour = hour % 12 + (12 if match.group(7).upper() == "PM" else 0)
+    try:
+        local = datetime(
+            year, month, day, hour, minute, second, tzinfo=ZoneInfo(time_zone), fold=0
+        )
+    except ValueError as exc:
+        raise ValueError(f"invalid PayTrace date and time {text!r}: {exc}") from exc
+    return local.astimezone(UTC)
+
+
+def parse_amount(value: Any) -> Decimal:
+    """Read an amount (int, Decimal or string) as Decimal, never through float.
+
+    A float that slipped in is converted through its shortest repr (`250.5` →
+    `Decimal("250.5")`), not its binary value.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not an amount: {value!r}")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, (float, str)):
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not an amount: {value!r}") from exc
+    else:
+        raise ValueError(f"not an amount: {value!r}")
+    if not amount.is_finite():
+        raise ValueError(f"not an amount: {value!r}")
+    return amount
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """A PayTrace transaction record in the portal's terms (UTC times, Decimal money)."""
+
+    transaction_id: str
+    transaction_type: str
+    amount: Decimal
+    tax_amount: Decimal | None
+    currency: str
+    invoice_id: str
+    customer_reference_id: str
+    customer_id: str
+    description: str
+    card_last4: str
+    card_brand: str
+    approval_code: str
+    approval_message: str
+    status_code: str
+    status_message: str
+    response_code: int | None
+    channel: str
+    created_at: datetime | None
+    settled_at: datetime | None
+    batch_number: str
+
+    def is_settled(self) -> bool:
+        return bool(self.batch_number) or "settled" in self.status_message.lower()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _card_brand(masked: str) -> str:
+    if not masked[:1].isdigit():
+        return ""
+    for prefix, brand in _BRANDS:
+        if masked.startswith(prefix):
+            return brand
+    return ""
+
+
+def normalize_record(record: Mapping[str, Any], time_zone: str) -> PaymentRecord:
+    """Turn an export record (reference §7) into a PaymentRecord.
+
+    Amounts are rounded to cents (ROUND_HALF_UP); times go from the gateway's zone to
+    UTC; missing optional fields become "" or None.
+    """
+    card = record.get("credit_card") or {}
+    created = record.get("created") or {}
+    masked = _text(card.get("masked_number") or record.get("masked_card_number"))
+    last4 = masked[-4:] if masked[-4:].isdigit() else ""
+    tax = record.get("tax_amount")
+    response_code = record.get("response_code")
+    status_code = _text(record.get("status_code"))
+    batch = _BATCH.match(status_code)
+    amount = record.get("amount")
+    return PaymentRecord(
+        transaction_id=_text(record.get("transaction_id")),
+        transaction_type=_text(record.get("transaction_type")).upper(),
+        amount=parse_amount(0 if amount in (None, "") else amount).quantize(
+            CENT, rounding=ROUND_HALF_UP
+        ),
+        tax_amount=(
+            None
+            if tax in (None, "")
+            else parse_amount(tax).quantize(CENT, rounding=ROUND_HALF_UP)
+        ),
+        currency="USD",
+        invoice_id=_text(record.get("invoice_id")),
+        customer_reference_id=_text(record.get("customer_reference_id")),
+        customer_id=_text(record.get("customer_id")),
+        description=_text(record.get("description")),
+        card_last4=last4,
+        card_brand=_card_brand(masked),
+        approval_code=_text(record.get("approval_code")),
+        approval_message=_text(record.get("approval_message")),
+        status_code=status_code,
+        status_message=_text(record.get("status_message")),
+        response_code=None if response_code in (None, "") else int(response_code),
+        channel=_text(created.get("through")),
+        created_at=parse_datetime(created.get("at"), time_zone),
+        settled_at=parse_datetime(record.get("settled"), time_zone),
+        batch_number=batch.group(1) if batch else "",
+    )
+
+
+def parse_silent_post(parm_list: str) -> dict[str, str]:
+    """Split a legacy silent post's `parmList` (`NAME~value|NAME~value|`, §8.3).
+
+    Pairs end with a pipe (a missing last one is fine); a value may be empty or hold
+    further `~` characters, since only the first one separates name from value.
+    """
+    fields: dict[str, str] = {}
+    for pair in (parm_list or "").split("|"):
+        if not pair.strip():
+            continue
+        name, _, value = pair.partition("~")
+        if name.strip():
+            fields[name.strip()] = value
+    return fields

@@ -1,0 +1,80 @@
+"""Read-only views of the PayTrace sandbox: what it recorded and what it sent."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from integrations.sandbox.paytrace.models import Batch, OutboundEvent, Transaction
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OutboundEventInline(admin.TabularInline):
+    model = OutboundEvent
+    fields = ["type", "webhook_id", "status", "attempts", "last_status", "delivered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "transaction_id",
+        "transaction_type",
+        "amount",
+        "invoice_id",
+        "card_brand",
+        "card_last4",
+        "status_code",
+        "status_message",
+        "created_at",
+        "settled_at",
+    ]
+    list_filter = ["transaction_type", "status_code", "card_brand"]
+    search_fields = [
+        "invoice_id",
+        "customer_reference_id",
+        "customer_id",
+        "description",
+    ]
+    date_hierarchy = "created_at"
+    inlines = [OutboundEventInline]
+
+    @admin.display(description="transaction id", ordering="pk")
+    def transaction_id(self, obj: Transaction) -> int:
+        return obj.transaction_id
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "settled_at"]
+
+
+@admin.register(OutboundEvent)
+class OutboundEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "webhook_id",
+        "type",
+        "transaction",
+        "status",
+        "attempts",
+        "last_status",
+        "created_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "type"]
+    search_fields = ["webhook_id"]
