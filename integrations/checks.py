@@ -16,4 +16,12 @@ def check_queue_timeouts(app_configs: object, **kwargs: object) -> list[Error]:
                 id="integrations.E001",
             )
         ]
+    if settings.WORK_LEASE_SECONDS <= timeout:
+        return [
+            Error(
+                f"WORK_LEASE_SECONDS ({settings.WORK_LEASE_SECONDS}) must exceed the Q_CLUSTER timeout ({timeout}).",
+                hint="A claim shorter than a task's run lets a second worker take work that is still running.",
+                id="integrations.E002",
+            )
+        ]
     return []

@@ -45,12 +45,15 @@ from mappings.status import Action, StatusFacts, map_status
 
 logger = logging.getLogger(__name__)
 
-# An event or posting claimed longer ago than this is presumed abandoned by a dead
-# worker, and may be claimed again. Keep it above django-q2's task timeout.
-LEASE = timedelta(seconds=120)
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 3600
 RECEIPT_TYPES = {"SALE", "CAPTURE", ""}
+
+
+def lease() -> timedelta:
+    """How long a claim on an event or posting lasts. A claim older than this was
+    abandoned by a worker that died, and may be taken again."""
+    return timedelta(seconds=settings.WORK_LEASE_SECONDS)
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
@@ -133,7 +136,7 @@ def _claim_event(event_id: int) -> Event | None:
         if (
             event.state == Event.State.PROCESSING
             and event.started_at
-            and event.started_at > now - LEASE
+            and event.started_at > now - lease()
         ):
             return None  # another worker holds it
         if (
@@ -142,6 +145,11 @@ def _claim_event(event_id: int) -> Event | None:
             and event.next_attempt_at > now
         ):
             return None  # backing off
+        if event.attempts >= settings.EVENT_MAX_ATTEMPTS:
+            # No attempt finished: each one died with its worker. Stop, don't loop.
+            reason = event.last_error or "its worker stopped during every attempt"
+            _event_failed(event, RuntimeError(f"gave up after {event.attempts} attempts: {reason}"))
+            return None
         event.state = Event.State.PROCESSING
         event.attempts += 1
         event.started_at = now
@@ -347,7 +355,7 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
     """
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None:
-        if existing.state in (Posting.State.PENDING, Posting.State.FAILED):
+        if existing.state in (Posting.State.PENDING, Posting.State.FAILED, Posting.State.IN_PROGRESS):
             send_posting(existing.pk)
         return f"receipt posting already exists ({existing.state})"
     sage_conn = txn.connection.sagepro
@@ -487,7 +495,7 @@ def _claim_posting(posting_id: int) -> Posting | None:
         if (
             posting.state == Posting.State.IN_PROGRESS
             and posting.started_at
-            and posting.started_at > now - LEASE
+            and posting.started_at > now - lease()
         ):
             return None
         if (
@@ -769,7 +777,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     """Re-queue what is due: failed postings whose backoff passed, and events and
     postings whose worker went away (claimed longer ago than the lease)."""
     now = now or timezone.now()
-    stale = now - LEASE
+    stale = now - lease()
     due_postings = list(
         Posting.objects.filter(
             state=Posting.State.FAILED, next_attempt_at__lte=now

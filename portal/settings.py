@@ -168,6 +168,9 @@ WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 WEBHOOK_TOLERANCE_SECONDS = 300
 POSTING_MAX_ATTEMPTS = env.int("POSTING_MAX_ATTEMPTS", default=8)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
+# A worker's claim on an event or posting; past it, the sweeper hands the work to
+# another worker. Must exceed Q_CLUSTER timeout (checked at startup).
+WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
 OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.

@@ -1,1 +1,18 @@
-urlpatterns: list = []
+"""The Sage Pro gateway contract, mounted at /sandbox/sagepro/api/v1/."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("customers/<str:custno>", views.customer_detail),
+    path("customers/<str:custno>/open-items", views.customer_open_items),
+    path("invoices", views.invoice_collection),
+    path("invoices/<str:invno>", views.invoice_detail),
+    path("cash-receipts", views.receipt_collection),
+    path("cash-receipts/<str:receipt_no>", views.receipt_detail),
+    path("gl-accounts", views.gl_account_collection),
+    path("gl-accounts/<str:glacnt>", views.gl_account_detail),
+    path("periods", views.period_collection),
+    path("_faults", views.faults),
+]

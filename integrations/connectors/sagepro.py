@@ -1,0 +1,207 @@
+"""Client for the Sage Pro gateway (our own REST contract, docs/sagepro-gateway.md).
+
+Money arrives as decimal strings and leaves this module as `Decimal`; dates arrive as
+ISO strings and leave as `datetime.date`. Outgoing money is sent as a 2-place string;
+an amount with more places is refused here rather than rounded, because rounding is
+the GL rules' decision, not the transport's.
+"""
+
+import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .base import (
+    DEFAULT_TIMEOUT,
+    ConnectorError,
+    HttpConnector,
+    NotFoundError,
+    decode_json,
+)
+
+CENT = Decimal("0.01")
+
+CUSTOMER_MONEY = ("balance", "credit_limit", "last_payment_amount")
+CUSTOMER_DATES = ("last_payment_date",)
+INVOICE_MONEY = ("invamt", "paidamt", "balance")
+INVOICE_DATES = ("invdte",)
+RECEIPT_MONEY = ("amount", "applied_amount", "unapplied_amount")
+PERIOD_DATES = ("bdate", "edate")
+
+
+def to_money(value: Decimal) -> str:
+    """Format an amount for the gateway: exactly 2 places, never a float."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
+    quantized = value.quantize(CENT)
+    if quantized != value:
+        raise ValueError(f"{value} has more than 2 decimal places")
+    return f"{quantized:f}"
+
+
+def from_money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def from_date(value: Any) -> datetime.date | None:
+    return datetime.date.fromisoformat(value) if value else None
+
+
+def convert(
+    data: dict[str, Any],
+    money: tuple[str, ...] = (),
+    dates: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Return a copy of `data` with money as Decimal and dates as date."""
+    out = dict(data)
+    for name in money:
+        if out.get(name) is not None:
+            out[name] = from_money(out[name])
+    for name in dates:
+        if name in out:
+            out[name] = from_date(out[name])
+    return out
+
+
+def segment(key: str) -> str:
+    """Quote a key for a URL path; padding is kept, the gateway normalises it."""
+    return quote(str(key), safe="")
+
+
+class SageProConnector(HttpConnector):
+    """Talks to one Sage Pro company through the gateway."""
+
+    system = "Sage Pro gateway"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        company_id: str = "01",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(base_url, timeout=timeout)
+        self.company_id = company_id
+        # Kept only in the session headers, which are never logged.
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Sage-Company": company_id,
+                "Accept": "application/json",
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"SageProConnector({self.base_url!r}, company_id={self.company_id!r})"
+
+    def error_from_response(
+        self, method: str, path: str, response: requests.Response
+    ) -> ConnectorError:
+        error = super().error_from_response(method, path, response)
+        # A lock is always worth retrying, even if a proxy stripped the body.
+        if response.status_code == 423:
+            error.transient = True
+            error.code = error.code or "RECORD_LOCKED"
+        return error
+
+    # --- customers and invoices -------------------------------------------------
+
+    def get_customer(self, custno: str) -> dict[str, Any]:
+        """Read a customer; raise NotFoundError when Sage Pro has no such customer."""
+        data = self.call("GET", f"/customers/{segment(custno)}")
+        return convert(data, CUSTOMER_MONEY, CUSTOMER_DATES)
+
+    def list_open_invoices(self, custno: str) -> list[dict[str, Any]]:
+        """Open invoices and credit memos (balance != 0) of one customer."""
+        data = self.call(
+            "GET", "/invoices", params={"custno": custno, "status": "open"}
+        )
+        return [self._invoice(item) for item in data["results"]]
+
+    def get_invoice(self, invno: str) -> dict[str, Any] | None:
+        """Read an invoice, or None when it does not exist (or is deleted)."""
+        try:
+            data = self.call("GET", f"/invoices/{segment(invno)}")
+        except NotFoundError as exc:
+            if exc.code == "INVOICE_NOT_FOUND":
+                return None
+            raise
+        return self._invoice(data)
+
+    # --- cash receipts -----------------------------------------------------------
+
+    def post_cash_receipt(
+        self, idempotency_key: str, receipt: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Post a receipt; safe to repeat with the same key and the same receipt.
+
+        Returns the gateway's receipt with `replayed=True` when it answered 200 for a
+        key it had already seen (nothing new was written). A timeout raises a
+        transient ConnectorError with `outcome_unknown=True`: look the receipt up with
+        `find_cash_receipts(idempotency_key=...)` or repeat the post with the same key.
+        """
+        body = {
+            "custno": receipt["custno"],
+            "date": receipt["date"].isoformat(),
+            "amount": to_money(receipt["amount"]),
+            "method": receipt["method"],
+            "reference": receipt["reference"],
+            "applications": [
+                {"invno": app["invno"], "amount": to_money(app["amount"])}
+                for app in receipt.get("applications", [])
+            ],
+        }
+        response = self.request(
+            "POST",
+            "/cash-receipts",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        if response.status_code not in (200, 201):
+            raise self.error_from_response("POST", "/cash-receipts", response)
+        result = self._receipt(decode_json(response))
+        result["replayed"] = response.status_code == 200
+        return result
+
+    def find_cash_receipts(
+        self, *, reference: str | None = None, idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Receipts carrying a PayTrace reference and/or an idempotency key."""
+        if reference is None and idempotency_key is None:
+            raise ValueError("give a reference or an idempotency_key")
+        params = {}
+        if reference is not None:
+            params["reference"] = reference
+        if idempotency_key is not None:
+            params["idempotency_key"] = idempotency_key
+        data = self.call("GET", "/cash-receipts", params=params)
+        return [self._receipt(item) for item in data["results"]]
+
+    # --- general ledger ------------------------------------------------------------
+
+    def list_gl_accounts(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/gl-accounts")["results"])
+
+    def list_periods(self) -> list[dict[str, Any]]:
+        data = self.call("GET", "/periods")
+        return [convert(item, dates=PERIOD_DATES) for item in data["results"]]
+
+    # --- conversions -----------------------------------------------------------------
+
+    @staticmethod
+    def _invoice(data: dict[str, Any]) -> dict[str, Any]:
+        return convert(data, INVOICE_MONEY, INVOICE_DATES)
+
+    @staticmethod
+    def _receipt(data: dict[str, Any]) -> dict[str, Any]:
+        out = convert(data, RECEIPT_MONEY, ("date",))
+        out["applications"] = [
+            convert(app, ("amount", "requested_amount"))
+            for app in data.get("applications", [])
+        ]
+        if out.get("created_at"):
+            out["created_at"] = datetime.datetime.fromisoformat(out["created_at"])
+        return out

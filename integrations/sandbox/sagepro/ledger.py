@@ -1,0 +1,468 @@
+"""What the emulated Sage Pro does with a document: validate it, then write it.
+
+Each write runs in one database transaction with the rows it changes locked
+(`select_for_update`), so two concurrent posts cannot apply the same invoice balance
+twice. Refusals raise `GatewayError`, which the views turn into the contract's
+`{"code", "detail"}` body.
+"""
+
+import datetime
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from . import keys
+from .models import (
+    CENT,
+    ZERO,
+    ArCust,
+    ArMast,
+    CashReceipt,
+    CashReceiptLine,
+    GlAcnt,
+    GlStru,
+    SycComp,
+    SycDfis,
+    SysData,
+)
+
+MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
+MAX_KEY_LENGTH = 100
+
+
+class GatewayError(Exception):
+    """A refusal in the contract's terms: HTTP status, error code, human detail."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        errors: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+
+    def as_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "detail": self.detail}
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class ValidationError(GatewayError):
+    def __init__(self, errors: dict[str, list[str]], detail: str = "") -> None:
+        fields = ", ".join(sorted(errors))
+        super().__init__(
+            400, "VALIDATION_ERROR", detail or f"invalid fields: {fields}", errors
+        )
+
+
+def refuse(code: str, detail: str) -> GatewayError:
+    """A Sage Pro business rule refused the document (HTTP 422)."""
+    return GatewayError(422, code, detail)
+
+
+# --- parsing -----------------------------------------------------------------------
+
+
+def parse_money(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal:
+    """Read a contract money value: a decimal string with at most 2 places."""
+    if not isinstance(value, str) or not MONEY_RE.match(value.strip()):
+        errors.setdefault(name, []).append(
+            'must be a decimal string with at most 2 places, e.g. "12.30"'
+        )
+        return ZERO
+    return Decimal(value.strip()).quantize(CENT)
+
+
+def parse_date(value: Any, name: str, errors: dict[str, list[str]]) -> datetime.date:
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError(value)
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        errors.setdefault(name, []).append("must be a date as YYYY-MM-DD")
+        return datetime.date.min
+
+
+def parse_key(value: Any, name: str, pad: Any, errors: dict[str, list[str]]) -> str:
+    try:
+        if not isinstance(value, str):
+            raise keys.InvalidKeyError("must be a string")
+        return pad(value)
+    except keys.InvalidKeyError as exc:
+        errors.setdefault(name, []).append(str(exc))
+        return ""
+
+
+def parse_text(value: Any, name: str, width: int, errors: dict[str, list[str]]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.setdefault(name, []).append("is required")
+        return ""
+    if len(value.strip()) > width:
+        errors.setdefault(name, []).append(f"must be at most {width} characters")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class ReceiptRequest:
+    """A validated `POST /cash-receipts` body, keys already padded the Sage way."""
+
+    custno: str
+    date: datetime.date
+    amount: Decimal
+    method: str
+    reference: str
+    applications: list[tuple[str, Decimal]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, body: Any) -> "ReceiptRequest":
+        if not isinstance(body, dict):
+            raise ValidationError({"body": ["must be a JSON object"]})
+        errors: dict[str, list[str]] = {}
+        custno = parse_key(body.get("custno"), "custno", keys.pad_custno, errors)
+        date = parse_date(body.get("date"), "date", errors)
+        amount = parse_money(body.get("amount"), "amount", errors)
+        if "amount" not in errors and amount <= ZERO:
+            errors["amount"] = ["must be greater than 0.00"]
+        method = parse_text(body.get("method"), "method", 10, errors).upper()
+        reference = parse_text(body.get("reference"), "reference", 40, errors)
+        raw_apps = body.get("applications", [])
+        applications: list[tuple[str, Decimal]] = []
+        if not isinstance(raw_apps, list):
+            errors["applications"] = ["must be a list"]
+            raw_apps = []
+        seen: set[str] = set()
+        for i, app in enumerate(raw_apps):
+            prefix = f"applications.{i}"
+            if not isinstance(app, dict):
+                errors[prefix] = ["must be an object {invno, amount}"]
+                continue
+            invno = parse_key(
+                app.get("invno"), f"{prefix}.invno", keys.pad_invno, errors
+            )
+            applied = parse_money(app.get("amount"), f"{prefix}.amount", errors)
+            if f"{prefix}.amount" not in errors and applied <= ZERO:
+                errors[f"{prefix}.amount"] = ["must be greater than 0.00"]
+            if invno and invno in seen:
+                errors[f"{prefix}.invno"] = ["invoice is listed more than once"]
+            seen.add(invno)
+            applications.append((invno, applied))
+        if errors:
+            raise ValidationError(errors)
+        return cls(custno, date, amount, method, reference, applications)
+
+    def fingerprint(self) -> str:
+        """Hash of the normalised request: same fingerprint = same document."""
+        canonical = json.dumps(
+            [
+                self.custno.strip(),
+                self.date.isoformat(),
+                str(self.amount),
+                self.method,
+                self.reference,
+                [[invno.strip(), str(amount)] for invno, amount in self.applications],
+            ],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- lookups -----------------------------------------------------------------------
+
+
+def get_company(value: str | None) -> SycComp:
+    try:
+        compid = keys.normalize_company(value or "01")
+    except keys.InvalidKeyError as exc:
+        raise GatewayError(404, "COMPANY_NOT_FOUND", str(exc)) from exc
+    company = SycComp.objects.filter(compid=compid, deleted=False).first()
+    if company is None:
+        raise GatewayError(404, "COMPANY_NOT_FOUND", f"no company {compid!r}")
+    return company
+
+
+def get_customer(company: str, custno: str) -> ArCust:
+    """Read a live customer or raise 404 CUSTOMER_NOT_FOUND."""
+    try:
+        key = keys.pad_custno(custno)
+    except keys.InvalidKeyError as exc:
+        raise GatewayError(404, "CUSTOMER_NOT_FOUND", str(exc)) from exc
+    customer = ArCust.objects.filter(company=company, custno=key, deleted=False).first()
+    if customer is None:
+        raise GatewayError(404, "CUSTOMER_NOT_FOUND", f"no customer {key.strip()!r}")
+    return customer
+
+
+def get_invoice(company: str, invno: str) -> ArMast:
+    try:
+        key = keys.pad_invno(invno)
+    except keys.InvalidKeyError as exc:
+        raise GatewayError(404, "INVOICE_NOT_FOUND", str(exc)) from exc
+    invoice = ArMast.objects.live().filter(company=company, invno=key).first()
+    if invoice is None:
+        raise GatewayError(404, "INVOICE_NOT_FOUND", f"no invoice {key.strip()!r}")
+    return invoice
+
+
+def get_gl_account(company: str, glacnt: str) -> GlAcnt:
+    code = keys.format_glacnt(glacnt, GlStru.mask_for(company))
+    account = GlAcnt.objects.filter(company=company, glacnt=code, deleted=False).first()
+    if account is None:
+        raise GatewayError(404, "ACCOUNT_NOT_FOUND", f"no GL account {code!r}")
+    return account
+
+
+def check_period(company: SycComp, date: datetime.date) -> SycDfis:
+    """Refuse a date outside a defined, open, non-future fiscal period (§4.1)."""
+    period = SycDfis.objects.filter(
+        compid=company.compid, bdate__lte=date, edate__gte=date, deleted=False
+    ).first()
+    if period is None:
+        raise refuse("PERIOD_NOT_DEFINED", f"no fiscal period contains {date}")
+    refusal = period.refusal(company.current_yearprd())
+    if refusal:
+        raise refuse(*refusal)
+    return period
+
+
+# --- writes ------------------------------------------------------------------------
+
+
+def take_number(company: str, module: str, counter: str, is_used: Any) -> int:
+    """Allocate the next number from a SYSDATA counter; caller holds a transaction."""
+    return lock_counter(company, module, counter).take_next(is_used)
+
+
+def lock_counter(company: str, module: str, counter: str) -> SysData:
+    """Return the counter row locked for the rest of the transaction."""
+    SysData.objects.get_or_create(company=company, module=module, counter=counter)
+    return SysData.objects.select_for_update().get(
+        company=company, module=module, counter=counter
+    )
+
+
+def receipt_number(number: int) -> str:
+    return keys.pad_receipt_no(f"{number:06d}")
+
+
+def post_cash_receipt(
+    company: SycComp, idempotency_key: str, body: Any
+) -> tuple[CashReceipt, bool]:
+    """Post a cash receipt; return it and whether it was created (False = replay).
+
+    Steps, all in one transaction:
+    1. Lock the company's receipt counter; this serialises receipt posts, so the
+       idempotency and duplicate checks below cannot race.
+    2. Same key: same request -> replay the stored receipt; different -> 409.
+    3. Same reference (PayTrace transaction id) under another key -> 409.
+    4. Customer exists, the date's period is open, applications <= amount.
+    5. Lock the invoices; each must belong to the customer and be open. Apply at most
+       each invoice's balance; the rest stays on the receipt as unapplied cash.
+    6. Update ARMAST, ARCUST (BALANCE, LASTPAY, LPYMT), write receipt and lines.
+    """
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ValidationError(
+            {"Idempotency-Key": [f"header is required, at most {MAX_KEY_LENGTH} chars"]}
+        )
+    request = ReceiptRequest.parse(body)
+    fingerprint = request.fingerprint()
+    compid = company.compid
+
+    with transaction.atomic():
+        counter = lock_counter(compid, "AR", "RCPTNO")
+        live = CashReceipt.objects.filter(company=compid, deleted=False)
+        existing = live.filter(idemkey=key).first()
+        if existing is not None:
+            if existing.reqhash == fingerprint:
+                return existing, False
+            raise GatewayError(
+                409,
+                "IDEMPOTENCY_CONFLICT",
+                f"Idempotency-Key {key!r} was used for a different request "
+                f"(receipt {existing.rcptno.strip()})",
+            )
+        duplicate = live.filter(reference=request.reference).first()
+        if duplicate is not None:
+            raise GatewayError(
+                409,
+                "DUPLICATE_RECEIPT",
+                f"reference {request.reference!r} is already on receipt "
+                f"{duplicate.rcptno.strip()}",
+            )
+
+        customer = (
+            ArCust.objects.select_for_update()
+            .filter(company=compid, custno=request.custno, deleted=False)
+            .first()
+        )
+        if customer is None:
+            raise refuse(
+                "CUSTOMER_NOT_FOUND", f"no customer {request.custno.strip()!r}"
+            )
+        check_period(company, request.date)
+        requested_total = sum((amount for _, amount in request.applications), ZERO)
+        if requested_total > request.amount:
+            raise refuse(
+                "OVER_APPLICATION",
+                f"applications total {requested_total} exceeds the receipt amount "
+                f"{request.amount}",
+            )
+
+        invnos = [invno for invno, _ in request.applications]
+        invoices = {
+            inv.invno: inv
+            for inv in ArMast.objects.select_for_update()
+            .live()
+            .filter(company=compid, invno__in=invnos)
+            .order_by("invno")
+        }
+        plan: list[tuple[ArMast, Decimal, Decimal]] = []
+        for invno, requested in request.applications:
+            invoice = invoices.get(invno)
+            if invoice is None or invoice.custno != request.custno:
+                raise refuse(
+                    "INVOICE_NOT_FOUND",
+                    f"no invoice {invno.strip()!r} for customer "
+                    f"{request.custno.strip()!r}",
+                )
+            if invoice.balance <= ZERO:
+                raise refuse(
+                    "INVOICE_NOT_OPEN",
+                    f"invoice {invno.strip()!r} has no balance to pay "
+                    f"(balance {invoice.balance})",
+                )
+            plan.append((invoice, requested, min(requested, invoice.balance)))
+
+        applied_total = sum((applied for _, _, applied in plan), ZERO)
+        number = counter.take_next(
+            lambda n: CashReceipt.objects.filter(
+                company=compid, rcptno=receipt_number(n)
+            ).exists()
+        )
+        receipt = CashReceipt.objects.create(
+            company=compid,
+            rcptno=receipt_number(number),
+            custno=request.custno,
+            paydate=request.date,
+            amount=request.amount,
+            applied=applied_total,
+            unapplied=request.amount - applied_total,
+            paymeth=request.method,
+            reference=request.reference,
+            idemkey=key,
+            reqhash=fingerprint,
+        )
+        for invoice, requested, applied in plan:
+            invoice.apply_payment(applied)
+            CashReceiptLine.objects.create(
+                company=compid,
+                receipt=receipt,
+                rcptno=receipt.rcptno,
+                invno=invoice.invno,
+                custno=invoice.custno,
+                requested=requested,
+                amount=applied,
+            )
+        customer.lastpay = request.date
+        customer.lpymt = request.amount
+        customer.save(update_fields=["lastpay", "lpymt"])
+        customer.recompute_balance()
+    return receipt, True
+
+
+def reverse_cash_receipt(company: SycComp, receipt_no: str) -> CashReceipt:
+    """Soft-delete a receipt and give its applications back to the invoices."""
+    try:
+        key = keys.pad_receipt_no(receipt_no)
+    except keys.InvalidKeyError as exc:
+        raise GatewayError(404, "RECEIPT_NOT_FOUND", str(exc)) from exc
+    with transaction.atomic():
+        receipt = (
+            CashReceipt.objects.select_for_update()
+            .filter(company=company.compid, rcptno=key, deleted=False)
+            .first()
+        )
+        if receipt is None:
+            raise GatewayError(404, "RECEIPT_NOT_FOUND", f"no receipt {key.strip()!r}")
+        lines = list(receipt.lines.filter(deleted=False).order_by("invno"))
+        invoices = {
+            inv.invno: inv
+            for inv in ArMast.objects.select_for_update()
+            .filter(company=company.compid, invno__in=[line.invno for line in lines])
+            .order_by("invno")
+        }
+        for line in lines:
+            invoices[line.invno].apply_payment(-line.amount)
+            line.deleted = True
+            line.save(update_fields=["deleted"])
+        receipt.deleted = True
+        receipt.save(update_fields=["deleted"])
+        customer = ArCust.objects.select_for_update().get(
+            company=company.compid, custno=receipt.custno
+        )
+        customer.recompute_balance()
+    return receipt
+
+
+def create_invoice(
+    company: str,
+    custno: str,
+    invamt: Decimal,
+    invdte: datetime.date,
+    *,
+    invno: str | None = None,
+    paidamt: Decimal = ZERO,
+    artype: str = "",
+    ornum: str = "",
+    ponum: str = "",
+) -> ArMast:
+    """Write an ARMAST row (sandbox seeding) and bring ARCUST.BALANCE up to date."""
+    with transaction.atomic():
+        customer = (
+            ArCust.objects.select_for_update()
+            .filter(company=company, custno=keys.pad_custno(custno), deleted=False)
+            .first()
+        )
+        if customer is None:
+            raise refuse("CUSTOMER_NOT_FOUND", f"no customer {custno.strip()!r}")
+        if invno:
+            key = keys.pad_invno(invno)
+            if ArMast.objects.filter(company=company, invno=key).exists():
+                raise GatewayError(
+                    409, "DUPLICATE_INVOICE", f"invoice {key.strip()!r} exists"
+                )
+        else:
+            number = take_number(
+                company,
+                "AR",
+                "INVNO",
+                lambda n: ArMast.objects.filter(
+                    company=company, invno=keys.pad_invno(str(n))
+                ).exists(),
+            )
+            key = keys.pad_invno(str(number))
+        invoice = ArMast.objects.create(
+            company=company,
+            invno=key,
+            custno=customer.custno,
+            invdte=invdte,
+            invamt=invamt,
+            paidamt=paidamt,
+            balance=invamt - paidamt,
+            artype=artype,
+            ornum=ornum,
+            ponum=ponum,
+        )
+        customer.recompute_balance()
+    return invoice

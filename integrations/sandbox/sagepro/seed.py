@@ -1,0 +1,244 @@
+"""Deterministic demo data for the Sage Pro sandbox.
+
+`seed()` is idempotent: rows are created when missing and never overwritten (so
+payments posted during a demo survive a re-seed), except the fiscal calendar and the
+company's current period, which are recomputed relative to today on every run.
+Fiscal periods are calendar months, dated in `settings.BUSINESS_TIME_ZONE`:
+
+    offset  -12..-4   PERMLCK (and closed)        -> PERIOD_LOCKED
+    offset  -3        PCLOSED                     -> PERIOD_CLOSED
+    offset  -2        PLOCKED                     -> PERIOD_LOCKED
+    offset  -1, 0     open; 0 is SYCCOMP's current period
+    offset  +1..+3    open but after the current  -> FUTURE_PERIOD
+    anything else     no SYCDFIS row              -> PERIOD_NOT_DEFINED
+"""
+
+import datetime
+import random
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import keys, ledger
+from .models import (
+    CENT,
+    ZERO,
+    ArCust,
+    ArMast,
+    GlAcnt,
+    GlStru,
+    SycComp,
+    SycDfis,
+    SysData,
+)
+
+RANDOM_SEED = 20250501
+FIRST_INVNO = 10001
+OPEN_INVOICE_COUNT = 56
+PERIOD_OFFSETS = range(-12, 4)
+
+# custno, name (ARCUST.COMPANY), city, state, credstat
+CUSTOMERS = [
+    ("ACME", "Acme Supply Co", "Portland", "OR", ""),
+    ("BLUEOX", "Blue Ox Hardware", "Eugene", "OR", ""),
+    ("CASCAD", "Cascade Outfitters", "Bend", "OR", ""),
+    ("DELTA", "Delta Marine Parts", "Stockton", "CA", ""),
+    ("EVERGR", "Evergreen Landscaping", "Olympia", "WA", ""),
+    ("FOXRUN", "Fox Run Vineyards", "Napa", "CA", ""),
+    ("GRANIT", "Granite State Tools", "Reno", "NV", ""),
+    ("HARBOR", "Harbor Freight Lines", "Tacoma", "WA", ""),
+    ("HOLDCO", "Holdover Contracting", "Boise", "ID", "H"),
+    ("IRONWD", "Ironwood Cabinets", "Spokane", "WA", ""),
+    ("JUNIPR", "Juniper Dental Group", "Medford", "OR", ""),
+    ("ZEROBL", "Zero Balance Bakery", "Salem", "OR", ""),
+]
+# Customers that get the open invoices, round robin.
+INVOICED = [c[0] for c in CUSTOMERS if c[0] != "ZEROBL"]
+
+# glacnt, gldesc, glstat, deleted
+GL_ACCOUNTS = [
+    ("1000-00", "Cash - operating", "", False),
+    ("1050-00", "Cash - closed bank account", "", True),
+    ("1100-00", "Undeposited card receipts", "", False),
+    ("1200-00", "Accounts receivable", "", False),
+    ("2100-00", "Customer deposits", "", False),
+    ("4000-00", "Sales", "", False),
+    ("4900-00", "Sales discounts", "", False),
+    ("6100-00", "Merchant card fees", "", False),
+    ("6900-00", "Old bank charges", "I", False),
+    ("9999-00", "Suspense", "", False),
+]
+
+
+def today() -> datetime.date:
+    """Today's date where the business is (the date Sage Pro users see)."""
+    return timezone.localdate(timezone=ZoneInfo(settings.BUSINESS_TIME_ZONE))
+
+
+def month_start(offset: int, base: datetime.date | None = None) -> datetime.date:
+    base = base or today()
+    index = base.year * 12 + base.month - 1 + offset
+    return datetime.date(index // 12, index % 12 + 1, 1)
+
+
+def period_date(offset: int, day: int = 15) -> datetime.date:
+    """A date `offset` months from the current period (0 = this month)."""
+    return month_start(offset).replace(day=day)
+
+
+def period_flags(offset: int) -> dict[str, bool]:
+    return {
+        "pclosed": offset <= -3,
+        "plocked": offset == -2,
+        "permlck": offset <= -4,
+    }
+
+
+def seed(company: str = "01") -> dict[str, int]:
+    """Create the demo company; return how many rows of each kind were created."""
+    rng = random.Random(RANDOM_SEED)
+    created = dict.fromkeys(
+        ["company", "periods", "gl_accounts", "customers", "invoices"], 0
+    )
+    now = today()
+    with transaction.atomic():
+        _, made = SycComp.objects.update_or_create(
+            compid=company,
+            defaults={
+                "compname": "Sandbox Trading Co",
+                "curyr": f"{now.year:04d}",
+                "curprd": f"{now.month:02d}",
+                "deleted": False,
+            },
+        )
+        created["company"] += made
+        for offset in PERIOD_OFFSETS:
+            start = month_start(offset, now)
+            end = month_start(offset + 1, now) - datetime.timedelta(days=1)
+            _, made = SycDfis.objects.update_or_create(
+                compid=company,
+                yearprd=f"{start.year:04d}{start.month:02d}",
+                defaults={"bdate": start, "edate": end, **period_flags(offset)},
+            )
+            created["periods"] += made
+        for segid, mask in (("1", "XXXX"), ("2", "XX")):
+            GlStru.objects.get_or_create(
+                compid=company,
+                segid=segid,
+                defaults={"seglen": len(mask), "segmask": mask},
+            )
+        for glacnt, gldesc, glstat, deleted in GL_ACCOUNTS:
+            _, made = GlAcnt.objects.get_or_create(
+                company=company,
+                glacnt=glacnt,
+                defaults={"gldesc": gldesc, "glstat": glstat, "deleted": deleted},
+            )
+            created["gl_accounts"] += made
+        for custno, name, city, state, credstat in CUSTOMERS:
+            _, made = ArCust.objects.get_or_create(
+                company=company,
+                custno=keys.pad_custno(custno),
+                defaults={
+                    "name": name,
+                    "contact": "Accounts Payable",
+                    "address1": f"{rng.randint(100, 9999)} Main St",
+                    "city": city,
+                    "state": state,
+                    "country": "USA",
+                    "phone": f"555-01{rng.randint(10, 99)}",
+                    "email": f"ap@{custno.lower()}.example",
+                    "pterms": "Net 30",
+                    "credlimit": Decimal(rng.choice([5000, 10000, 25000])),
+                    "aracct": "1200-00",
+                    "credstat": credstat,
+                },
+            )
+            created["customers"] += made
+
+        invoices = []
+        for i in range(OPEN_INVOICE_COUNT):
+            invamt = (Decimal(rng.randint(2_500, 250_000)) / 100).quantize(CENT)
+            # Every fifth invoice is partially paid.
+            paidamt = (invamt * Decimal("0.30")).quantize(CENT) if i % 5 == 2 else ZERO
+            invoices.append(
+                (
+                    str(FIRST_INVNO + i),
+                    INVOICED[i % len(INVOICED)],
+                    invamt,
+                    paidamt,
+                    "",
+                    now - datetime.timedelta(days=rng.randint(1, 75)),
+                    False,
+                )
+            )
+        n = FIRST_INVNO + OPEN_INVOICE_COUNT
+        invoices += [
+            # Fully paid: the zero-balance customer has history but owes nothing.
+            (str(n), "ZEROBL", Decimal("120.00"), Decimal("120.00"), "", now, False),
+            # A credit memo: ARTYPE 'C', negative amounts.
+            (str(n + 1), "IRONWD", Decimal("-75.00"), ZERO, "C", now, False),
+            # A deleted row still in the file (FoxPro keeps it until PACK).
+            (str(n + 2), "ACME", Decimal("300.00"), ZERO, "", now, True),
+        ]
+        for invno, custno, invamt, paidamt, artype, invdte, deleted in invoices:
+            _, made = ArMast.objects.get_or_create(
+                company=company,
+                invno=keys.pad_invno(invno),
+                defaults={
+                    "custno": keys.pad_custno(custno),
+                    "invamt": invamt,
+                    "paidamt": paidamt,
+                    "balance": invamt - paidamt,
+                    "artype": artype,
+                    "invdte": invdte,
+                    "ornum": f"{int(invno) + 4_043_000:>10}",
+                    "deleted": deleted,
+                },
+            )
+            created["invoices"] += made
+
+        SysData.objects.get_or_create(company=company, module="AR", counter="RCPTNO")
+        SysData.objects.get_or_create(
+            company=company, module="AR", counter="INVNO", defaults={"nextno": n + 3}
+        )
+        for customer in ArCust.objects.filter(company=company):
+            customer.recompute_balance()
+    return created
+
+
+def seed_customer(
+    custno: str, name: str = "", *, company: str = "01", **fields: object
+) -> str:
+    """Create (or fetch) a customer; return its trimmed custno."""
+    customer, _ = ArCust.objects.get_or_create(
+        company=company,
+        custno=keys.pad_custno(custno),
+        defaults={"name": name or custno.title(), **fields},
+    )
+    return customer.custno.strip()
+
+
+def seed_invoice(
+    custno: str,
+    invamt: Decimal | str,
+    invno: str | None = None,
+    *,
+    company: str = "01",
+    invdte: datetime.date | None = None,
+    paidamt: Decimal | str = ZERO,
+    artype: str = "",
+) -> str:
+    """Add an invoice for an existing customer; return its trimmed invno."""
+    invoice = ledger.create_invoice(
+        company,
+        custno,
+        Decimal(invamt),
+        invdte or today(),
+        invno=invno,
+        paidamt=Decimal(paidamt),
+        artype=artype,
+    )
+    return invoice.invno.strip()
