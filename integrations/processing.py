@@ -148,7 +148,10 @@ def _claim_event(event_id: int) -> Event | None:
         if event.attempts >= settings.EVENT_MAX_ATTEMPTS:
             # No attempt finished: each one died with its worker. Stop, don't loop.
             reason = event.last_error or "its worker stopped during every attempt"
-            _event_failed(event, RuntimeError(f"gave up after {event.attempts} attempts: {reason}"))
+            _event_failed(
+                event,
+                RuntimeError(f"gave up after {event.attempts} attempts: {reason}"),
+            )
             return None
         event.state = Event.State.PROCESSING
         event.attempts += 1
@@ -355,7 +358,11 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
     """
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None:
-        if existing.state in (Posting.State.PENDING, Posting.State.FAILED, Posting.State.IN_PROGRESS):
+        if existing.state in (
+            Posting.State.PENDING,
+            Posting.State.FAILED,
+            Posting.State.IN_PROGRESS,
+        ):
             send_posting(existing.pk)
         return f"receipt posting already exists ({existing.state})"
     sage_conn = txn.connection.sagepro
