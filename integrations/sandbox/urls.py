@@ -1,8 +1,18 @@
 """Sandbox emulators, mounted under /sandbox/ only when SANDBOX_ENABLED is on."""
 
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
+
+
+@csrf_exempt
+def bare_accept(request: HttpRequest) -> JsonResponse:
+    """Answer 202 and do nothing: the baseline `bench/ingest.py` compares the webhook with."""
+    return JsonResponse({"status": "queued"}, status=202)
+
 
 urlpatterns = [
     path("sagepro/api/v1/", include("integrations.sandbox.sagepro.urls")),
     path("paytrace/", include("integrations.sandbox.paytrace.urls")),
+    path("bare-202/", bare_accept, name="sandbox-bare-202"),
 ]
