@@ -20,11 +20,22 @@ class StatusMapAdmin(admin.ModelAdmin):
         "is_active",
     )
     # Shown only to users who may change status maps (Django drops them otherwise).
-    list_editable = ("priority", "gateway_status", "payment_status", "action", "is_active")
+    list_editable = (
+        "priority",
+        "gateway_status",
+        "payment_status",
+        "action",
+        "is_active",
+    )
     list_filter = ("connection", "action", "payment_status", "is_active")
     list_select_related = ("connection",)
     ordering = ("connection", "priority", "id")
-    search_fields = ("event_type", "transaction_type", "status_code_pattern", "status_message_pattern")
+    search_fields = (
+        "event_type",
+        "transaction_type",
+        "status_code_pattern",
+        "status_message_pattern",
+    )
 
     @admin.display(description="Rule")
     def description(self, obj: StatusMap) -> str:

@@ -1,0 +1,858 @@
+"""The finance UI: connections, what came in, what went out, and the review queue.
+
+Secrets are write-only everywhere: forms take a new value in an empty password input
+and pages only ever say whether one is "set". Transactions, events and deliveries are
+records of what happened and are read-only for everyone; reviewers act on postings and
+review items through actions that call `integrations.processing`.
+"""
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ChangeList
+from django.db import models
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.forms.renderers import BaseRenderer
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from integrations import processing
+from integrations.models import (
+    Connection,
+    Event,
+    InboundDelivery,
+    PaymentTransaction,
+    Posting,
+    ReviewDecision,
+    ReviewItem,
+    TransactionHistory,
+    WebhookSecret,
+)
+
+admin.site.site_header = "Payments portal"
+admin.site.site_title = "Payments portal"
+admin.site.index_title = "PayTrace payments and Sage Pro receipts"
+# The lists are wide (a transaction has ten columns); the breadcrumbs do the navigating.
+admin.site.enable_nav_sidebar = False
+
+KEEP_CURRENT_HELP = "Leave blank to keep the current value."
+
+
+class PortalMedia:
+    css = {"all": ["portal/admin.css"]}
+
+
+def _pre(value: object) -> SafeString:
+    text = (
+        value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True)
+    )
+    return format_html('<pre class="portal-pre">{}</pre>', text)
+
+
+def _short(text: str, length: int = 80) -> str:
+    return Truncator(text).chars(length)
+
+
+def _change_link(obj: object, label: object) -> SafeString:
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label)
+
+
+def _short_time(value: datetime | None) -> str | None:
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M}" if value else None
+
+
+def format_age(since: datetime, now: datetime | None = None) -> str:
+    """Say how long ago `since` was, roughly: "12 min", "3 h", "4 d"."""
+    seconds = max(0, int(((now or timezone.now()) - since).total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record of something that happened: viewable with the view permission only."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+# Connections ---------------------------------------------------------------------------
+
+
+class SecretStatusWidget(forms.Widget):
+    """Stands in for a stored secret: says "set" or "not set", never the value."""
+
+    def __init__(self, is_set: bool) -> None:
+        super().__init__()
+        self.is_set = is_set
+
+    def render(
+        self,
+        name: str,
+        value: object,
+        attrs: dict | None = None,
+        renderer: BaseRenderer | None = None,
+    ) -> SafeString:
+        return format_html(
+            '<span class="portal-secret-status">{}</span>',
+            "set" if self.is_set else "not set",
+        )
+
+
+def _write_only_input() -> forms.PasswordInput:
+    return forms.PasswordInput(
+        render_value=False, attrs={"autocomplete": "new-password"}
+    )
+
+
+def _formfield(db_field: models.Field, **kwargs: object) -> forms.Field | None:
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
+class ConnectionForm(forms.ModelForm):
+    password = forms.CharField(
+        label="Password / API key",
+        required=False,
+        strip=False,
+        widget=_write_only_input(),
+        help_text=KEEP_CURRENT_HELP,
+    )
+
+    class Meta:
+        model = Connection
+        fields = [
+            "name",
+            "slug",
+            "kind",
+            "environment",
+            "is_active",
+            "base_url",
+            "username",
+            "password",
+            "integrator_id",
+            "company_id",
+            "sagepro",
+            "payment_method",
+            "time_zone",
+        ]
+        formfield_callback = _formfield
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # The form never carries the stored value, so an untouched field is unchanged.
+        self.initial["password"] = ""
+
+    def clean_password(self) -> str:
+        return self.cleaned_data["password"] or self.instance.password
+
+
+class WebhookSecretForm(forms.ModelForm):
+    secret = forms.CharField(
+        required=False,
+        widget=_write_only_input(),
+        help_text="Entered once; never shown again.",
+    )
+
+    class Meta:
+        model = WebhookSecret
+        fields = ["label", "secret", "is_active", "expires_at"]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["secret"] = ""
+        field = self.fields["secret"]
+        if self.instance.pk:
+            # Rotate by adding a new secret and deactivating this one.
+            field.disabled = True
+            field.help_text = ""
+            field.widget = SecretStatusWidget(bool(self.instance.secret))
+        else:
+            field.required = True
+
+    def clean_secret(self) -> str:
+        return self.cleaned_data["secret"] or self.instance.secret
+
+
+class WebhookSecretInline(admin.TabularInline):
+    model = WebhookSecret
+    form = WebhookSecretForm
+    extra = 1
+    readonly_fields = ("secret_status", "created_at")
+
+    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        secret = (
+            "secret" if self.has_change_permission(request, obj) else "secret_status"
+        )
+        return ["label", secret, "is_active", "expires_at", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return super().has_add_permission(request, obj) and self.has_change_permission(
+            request, obj
+        )
+
+    @admin.display(description="Secret")
+    def secret_status(self, obj: WebhookSecret) -> str:
+        return "set" if obj.secret else "not set"
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionForm
+    list_display = ("name", "kind", "environment", "is_active", "base_url")
+    list_filter = ("kind", "environment", "is_active")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("password_status", "created_at", "updated_at")
+    inlines = [WebhookSecretInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "kind", "environment", "is_active"]}),
+        (
+            "Endpoint and credentials",
+            {
+                "fields": [
+                    "base_url",
+                    "username",
+                    "password",
+                    "password_status",
+                    "integrator_id",
+                    "company_id",
+                ]
+            },
+        ),
+        ("Posting", {"fields": ["sagepro", "payment_method", "time_zone"]}),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+    Media = PortalMedia
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: Connection | None = None
+    ) -> list:
+        can_edit = (
+            self.has_add_permission(request)
+            if obj is None
+            else self.has_change_permission(request, obj)
+        )
+        if can_edit:
+            return self.fieldsets
+        # A view-only page shows every field's value: leave the secret out entirely.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [f for f in options["fields"] if f != "password"],
+                },
+            )
+            for name, options in self.fieldsets
+        ]
+
+    def formfield_for_dbfield(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: object
+    ) -> forms.Field | None:
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="Password / API key stored")
+    def password_status(self, obj: Connection) -> str:
+        return "set" if obj.password else "not set"
+
+
+# What came in ----------------------------------------------------------------------------
+
+
+@admin.register(InboundDelivery)
+class InboundDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "received_at",
+        "connection_slug",
+        "kind",
+        "signature_result",
+        "failure_reason",
+        "response_status",
+        "contains_card_data",
+        "event_link",
+    )
+    list_filter = ("signature_result", "failure_reason", "kind", "contains_card_data")
+    search_fields = ("webhook_id", "connection_slug")
+    list_select_related = ("event",)
+    fields = (
+        "received_at",
+        "connection",
+        "connection_slug",
+        "kind",
+        "webhook_id",
+        "remote_addr",
+        "signature_result",
+        "failure_reason",
+        "failure_detail",
+        "response_status",
+        "contains_card_data",
+        "event",
+        "body_size",
+        "headers_pretty",
+        "body_pretty",
+    )
+    readonly_fields = fields
+    Media = PortalMedia
+
+    @admin.display(description="Event")
+    def event_link(self, obj: InboundDelivery) -> SafeString | None:
+        return _change_link(obj.event, obj.event) if obj.event else None
+
+    @admin.display(description="Headers (redacted)")
+    def headers_pretty(self, obj: InboundDelivery) -> SafeString:
+        return _pre(obj.headers)
+
+    @admin.display(description="Body (card data masked)")
+    def body_pretty(self, obj: InboundDelivery) -> SafeString:
+        return _pre(obj.body)
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "type",
+        "event_id",
+        "transaction_id",
+        "state",
+        "attempts",
+        "received_at",
+        "last_error_short",
+    )
+    list_filter = ("state", "type", "source")
+    search_fields = ("event_id", "transaction_id")
+    fields = (
+        "connection",
+        "event_id",
+        "source",
+        "type",
+        "occurred_at",
+        "transaction_id",
+        "state",
+        "attempts",
+        "received_at",
+        "started_at",
+        "processed_at",
+        "outcome",
+        "contains_card_data",
+        "last_error",
+        "traceback_pretty",
+        "payload_pretty",
+    )
+    readonly_fields = fields
+    Media = PortalMedia
+
+    @admin.display(description="Last error", ordering="last_error")
+    def last_error_short(self, obj: Event) -> str:
+        return _short(obj.last_error)
+
+    @admin.display(description="Traceback")
+    def traceback_pretty(self, obj: Event) -> SafeString | None:
+        return _pre(obj.last_traceback) if obj.last_traceback else None
+
+    @admin.display(description="Payload (card data masked)")
+    def payload_pretty(self, obj: Event) -> SafeString:
+        return _pre(obj.payload)
+
+
+# Transactions and what went out ------------------------------------------------------------
+
+
+class TransactionHistoryInline(ReadOnlyInline):
+    model = TransactionHistory
+    fields = ("at", "action", "detail", "changes", "event", "user")
+    readonly_fields = fields
+    ordering = ("at", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("event", "user")
+
+
+class PostingInline(ReadOnlyInline):
+    model = Posting
+    fields = (
+        "kind",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "document_number",
+        "posted_at",
+        "last_error",
+    )
+    readonly_fields = fields
+    show_change_link = True
+
+
+class ReviewItemInline(ReadOnlyInline):
+    model = ReviewItem
+    fields = ("kind", "state", "reason", "created_at", "assigned_to", "resolved_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("assigned_to")
+
+
+def _cash_receipt(field: str) -> Subquery:
+    postings = Posting.objects.filter(
+        transaction=OuterRef("pk"), kind=Posting.Kind.CASH_RECEIPT
+    ).values(field)
+    return Subquery(postings[:1])
+
+
+@admin.register(PaymentTransaction)
+class PaymentTransactionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "transaction_id",
+        "amount_display",
+        "invoice",
+        "gateway",
+        "mapped_status",
+        "posting_state",
+        "document_number",
+        "card",
+        "created",
+        "settled",
+    )
+    list_filter = ("mapped_status", "gateway_status")
+    search_fields = ("transaction_id", "invoice_reference", "customer_reference")
+    fieldsets = [
+        (
+            "Payment",
+            {
+                "fields": [
+                    "transaction_id",
+                    "connection",
+                    "transaction_type",
+                    "amount_display",
+                    "tax_amount",
+                    "invoice_reference",
+                    "customer_reference",
+                    "customer_po",
+                    "card",
+                    "card_brand",
+                    "approval_code",
+                    "channel",
+                    "batch_number",
+                ]
+            },
+        ),
+        (
+            "Status",
+            {
+                "fields": [
+                    "gateway_status",
+                    "status_code",
+                    "status_message",
+                    "mapped_status",
+                    "created_at",
+                    "settled_at",
+                    "status_changed_at",
+                    "first_seen_at",
+                    "updated_at",
+                ]
+            },
+        ),
+        (
+            "PayTrace record",
+            {"classes": ["collapse"], "fields": ["source_record_pretty"]},
+        ),
+    ]
+    readonly_fields = [f for _, options in fieldsets for f in options["fields"]]
+    inlines = [TransactionHistoryInline, PostingInline, ReviewItemInline]
+    Media = PortalMedia
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                receipt_state=_cash_receipt("state"),
+                receipt_number=_cash_receipt("document_number"),
+            )
+        )
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, obj: PaymentTransaction) -> str:
+        return f"{obj.amount} {obj.currency}"
+
+    @admin.display(description="Invoice", ordering="invoice_reference")
+    def invoice(self, obj: PaymentTransaction) -> str:
+        return obj.invoice_reference
+
+    @admin.display(description="Gateway", ordering="gateway_status")
+    def gateway(self, obj: PaymentTransaction) -> str:
+        return obj.get_gateway_status_display()
+
+    @admin.display(description="Created (UTC)", ordering="created_at")
+    def created(self, obj: PaymentTransaction) -> str | None:
+        return _short_time(obj.created_at)
+
+    @admin.display(description="Settled (UTC)", ordering="settled_at")
+    def settled(self, obj: PaymentTransaction) -> str | None:
+        return _short_time(obj.settled_at)
+
+    @admin.display(description="Card")
+    def card(self, obj: PaymentTransaction) -> str:
+        return f"•••• {obj.card_last4}" if obj.card_last4 else ""
+
+    @admin.display(description="Posting", ordering="receipt_state")
+    def posting_state(self, obj: PaymentTransaction) -> str | None:
+        if not obj.receipt_state:
+            return None
+        return Posting.State(obj.receipt_state).label
+
+    @admin.display(description="Sage Pro document", ordering="receipt_number")
+    def document_number(self, obj: PaymentTransaction) -> str | None:
+        return obj.receipt_number or None
+
+    @admin.display(description="PayTrace record (card data masked)")
+    def source_record_pretty(self, obj: PaymentTransaction) -> SafeString:
+        return _pre(obj.source_record)
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyAdmin):
+    list_display = (
+        "transaction_id",
+        "kind",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "document_number",
+        "last_error_short",
+    )
+    list_filter = ("state", "kind")
+    search_fields = ("transaction__transaction_id", "document_number")
+    list_select_related = ("transaction",)
+    actions = ["retry_now"]
+    fields = (
+        "transaction",
+        "sagepro",
+        "kind",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "started_at",
+        "posted_at",
+        "document_number",
+        "unapplied_amount",
+        "idempotency_key",
+        "last_error_code",
+        "last_error",
+        "payload_pretty",
+        "response_pretty",
+    )
+    readonly_fields = fields
+    Media = PortalMedia
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("integrations.change_posting")
+
+    @admin.action(description="Retry now", permissions=["retry"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        postings = list(queryset)
+        queued = sum(1 for p in postings if processing.retry_posting(p, request.user))
+        skipped = len(postings) - queued
+        self.message_user(
+            request,
+            f"Queued {_plural(queued, 'posting')} to be sent again; skipped {skipped} "
+            "already posted or in progress.",
+            messages.SUCCESS if queued else messages.WARNING,
+        )
+
+    @admin.display(description="Transaction", ordering="transaction__transaction_id")
+    def transaction_id(self, obj: Posting) -> str:
+        return obj.transaction.transaction_id
+
+    @admin.display(description="Last error", ordering="last_error")
+    def last_error_short(self, obj: Posting) -> str:
+        return _short(obj.last_error)
+
+    @admin.display(description="Document as sent")
+    def payload_pretty(self, obj: Posting) -> SafeString:
+        return _pre(obj.payload)
+
+    @admin.display(description="Sage Pro's reply")
+    def response_pretty(self, obj: Posting) -> SafeString:
+        return _pre(obj.response)
+
+
+# The review queue ------------------------------------------------------------------------
+
+
+class ReviewStateFilter(admin.SimpleListFilter):
+    """Filter by state, showing open items unless asked otherwise."""
+
+    title = "state"
+    parameter_name = "state"
+    default = ReviewItem.State.OPEN
+    ALL = "all"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [*ReviewItem.State.choices, (self.ALL, "All")]
+
+    def choices(self, changelist: ChangeList) -> Iterator[dict]:
+        current = self.value() or self.default
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: value}
+                ),
+                "display": label,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value() or self.default
+        return queryset if value == self.ALL else queryset.filter(state=value)
+
+
+class ApplyToInvoiceForm(forms.Form):
+    invno = forms.CharField(
+        label="Sage Pro invoice number",
+        max_length=20,
+        help_text="The open invoice this payment pays.",
+    )
+
+
+class DismissForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why nothing needs to be posted; kept with the item's decisions.",
+    )
+
+
+class ReviewDecisionInline(ReadOnlyInline):
+    model = ReviewDecision
+    fields = ("at", "user", "action", "detail")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("user")
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(admin.ModelAdmin):
+    list_display = (
+        "kind",
+        "transaction_link",
+        "amount",
+        "invoice_reference",
+        "reason_short",
+        "age",
+        "state",
+        "assigned_to",
+    )
+    list_filter = (ReviewStateFilter, "kind")
+    search_fields = (
+        "transaction__transaction_id",
+        "transaction__invoice_reference",
+        "reason",
+    )
+    list_select_related = ("transaction", "assigned_to")
+    actions = ["apply_to_invoice", "dismiss", "assign_to_me"]
+    fields = (
+        "kind",
+        "state",
+        "transaction_link",
+        "amount",
+        "invoice_reference",
+        "reason",
+        "error_code",
+        "posting",
+        "event",
+        "created_at",
+        "assigned_to",
+        "resolved_at",
+        "resolved_by",
+        "resolution",
+    )
+    readonly_fields = tuple(f for f in fields if f != "assigned_to")
+    inlines = [ReviewDecisionInline]
+    Media = PortalMedia
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # The pipeline opens items.
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # Dismiss instead, so the decision is recorded.
+
+    def formfield_for_dbfield(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: object
+    ) -> forms.Field | None:
+        if db_field.name != "assigned_to":
+            return super().formfield_for_dbfield(db_field, request, **kwargs)
+        # A plain choice of colleagues, without the add/change/delete-user buttons.
+        staff = db_field.related_model.objects.filter(is_staff=True, is_active=True)
+        return db_field.formfield(queryset=staff, **kwargs)
+
+    @admin.action(description="Apply to an invoice…", permissions=["change"])
+    def apply_to_invoice(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        form = ApplyToInvoiceForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form,
+                action="apply_to_invoice",
+                title="Apply to an invoice",
+                submit="Apply",
+                intro="Apply these payments in Sage Pro to the invoice number below.",
+            )
+        invno = form.cleaned_data["invno"]
+        applied = 0
+        for item in queryset:
+            try:
+                processing.apply_review_item(item, invno, request.user)
+                applied += 1
+            except ValueError as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        if applied:
+            self.message_user(
+                request, f"Applied {_plural(applied, 'payment')} to invoice {invno}."
+            )
+        return None
+
+    @admin.action(description="Dismiss…", permissions=["change"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        form = DismissForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form,
+                action="dismiss",
+                title="Dismiss review items",
+                submit="Dismiss",
+                intro="Close these items without posting anything.",
+            )
+        dismissed = 0
+        for item in queryset:
+            try:
+                processing.dismiss_review_item(
+                    item, form.cleaned_data["reason"], request.user
+                )
+                dismissed += 1
+            except ValueError as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        if dismissed:
+            self.message_user(
+                request, f"Dismissed {_plural(dismissed, 'review item')}."
+            )
+        return None
+
+    @admin.action(description="Assign to me", permissions=["change"])
+    def assign_to_me(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(assigned_to=request.user)
+        self.message_user(request, f"Assigned {_plural(count, 'review item')} to you.")
+
+    def _action_page(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        form: forms.Form,
+        *,
+        action: str,
+        title: str,
+        submit: str,
+        intro: str,
+    ) -> TemplateResponse:
+        """Ask for the action's input, as Django's delete confirmation does."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "intro": intro,
+            "submit_label": submit,
+            "opts": self.opts,
+            "items": queryset,
+            "form": form,
+            "action_name": action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(
+            request, "admin/integrations/reviewitem/action_form.html", context
+        )
+
+    @staticmethod
+    def _label(item: ReviewItem) -> str:
+        return (
+            f"Transaction {item.transaction.transaction_id}"
+            if item.transaction
+            else str(item)
+        )
+
+    @admin.display(description="Transaction", ordering="transaction__transaction_id")
+    def transaction_link(self, obj: ReviewItem) -> SafeString | None:
+        if obj.transaction is None:
+            return None
+        return _change_link(obj.transaction, obj.transaction.transaction_id)
+
+    @admin.display(description="Amount", ordering="transaction__amount")
+    def amount(self, obj: ReviewItem) -> str | None:
+        if obj.transaction is None:
+            return None
+        return f"{obj.transaction.amount} {obj.transaction.currency}"
+
+    @admin.display(
+        description="Invoice reference", ordering="transaction__invoice_reference"
+    )
+    def invoice_reference(self, obj: ReviewItem) -> str | None:
+        return obj.transaction.invoice_reference if obj.transaction else None
+
+    @admin.display(description="Reason")
+    def reason_short(self, obj: ReviewItem) -> str:
+        return _short(obj.reason, 140)
+
+    @admin.display(description="Age", ordering="created_at")
+    def age(self, obj: ReviewItem) -> str:
+        return format_age(obj.created_at)
