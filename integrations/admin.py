@@ -693,7 +693,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         "reason",
     )
     list_select_related = ("transaction", "assigned_to")
-    actions = ["apply_to_invoice", "dismiss", "assign_to_me"]
+    actions = ["apply_to_invoice", "retry", "dismiss", "assign_to_me"]
     fields = (
         "kind",
         "state",
@@ -789,6 +789,25 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 request, f"Dismissed {_plural(dismissed, 'review item')}."
             )
         return None
+
+    @admin.action(
+        description="Retry (re-send the posting or reprocess the event)",
+        permissions=["change"],
+    )
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
+        retried = 0
+        for item in queryset:
+            try:
+                processing.retry_review_item(item, request.user)
+                retried += 1
+            except ValueError as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        if retried:
+            self.message_user(
+                request, f"Queued {_plural(retried, 'review item')} for retry."
+            )
 
     @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet) -> None:

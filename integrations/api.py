@@ -13,6 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
@@ -146,6 +148,37 @@ def _verify(
     return False, reason, detail
 
 
+_REJECTED = inline_serializer(
+    "WebhookRejected",
+    {
+        "status": serializers.CharField(default="rejected"),
+        "reason": serializers.CharField(
+            help_text="Machine-readable: signature_mismatch, timestamp_out_of_range, …"
+        ),
+        "detail": serializers.CharField(required=False),
+        "errors": serializers.DictField(
+            required=False, help_text="Field errors (400 invalid_shape)."
+        ),
+    },
+)
+_QUEUED = inline_serializer(
+    "WebhookQueued",
+    {
+        "status": serializers.CharField(default="queued"),
+        "event": serializers.IntegerField(),
+    },
+)
+_REJECTIONS = {
+    400: OpenApiResponse(_REJECTED, description="Not JSON, or not the expected shape."),
+    401: OpenApiResponse(
+        _REJECTED,
+        description="Missing or bad signature, or a timestamp outside ±5 minutes.",
+    ),
+    404: OpenApiResponse(_REJECTED, description="Unknown or inactive connection."),
+    413: OpenApiResponse(_REJECTED, description="Body over 256 KiB."),
+}
+
+
 class PayTraceWebhookView(APIView):
     """`POST /webhooks/paytrace/<slug>/`: relayed, Standard-Webhooks-signed events."""
 
@@ -154,6 +187,20 @@ class PayTraceWebhookView(APIView):
     parser_classes = [RawBodyParser]
     throttle_classes: list = []
 
+    @extend_schema(
+        summary="Receive a signed PayTrace payment event",
+        description="Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`) over the raw body.",
+        request=EventSerializer,
+        responses={
+            202: OpenApiResponse(_QUEUED, description="Stored and queued."),
+            200: OpenApiResponse(
+                _QUEUED,
+                description="Duplicate `webhook-id`: already stored; nothing new queued.",
+            ),
+            **_REJECTIONS,
+        },
+        auth=[],
+    )
     def post(self, request: Request, slug: str) -> Response:
         connection = Connection.objects.filter(
             slug=slug, kind=Connection.Kind.PAYTRACE
@@ -295,6 +342,22 @@ class SilentPostView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
+    @extend_schema(
+        summary="Receive PayTrace's legacy silent post",
+        request={
+            "application/x-www-form-urlencoded": inline_serializer(
+                "SilentPost", {"parmList": serializers.CharField()}
+            )
+        },
+        responses={
+            202: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="Recorded; confirmed by lookup before processing.",
+            ),
+            **_REJECTIONS,
+        },
+        auth=[],
+    )
     def post(self, request: Request, slug: str) -> Response:
         connection = Connection.objects.filter(
             slug=slug, kind=Connection.Kind.PAYTRACE

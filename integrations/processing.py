@@ -809,3 +809,74 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         for pk in events:
             queue("process_event", pk)
     return {"postings": len(due_postings), "events": len(events)}
+
+
+def reprocess_event(event: Event, user: AbstractBaseUser | None = None) -> bool:
+    """Run an event through the pipeline again (after a status-map row was added, or
+    an invoice created). Returns False when it is queued or running already."""
+    with transaction.atomic():
+        moved = Event.objects.filter(
+            pk=event.pk,
+            state__in=[Event.State.PROCESSED, Event.State.FAILED, Event.State.DEAD],
+        ).update(
+            state=Event.State.QUEUED, attempts=0, next_attempt_at=None, last_error=""
+        )
+        if not moved:
+            return False
+        txn = PaymentTransaction.objects.filter(
+            connection_id=event.connection_id, transaction_id=event.transaction_id
+        ).first()
+        if txn is not None:
+            txn.record(
+                "reprocess_requested",
+                f"Event {event.event_id} queued again",
+                event=event,
+                user=user,
+            )
+        queue("process_event", event.pk)
+    return True
+
+
+def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) -> str:
+    """Retry whatever the item is about: its posting if it has one, else its event.
+
+    The item is resolved; if the problem is still there, processing opens a new one.
+    Raises ValueError when there is nothing to retry.
+    """
+    with transaction.atomic():
+        item = (
+            ReviewItem.objects.select_for_update()
+            .select_related("posting", "event")
+            .get(pk=item.pk)
+        )
+        if item.state != ReviewItem.State.OPEN:
+            raise ValueError(f"Review item {item.pk} is already {item.state}.")
+        event = item.event
+        if event is None and item.transaction_id:
+            event = (
+                Event.objects.filter(
+                    connection_id=item.transaction.connection_id,
+                    transaction_id=item.transaction.transaction_id,
+                )
+                .order_by("-occurred_at")
+                .first()
+            )
+        if item.posting is not None and item.posting.state != Posting.State.POSTED:
+            retried = retry_posting(item.posting, user)
+            what = f"posting {item.posting.pk}"
+        elif event is not None:
+            retried = reprocess_event(event, user)
+            what = f"event {event.event_id}"
+        else:
+            raise ValueError(f"Review item {item.pk} has no posting or event to retry.")
+        if not retried:
+            raise ValueError(f"The {what} is already queued or being sent.")
+        item.state = ReviewItem.State.RESOLVED
+        item.resolved_at = timezone.now()
+        item.resolved_by = user if getattr(user, "pk", None) else None
+        item.resolution = f"Retried ({what})"
+        item.save()
+        ReviewDecision.objects.create(
+            item=item, user=item.resolved_by, action="retry", detail={"what": what}
+        )
+    return what

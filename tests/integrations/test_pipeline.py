@@ -360,3 +360,43 @@ def test_secrets_are_ciphertext_in_the_database(paytrace_conn, secret):
     assert stored_secret.startswith("fernet:") and secret not in stored_secret
     paytrace_conn.refresh_from_db()
     assert paytrace_conn.active_webhook_secrets() == [secret]
+
+
+def test_an_unmapped_status_waits_for_a_map_row_then_a_retry_posts_it(
+    deliver, sage, paytrace_conn, run_tasks, django_user_model
+):
+    from mappings.models import StatusMap
+
+    StatusMap.objects.filter(
+        connection=paytrace_conn, event_type="transaction.approved"
+    ).update(is_active=False)
+    invno = sage.seed_invoice("ACME", "27.00")
+    record = paytrace_record(
+        invoice_id=invno,
+        amount=Decimal("27.00"),
+        status_code="Q",
+        status_message="Queued at processor",
+    )
+    deliver("transaction.approved", record)
+
+    item = ReviewItem.objects.get(kind=ReviewItem.Kind.UNMAPPED_STATUS)
+    assert "status_code Q" in item.reason
+    assert not Posting.objects.exists()
+
+    StatusMap.objects.create(
+        connection=paytrace_conn,
+        priority=1,
+        status_code_pattern="Q",
+        gateway_status="approved",
+        payment_status="Paid",
+        action="post_receipt",
+    )
+    processing.retry_review_item(item, django_user_model.objects.create_user("ivy"))
+    run_tasks()
+
+    assert receipts_for(record["transaction_id"]).count() == 1
+    item.refresh_from_db()
+    assert item.state == ReviewItem.State.RESOLVED
+    assert not ReviewItem.objects.filter(
+        kind=ReviewItem.Kind.UNMAPPED_STATUS, state="open"
+    ).exists()
