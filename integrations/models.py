@@ -86,6 +86,12 @@ class Connection(models.Model):
         default="CARD",
         help_text="Sage Pro receipt method for these payments.",
     )
+    suspense_account = models.CharField(
+        max_length=24, blank=True, help_text="GL account used when no GL rule matches."
+    )
+    base_currency = models.CharField(
+        max_length=3, default="USD", help_text="Sage Pro company's base currency."
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -460,6 +466,34 @@ class Posting(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     document_number = models.CharField(
         max_length=40, blank=True, help_text="Sage Pro receipt number."
+    )
+    gl_account = models.CharField(
+        max_length=24, blank=True, help_text="The account the GL rules chose."
+    )
+    gl_rule = models.ForeignKey(
+        "mappings.GlRule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="postings",
+    )
+    gl_trace = models.JSONField(
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="Every rule tried: matched or skipped, and why.",
+    )
+    overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="Values a reviewer corrected, by target field.",
+    )
+    exchange_rate = models.DecimalField(
+        max_digits=18, decimal_places=8, null=True, blank=True
+    )
+    rate_on = models.DateField(
+        null=True, blank=True, help_text="Date of the exchange rate used."
     )
     unapplied_amount = models.DecimalField(
         max_digits=14, decimal_places=2, null=True, blank=True

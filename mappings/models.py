@@ -111,3 +111,164 @@ class StatusMap(models.Model):
             for rule in DEFAULT_RULES
         )
         return len(DEFAULT_RULES)
+
+
+def _split(values: str) -> list[str]:
+    return [v.strip().upper() for v in values.split(",") if v.strip()]
+
+
+class GlRule(models.Model):
+    """Which Sage Pro GL account a transaction hits. Ordered: the first match wins."""
+
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="gl_rules"
+    )
+    name = models.CharField(max_length=100)
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower runs first; ties by id."
+    )
+    is_active = models.BooleanField(default=True)
+    transaction_types = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated PayTrace types (SALE, CAPTURE…); blank = any.",
+    )
+    card_brands = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated (VISA, MASTERCARD, AMEX, DISCOVER); blank = any.",
+    )
+    channels = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated created.through values (API, VT…); blank = any.",
+    )
+    amount_min = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    amount_max = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    currency = models.CharField(max_length=3, blank=True, help_text="Blank = any.")
+    customer_pattern = models.CharField(
+        max_length=60, blank=True, help_text="Glob on the customer number, e.g. WEB*."
+    )
+    invoice_pattern = models.CharField(
+        max_length=60, blank=True, help_text="Glob on the invoice number, e.g. SO-*."
+    )
+    product_category = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="Matches when an order line has this category.",
+    )
+    account = models.CharField(
+        max_length=24, help_text="Sage Pro GL account, e.g. 1100-00."
+    )
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["connection", "priority", "id"]
+        verbose_name = "GL-account rule"
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.account}"
+
+
+class FieldMapping(models.Model):
+    """Target field of a Sage Pro document ← a source path and a chain of transforms."""
+
+    class Document(models.TextChoices):
+        CASH_RECEIPT = "cash_receipt", "Cash receipt"
+        SALES_ORDER = "sales_order", "Sales order"
+        CUSTOMER = "customer", "Customer"
+        GL_BATCH = "gl_batch", "GL batch"
+
+    connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        related_name="field_mappings",
+    )
+    document = models.CharField(
+        max_length=20, choices=Document.choices, default=Document.CASH_RECEIPT
+    )
+    target_field = models.CharField(
+        max_length=40, help_text="Field of the Sage Pro gateway document, e.g. invno."
+    )
+    source_path = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Dot path into the source record, e.g. created.at.",
+    )
+    transforms = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Applied in order, e.g. [{"op": "upper"}, {"op": "pad", "width": 10, "align": "right"}].',
+    )
+    position = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["connection", "document", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "document", "target_field"],
+                name="one_mapping_per_target_field",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.document}.{self.target_field} ← {self.source_path or '(constant)'}"
+        )
+
+
+class CurrencyRate(models.Model):
+    """How many units of `base_currency` one unit of `currency` was worth on a day."""
+
+    currency = models.CharField(max_length=3)
+    base_currency = models.CharField(max_length=3, default="USD")
+    rate = models.DecimalField(max_digits=18, decimal_places=8)
+    valid_on = models.DateField()
+    source = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["currency", "base_currency", "-valid_on"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["currency", "base_currency", "valid_on"],
+                name="one_rate_per_day",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rate__gt=0), name="rate_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"1 {self.currency} = {self.rate} {self.base_currency} on {self.valid_on}"
+        )
+
+
+class SuggestionFeedback(models.Model):
+    """An admin accepted or rejected a suggested mapping; later suggestions learn from it."""
+
+    document = models.CharField(max_length=20, choices=FieldMapping.Document.choices)
+    target_field = models.CharField(max_length=40)
+    source_path = models.CharField(max_length=200)
+    source_key = models.CharField(
+        max_length=80,
+        help_text="The source field's name, normalised (last path segment).",
+    )
+    accepted = models.BooleanField()
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["document", "target_field"])]
+
+    def __str__(self) -> str:
+        verdict = "accepted" if self.accepted else "rejected"
+        return f"{self.target_field} ← {self.source_path} {verdict}"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/mappings/", include("mappings.api")),
     path("api/", include("integrations.readapi")),
     path("", include("integrations.urls")),
 ]

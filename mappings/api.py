@@ -1,0 +1,3 @@
+"""Mapping endpoints under /api/mappings/ (suggestions; filled in by issue 4 work)."""
+
+urlpatterns: list = []
