@@ -40,3 +40,6 @@ class StatusMapAdmin(admin.ModelAdmin):
     @admin.display(description="Rule")
     def description(self, obj: StatusMap) -> str:
         return obj.as_rule().describe()
+
+# Field mappings have their own module: the suggestion helper lives with them.
+from mappings import fieldmapping_admin  # noqa: E402,F401

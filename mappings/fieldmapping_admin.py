@@ -1,0 +1,1 @@
+"""Admin for field mappings, with the "Suggest" helper (issue 4 §5)."""
