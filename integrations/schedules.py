@@ -1,25 +1,54 @@
 """The periodic jobs django-q2 runs, kept in step after every migrate."""
 
+from datetime import time, timedelta
+
+from django.conf import settings
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
+from django.utils import timezone
 
-SCHEDULES = {
-    # name: (dotted function, every N minutes)
-    "portal: sweep due retries and stalled work": ("integrations.tasks.sweep", 1),
-}
+
+def schedules() -> dict[str, dict]:
+    from django_q.models import Schedule
+
+    return {
+        "portal: sweep due retries and stalled work": {
+            "func": "integrations.tasks.sweep",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
+        "portal: poll PayTrace exports": {
+            "func": "integrations.tasks.poll_paytrace",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.PAYTRACE_POLL_MINUTES,
+        },
+        "portal: record yesterday's settlement batches": {
+            "func": "integrations.tasks.sweep_settlements",
+            "schedule_type": Schedule.DAILY,
+            "first_run": time(
+                hour=9
+            ),  # after PayTrace's batches close overnight (US time)
+        },
+    }
 
 
 @receiver(post_migrate)
 def ensure_schedules(sender: object, **kwargs: object) -> None:
     from django_q.models import Schedule
 
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={
-                "func": func,
-                "schedule_type": Schedule.MINUTES,
-                "minutes": minutes,
-                "repeats": -1,
-            },
+    if getattr(sender, "name", "") != "integrations":
+        return
+    for name, spec in schedules().items():
+        spec = dict(spec)
+        first_run = spec.pop("first_run", None)
+        defaults = {**spec, "repeats": -1}
+        schedule, created = Schedule.objects.update_or_create(
+            name=name, defaults=defaults
         )
+        if created and first_run is not None:
+            now = timezone.now()
+            start = now.replace(
+                hour=first_run.hour, minute=first_run.minute, second=0, microsecond=0
+            )
+            schedule.next_run = start if start > now else start + timedelta(days=1)
+            schedule.save(update_fields=["next_run"])

@@ -172,6 +172,10 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 # A worker's claim on an event or posting; past it, the sweeper hands the work to
 # another worker. Must exceed Q_CLUSTER timeout (checked at startup).
 WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
+# PayTrace has no webhooks of its own: poll its export every N minutes over an
+# overlapping window of the last D days.
+PAYTRACE_POLL_MINUTES = env.int("PAYTRACE_POLL_MINUTES", default=5)
+PAYTRACE_POLL_WINDOW_DAYS = env.int("PAYTRACE_POLL_WINDOW_DAYS", default=3)
 OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.

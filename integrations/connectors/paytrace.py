@@ -166,6 +166,22 @@ class PayTraceConnector(HttpConnector):
         reply = self.post_v1("transactions/export/by_date_range", payload)
         return [_read_record(record) for record in reply.get("transactions") or []]
 
+    def export_batches(self, start: date, end: date) -> list[dict[str, Any]]:
+        """Return settlement batch summaries for batches settled from `start` to `end`."""
+        payload = {
+            "start_date": start.strftime("%m/%d/%Y"),
+            "end_date": end.strftime("%m/%d/%Y"),
+        }
+        reply = self.post_v1("batches/export", payload)
+        return list(reply.get("batches") or [])
+
+    def batch_transactions(self, batch_number: int | str) -> list[dict[str, Any]]:
+        """Return the settled transactions of one batch (export records)."""
+        reply = self.post_v1(
+            "batches/transaction_list", {"batch_number": int(batch_number)}
+        )
+        return [_read_record(record) for record in reply.get("transactions") or []]
+
     def sale_keyed(
         self,
         *,

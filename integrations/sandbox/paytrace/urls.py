@@ -21,5 +21,11 @@ urlpatterns = [
         views.refund_for_transaction,
         name="refund-for-transaction",
     ),
+    path("v1/batches/export", views.batches_export, name="batches-export"),
+    path(
+        "v1/batches/transaction_list",
+        views.batches_transaction_list,
+        name="batches-transaction-list",
+    ),
     path("_settle", views.settle, name="settle"),
 ]

@@ -29,6 +29,7 @@ from django.views.decorators.http import require_POST
 
 from integrations.sandbox.paytrace.cards import brand_of, is_luhn_valid
 from integrations.sandbox.paytrace.models import (
+    BATCH_NUMBER_OFFSET,
     BILLING_ADDRESS_KEYS,
     SHIPPING_ADDRESS_KEYS,
     TOKEN_LIFETIME_SECONDS,
@@ -36,7 +37,7 @@ from integrations.sandbox.paytrace.models import (
     Batch,
     Transaction,
 )
-from integrations.sandbox.paytrace.records import dumps
+from integrations.sandbox.paytrace.records import dumps, format_gateway_time
 
 # Error codes from reference §6.2. REQUEST_ERROR is the sandbox's own code for a
 # malformed request (missing integrator_id, bad JSON, bad dates): PayTrace's code for
@@ -470,3 +471,78 @@ def settle(request: HttpRequest) -> HttpResponse:
     if batch is None:
         return reply({"batch_number": None, "count": 0})
     return reply({"batch_number": batch.number, "count": batch.transactions.count()})
+
+
+def batch_summary(batch: Batch) -> dict[str, Any]:
+    """A batch summary. PayTrace's JSON names for these are unverified (reference §4.2):
+    these follow the legacy API's fields (number, date, counts and amounts)."""
+    sales = [
+        t
+        for t in batch.transactions.all()
+        if t.transaction_type == Transaction.Type.SALE
+    ]
+    refunds = [
+        t
+        for t in batch.transactions.all()
+        if t.transaction_type == Transaction.Type.REFUND
+    ]
+    sales_amount = sum((t.amount for t in sales), Decimal("0"))
+    refund_amount = sum((t.amount for t in refunds), Decimal("0"))
+    return {
+        "batch_number": batch.number,
+        "batch_date": format_gateway_time(batch.settled_at),
+        "transaction_count": len(sales) + len(refunds),
+        "sales_count": len(sales),
+        "sales_amount": sales_amount,
+        "refund_count": len(refunds),
+        "refund_amount": refund_amount,
+        "net_amount": sales_amount - refund_amount,
+    }
+
+
+@v1_endpoint
+def batches_export(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
+    """Return summaries of the batches settled between two gateway-local dates."""
+    start, end = read_date(body.get("start_date")), read_date(body.get("end_date"))
+    if start is None or end is None or end < start:
+        return error_reply(
+            {
+                REQUEST_ERROR: [
+                    "Please provide a valid start_date and end_date (MM/DD/YYYY)."
+                ]
+            }
+        )
+    zone = ZoneInfo(settings.SANDBOX_PAYTRACE_TIME_ZONE)
+    batches = (
+        Batch.objects.filter(
+            settled_at__gte=datetime.combine(start, time.min, tzinfo=zone),
+            settled_at__lt=datetime.combine(
+                end + timedelta(days=1), time.min, tzinfo=zone
+            ),
+        )
+        .prefetch_related("transactions")
+        .order_by("pk")
+    )
+    return reply(
+        {
+            "success": True,
+            "response_code": 1,
+            "status_message": "Your request has been successfully completed.",
+            "batches": [batch_summary(batch) for batch in batches],
+        }
+    )
+
+
+@v1_endpoint
+def batches_transaction_list(
+    request: HttpRequest, body: dict[str, Any]
+) -> HttpResponse:
+    """Return the settled transactions of one batch."""
+    try:
+        number = int(body.get("batch_number"))
+    except (TypeError, ValueError):
+        return error_reply({REQUEST_ERROR: ["Please provide a valid batch_number."]})
+    batch = Batch.objects.filter(pk=number - BATCH_NUMBER_OFFSET).first()
+    if batch is None:
+        return error_reply({REQUEST_ERROR: [f"Batch {number} was not found."]})
+    return export_reply(list(batch.transactions.order_by("pk")))
