@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.db import models
 
 from mappings.status import DEFAULT_RULES, StatusRule
@@ -272,3 +274,82 @@ class SuggestionFeedback(models.Model):
     def __str__(self) -> str:
         verdict = "accepted" if self.accepted else "rejected"
         return f"{self.target_field} ← {self.source_path} {verdict}"
+
+
+class MatchingRule(models.Model):
+    """How a payment is matched to an open invoice, like a reconciliation model.
+
+    Ordered by priority; the first rule whose conditions fit the payment decides the
+    reference comparison, the amount tolerance and whether a match may be applied
+    without a person. "No tolerance" means the amounts must be equal.
+    """
+
+    class ReferenceMode(models.TextChoices):
+        EXACT = "exact", "Exact"
+        NORMALIZED = (
+            "normalized",
+            "Exact after normalising (prefixes, spaces, leading zeros)",
+        )
+
+    class Tolerance(models.TextChoices):
+        NONE = "none", "No tolerance (exact amount)"
+        PERCENT = "percent", "Percentage of the invoice balance"
+        FIXED = "fixed", "Fixed amount"
+
+    connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        related_name="matching_rules",
+    )
+    name = models.CharField(max_length=100)
+    priority = models.PositiveIntegerField(default=100)
+    is_active = models.BooleanField(default=True)
+    customer_pattern = models.CharField(
+        max_length=60, blank=True, help_text="Glob on the customer number; blank = any."
+    )
+    channels = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated created.through values; blank = any.",
+    )
+    amount_min = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    amount_max = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    reference_mode = models.CharField(
+        max_length=20, choices=ReferenceMode.choices, default=ReferenceMode.EXACT
+    )
+    strip_prefixes = models.CharField(
+        max_length=200,
+        blank=True,
+        default="INV-,INV,SO-,#",
+        help_text="Comma-separated prefixes removed when normalising references.",
+    )
+    tolerance_type = models.CharField(
+        max_length=10, choices=Tolerance.choices, default=Tolerance.NONE
+    )
+    tolerance_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        default=Decimal("0"),
+        help_text="Percent (e.g. 1.5) or amount (e.g. 0.50).",
+    )
+    require_same_customer = models.BooleanField(
+        default=True,
+        help_text="The payment's customer, when it names one, must own the invoice.",
+    )
+    auto_apply = models.BooleanField(
+        default=True, help_text="Apply without review when everything matches."
+    )
+    duplicate_window_days = models.PositiveIntegerField(
+        default=7,
+        help_text="Same card, amount and invoice within this many days under another transaction id → possible duplicate.",
+    )
+
+    class Meta:
+        ordering = ["connection", "priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.priority})"
