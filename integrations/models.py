@@ -840,3 +840,12 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({'open' if self.resolved_at is None else 'resolved'})"
+
+
+class DeadLetter(Posting):
+    """The dead-letter queue: postings that exhausted their attempts."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"

@@ -22,6 +22,11 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.PAYTRACE_POLL_MINUTES,
         },
+        "portal: check alert conditions": {
+            "func": "integrations.tasks.check_alerts",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
         "portal: record yesterday's settlement batches": {
             "func": "integrations.tasks.sweep_settlements",
             "schedule_type": Schedule.DAILY,

@@ -30,3 +30,27 @@ def poll_paytrace() -> str:
 def sweep_settlements() -> str:
     runs = polling.sweep_all_settlements()
     return ", ".join(f"{r.connection.slug}: {r.state}" for r in runs)
+
+
+def replay_dead_letters(
+    ids: list[int] | None = None, since: str | None = None, user_id: int | None = None
+) -> str:
+    from datetime import datetime
+
+    from integrations import deadletters
+
+    try:
+        counts = deadletters.replay(
+            ids=ids,
+            since=datetime.fromisoformat(since) if since else None,
+            user_id=user_id,
+        )
+    except deadletters.ReplayInProgressError as exc:
+        return f"skipped: {exc}"
+    return f"{counts['replayed']} replayed, {counts['posted']} posted, {counts['still_failing']} still failing"
+
+
+def check_alerts() -> dict[str, int]:
+    from integrations import alerts
+
+    return alerts.check_alerts()

@@ -1,0 +1,173 @@
+"""Telling people when the pipeline needs them.
+
+Each condition has a key. While it holds, one alert is open for it and people are told
+once per window (ALERT_WINDOW_MINUTES); when it clears, the alert is resolved and a
+recovery notice goes out. Notices go by email (Django's mail backend) to ALERT_EMAILS
+and, when set, as a JSON POST to ALERT_WEBHOOK_URL. A failing notice channel is
+logged, never raised: alerting must not break the sweeper that runs it.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from integrations.models import Alert, Connection, Event, Posting, ReviewItem, SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    firing: bool
+    message: str
+
+
+def current_conditions(now: datetime) -> list[Condition]:
+    """Every condition the portal watches, and whether it holds now."""
+    conditions = []
+    dead = Posting.objects.filter(state=Posting.State.DEAD)
+    count = dead.count()
+    conditions.append(
+        Condition(
+            "dead_letters",
+            count > 0,
+            f"{count} posting(s) gave up after their retries and wait in the dead-letter queue.",
+        )
+    )
+    waiting = Event.objects.filter(
+        state__in=[Event.State.QUEUED, Event.State.PROCESSING, Event.State.FAILED]
+    )
+    oldest = waiting.aggregate(oldest=Min("received_at"))["oldest"]
+    limit = timedelta(minutes=settings.ALERT_STALE_EVENT_MINUTES)
+    age = now - oldest if oldest else timedelta(0)
+    conditions.append(
+        Condition(
+            "stale_events",
+            oldest is not None and age > limit,
+            f"The oldest unprocessed event has waited {int(age.total_seconds() // 60)} minutes (limit {settings.ALERT_STALE_EVENT_MINUTES}). Are the workers running?",
+        )
+    )
+    sla = now - timedelta(hours=settings.REVIEW_SLA_HOURS)
+    late = ReviewItem.objects.filter(
+        state=ReviewItem.State.OPEN, created_at__lt=sla
+    ).count()
+    conditions.append(
+        Condition(
+            "review_sla",
+            late > 0,
+            f"{late} review item(s) have been open longer than {settings.REVIEW_SLA_HOURS} hours.",
+        )
+    )
+    for connection in Connection.objects.filter(
+        kind=Connection.Kind.PAYTRACE, is_active=True
+    ):
+        last = (
+            SyncRun.objects.filter(connection=connection, kind=SyncRun.Kind.POLL)
+            .exclude(state__in=[SyncRun.State.RUNNING, SyncRun.State.SKIPPED])
+            .order_by("-started_at")
+            .first()
+        )
+        failing = last is not None and last.state == SyncRun.State.FAILED
+        conditions.append(
+            Condition(
+                f"poll_failing:{connection.slug}",
+                failing,
+                f"Polling PayTrace for {connection.slug} failed: {last.error if last else ''}",
+            )
+        )
+    return conditions
+
+
+def check_alerts(now: datetime | None = None) -> dict[str, int]:
+    """Open, repeat or resolve alerts for the current conditions."""
+    now = now or timezone.now()
+    counts = {"opened": 0, "repeated": 0, "resolved": 0}
+    for condition in current_conditions(now):
+        outcome = _update(condition, now)
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+def _update(condition: Condition, now: datetime) -> str:
+    """Act on one condition; return what happened ('' for nothing). Every change is a
+    conditional write, so two sweepers never send the same notice twice."""
+    alert = Alert.objects.filter(key=condition.key, resolved_at__isnull=True).first()
+    subject = f"[payments portal] {condition.key}"
+    if condition.firing and alert is None:
+        try:
+            with transaction.atomic():
+                Alert.objects.create(
+                    key=condition.key,
+                    message=condition.message,
+                    opened_at=now,
+                    last_notified_at=now,
+                )
+        except IntegrityError:
+            return ""  # another sweeper opened it a moment ago
+        notify(subject, condition.message, condition.key, "firing")
+        return "opened"
+    if alert is None:
+        return ""
+    if condition.firing:
+        due = now - alert.last_notified_at >= timedelta(
+            minutes=settings.ALERT_WINDOW_MINUTES
+        )
+        if due and Alert.objects.filter(
+            pk=alert.pk, last_notified_at=alert.last_notified_at
+        ).update(
+            last_notified_at=now,
+            message=condition.message,
+            notifications=alert.notifications + 1,
+        ):
+            notify(
+                f"[payments portal] still: {condition.key}",
+                condition.message,
+                condition.key,
+                "firing",
+            )
+            return "repeated"
+        return ""
+    if Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(
+        resolved_at=now
+    ):
+        notify(
+            f"[payments portal] recovered: {condition.key}",
+            f"Recovered: {alert.message}",
+            condition.key,
+            "recovered",
+        )
+        return "resolved"
+    return ""
+
+
+def notify(subject: str, message: str, key: str, status: str) -> None:
+    if settings.ALERT_EMAILS:
+        try:
+            send_mail(
+                subject, message, settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS
+            )
+        except Exception:
+            logger.exception("alert email for %s could not be sent", key)
+    if settings.ALERT_WEBHOOK_URL:
+        try:
+            requests.post(
+                settings.ALERT_WEBHOOK_URL,
+                json={
+                    "key": key,
+                    "status": status,
+                    "subject": subject,
+                    "message": message,
+                },
+                timeout=5,
+            )
+        except requests.RequestException:
+            logger.exception("alert webhook for %s could not be sent", key)
