@@ -37,7 +37,14 @@ GROUP_PERMISSIONS = {
             "reconciliationrun": [_READ, "add"],
             "alert": [_READ],
         },
-        "mappings": {"statusmap": [_READ, "add", "change", "delete"]},
+        "mappings": {
+            "statusmap": [_READ, "add", "change", "delete"],
+            "glrule": [_READ, "add", "change", "delete"],
+            "fieldmapping": [_READ, "add", "change", "delete"],
+            "currencyrate": [_READ, "add", "change", "delete"],
+            "matchingrule": [_READ, "add", "change", "delete"],
+            "suggestionfeedback": [_READ],
+        },
     },
 }
 

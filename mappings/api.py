@@ -1,3 +1,193 @@
-"""Mapping endpoints under /api/mappings/ (suggestions; filled in by issue 4 work)."""
+"""Mapping endpoints under /api/mappings/: suggestions and the feedback they learn from.
 
-urlpatterns: list = []
+POST only. A caller needs a session or token and may add or change field mappings
+(integration admins, superusers). The suggester itself is the pure
+`mappings.suggest.suggest_mappings`; these views load past feedback from the database
+into plain values, call it, and store new verdicts.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.urls import path
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mappings.models import SuggestionFeedback
+from mappings.suggest import TARGETS, Feedback, source_key, suggest_mappings
+
+app_name = "mappings_api"
+
+
+def load_feedback(document: str) -> list[Feedback]:
+    """Every verdict admins gave on suggestions for this document, as plain values."""
+    rows = SuggestionFeedback.objects.filter(document=document).values_list(
+        "target_field", "source_key", "accepted"
+    )
+    return [Feedback(field, key, accepted) for field, key, accepted in rows]
+
+
+def record_feedback(
+    document: str,
+    target_field: str,
+    source_path: str,
+    accepted: bool,
+    user: AbstractBaseUser | AnonymousUser | None,
+) -> SuggestionFeedback:
+    return SuggestionFeedback.objects.create(
+        document=document,
+        target_field=target_field,
+        source_path=source_path,
+        source_key=source_key(source_path)[:80],
+        accepted=accepted,
+        user=user if user is not None and user.is_authenticated else None,
+    )
+
+
+class CanEditFieldMappings(permissions.BasePermission):
+    """Signed in, and allowed to add or change field mappings."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and (
+                user.has_perm("mappings.add_fieldmapping")
+                or user.has_perm("mappings.change_fieldmapping")
+            )
+        )
+
+
+def _validate_target(value: str) -> str:
+    if value not in TARGETS:
+        raise serializers.ValidationError(
+            f"Unknown target '{value}'; choose one of {', '.join(TARGETS)}."
+        )
+    return value
+
+
+class SuggestRequestSerializer(serializers.Serializer):
+    target = serializers.CharField(
+        help_text=f"The Sage Pro document: {', '.join(TARGETS)}.",
+        validators=[_validate_target],
+    )
+    sample = serializers.JSONField(
+        help_text="One source record (a JSON object), e.g. a PayTrace export record."
+    )
+
+    def validate_sample(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(
+                "The sample must be a JSON object: one source record."
+            )
+        return value
+
+
+class AlternativeSerializer(serializers.Serializer):
+    source_path = serializers.CharField()
+    confidence = serializers.FloatField()
+
+
+class SuggestionSerializer(serializers.Serializer):
+    target_field = serializers.CharField()
+    source_path = serializers.CharField(
+        allow_null=True, help_text="Dot path into the sample; null when nothing fits."
+    )
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+    reasons = serializers.ListField(child=serializers.CharField())
+    alternatives = serializers.ListField(
+        child=AlternativeSerializer(), help_text="The next candidates, best first."
+    )
+
+
+class SuggestResponseSerializer(serializers.Serializer):
+    suggestions = SuggestionSerializer(many=True)
+
+
+class FeedbackSerializer(serializers.Serializer):
+    target = serializers.CharField(validators=[_validate_target])
+    target_field = serializers.CharField(max_length=40)
+    source_path = serializers.CharField(max_length=200)
+    accepted = serializers.BooleanField()
+    source_key = serializers.CharField(read_only=True)
+    id = serializers.IntegerField(read_only=True)
+
+    def validate(self, attrs: dict) -> dict:
+        fields = [f.name for f in TARGETS.get(attrs["target"], ())]
+        if attrs["target_field"] not in fields:
+            raise serializers.ValidationError(
+                {
+                    "target_field": f"'{attrs['target_field']}' is not a field of "
+                    f"{attrs['target']}; choose one of {', '.join(fields)}."
+                }
+            )
+        return attrs
+
+
+_V1_EXAMPLE = {
+    "transaction_id": 500000123,
+    "transaction_type": "SALE",
+    "amount": 250.5,
+    "invoice_id": "SO-10045",
+    "customer_id": "ACME",
+    "credit_card": {"masked_number": "************1111"},
+    "created": {"through": "API", "at": "3/4/2025 2:07:09 PM"},
+}
+
+
+class SuggestView(APIView):
+    permission_classes = [CanEditFieldMappings]
+
+    @extend_schema(
+        operation_id="mappings_suggest",
+        summary="Suggest a source path for each field of a Sage Pro document",
+        request=SuggestRequestSerializer,
+        responses={200: SuggestResponseSerializer},
+        examples=[
+            OpenApiExample(
+                "PayTrace v1 record",
+                value={"target": "cash_receipt", "sample": _V1_EXAMPLE},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        incoming = SuggestRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        target = incoming.validated_data["target"]
+        suggestions = suggest_mappings(
+            target, incoming.validated_data["sample"], load_feedback(target)
+        )
+        return Response({"suggestions": [s.as_dict() for s in suggestions]})
+
+
+class FeedbackView(APIView):
+    permission_classes = [CanEditFieldMappings]
+
+    @extend_schema(
+        operation_id="mappings_feedback",
+        summary="Accept or reject a suggested mapping; later suggestions learn from it",
+        request=FeedbackSerializer,
+        responses={201: FeedbackSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        incoming = FeedbackSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        row = record_feedback(
+            data["target"],
+            data["target_field"],
+            data["source_path"],
+            data["accepted"],
+            request.user,
+        )
+        body = {**data, "id": row.pk, "source_key": row.source_key}
+        return Response(FeedbackSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    path("suggest", SuggestView.as_view(), name="suggest"),
+    path("feedback", FeedbackView.as_view(), name="feedback"),
+]
