@@ -234,7 +234,9 @@ def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secre
         raise RuntimeError("crash after enqueue")
 
     body = event_body("transaction.approved", paytrace_record())
-    with mock.patch("integrations.processing.async_task", side_effect=enqueue_then_fail):
+    with mock.patch(
+        "integrations.processing.async_task", side_effect=enqueue_then_fail
+    ):
         response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 500
     assert Event.objects.count() == 0  # ...and rolls back with the event
@@ -250,3 +252,35 @@ def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secre
     response = post_event(client, SLUG, body, sign(body, secret))  # the sender's retry
     assert response.status_code == 202
     assert Event.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+def test_the_connection_and_secrets_are_cached_briefly(
+    client, paytrace_conn, secret, settings, django_assert_max_num_queries
+):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations import api
+
+    settings.WEBHOOK_CACHE_SECONDS = 30
+    api._webhook_cache.clear()
+
+    def deliver():
+        body = event_body("transaction.approved", paytrace_record())
+        with CaptureQueriesContext(db) as queries:
+            assert post_event(client, SLUG, body, sign(body, secret)).status_code == 202
+        return len(queries)
+
+    first, second = deliver(), deliver()
+    assert second <= first - 2  # no connection or secret lookup the second time
+
+    newer = "whsec_bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQ="
+    paytrace_conn.webhook_secrets.create(label="next", secret=newer)
+    # Until the cache expires the new secret is unknown; once it has, it works.
+    body = event_body("transaction.approved", paytrace_record())
+    assert post_event(client, SLUG, body, sign(body, newer)).status_code == 401
+    api._webhook_cache.update(
+        {k: (v[0] - 31, v[1], v[2]) for k, v in api._webhook_cache.items()}
+    )
+    body = event_body("transaction.approved", paytrace_record())
+    assert post_event(client, SLUG, body, sign(body, newer)).status_code == 202
