@@ -17,15 +17,16 @@ from django.contrib.admin.views.main import ChangeList
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms.renderers import BaseRenderer
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from integrations import processing
+from integrations import documents, processing
+from integrations.connectors.base import ConnectorError
 from integrations.models import (
     Connection,
     Event,
@@ -37,6 +38,7 @@ from integrations.models import (
     TransactionHistory,
     WebhookSecret,
 )
+from mappings import fields as fm
 
 admin.site.site_header = "Payments portal"
 admin.site.site_title = "Payments portal"
@@ -550,6 +552,63 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
     def source_record_pretty(self, obj: PaymentTransaction) -> SafeString:
         return _pre(obj.source_record)
 
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path(
+                "<path:object_id>/preview/",
+                view,
+                name="integrations_paymenttransaction_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The exact Sage Pro document the transaction would produce; sends nothing."""
+        txn = self.get_object(request, object_id)
+        if txn is None or not self.has_view_permission(request, txn):
+            raise Http404(f"No transaction {object_id}")
+        posting = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+        overrides = posting.overrides if posting else None
+        try:
+            document = documents.preview_cash_receipt(txn, overrides)
+            checked = True
+        except ConnectorError as exc:
+            document = documents.build_cash_receipt(
+                txn, None, overrides=overrides, explain=True
+            )
+            document.notes.insert(0, f"Sage Pro did not answer: {exc}")
+            checked = False
+        origins = {use.target: use.describe() for use in document.mappings}
+        origins["gl_account"] = (
+            f"GL rule #{document.gl_rule_id}"
+            if document.gl_rule_id
+            else "suspense account / no GL rules (see below)"
+        )
+        for name in overrides or {}:
+            origins[name] = f"corrected by a reviewer ({origins.get(name, '')})"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Preview the Sage Pro document",
+            "opts": self.opts,
+            "original": txn,
+            "posting": posting,
+            "document": document,
+            "checked": checked,
+            "payload_json": json.dumps(document.payload, indent=2),
+            "mapping_rows": [
+                {
+                    "target": name,
+                    "value": fm.display_value(document.values.get(name)),
+                    "origin": origins.get(name, ""),
+                }
+                for name in documents.TARGET_FIELDS
+            ],
+        }
+        return TemplateResponse(
+            request, "admin/integrations/paymenttransaction/preview.html", context
+        )
+
 
 @admin.register(Posting)
 class PostingAdmin(ReadOnlyAdmin):
@@ -665,6 +724,21 @@ class DismissForm(forms.Form):
     )
 
 
+class CorrectValuesForm(forms.Form):
+    """One text field per field of the cash receipt, filled with the current value."""
+
+    def __init__(self, *args: object, values: dict, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        for spec in fm.CASH_RECEIPT_SPECS:
+            self.fields[spec.name] = forms.CharField(
+                label=spec.name,
+                required=False,
+                initial=fm.display_value(values.get(spec.name)),
+                max_length=100,
+                help_text=spec.describe(),
+            )
+
+
 class ReviewDecisionInline(ReadOnlyInline):
     model = ReviewDecision
     fields = ("at", "user", "action", "detail")
@@ -693,7 +767,13 @@ class ReviewItemAdmin(admin.ModelAdmin):
         "reason",
     )
     list_select_related = ("transaction", "assigned_to")
-    actions = ["apply_to_invoice", "retry", "dismiss", "assign_to_me"]
+    actions = [
+        "apply_to_invoice",
+        "correct_and_retry",
+        "retry",
+        "dismiss",
+        "assign_to_me",
+    ]
     fields = (
         "kind",
         "state",
@@ -757,6 +837,69 @@ class ReviewItemAdmin(admin.ModelAdmin):
         if applied:
             self.message_user(
                 request, f"Applied {_plural(applied, 'payment')} to invoice {invno}."
+            )
+        return None
+
+    @admin.action(description="Correct values and retry…", permissions=["change"])
+    def correct_and_retry(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        """Store a reviewer's corrections as the posting's overrides and send again.
+
+        Overrides are applied last and validated again before anything is sent.
+        """
+        items = list(queryset.select_related("posting", "transaction")[:2])
+        if len(items) != 1 or items[0].posting is None:
+            self.message_user(
+                request,
+                "Choose one review item that has a posting to correct.",
+                messages.ERROR,
+            )
+            return None
+        item = items[0]
+        posting = item.posting
+        current = documents.values_from_payload(posting.payload)
+        for name, value in (posting.overrides or {}).items():
+            current[name] = value
+        form = CorrectValuesForm(
+            request.POST if "confirm" in request.POST else None, values=current
+        )
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form,
+                action="correct_and_retry",
+                title="Correct values and retry",
+                submit="Save and retry",
+                intro=(
+                    "Correct the fields Sage Pro would refuse. The corrected values "
+                    "are checked again before the receipt is sent."
+                ),
+            )
+        overrides = dict(posting.overrides or {})
+        for name, value in form.cleaned_data.items():
+            if value.strip() != fm.display_value(current.get(name)).strip():
+                overrides[name] = value.strip()
+        Posting.objects.filter(pk=posting.pk).update(overrides=overrides)
+        posting.overrides = overrides
+        ReviewDecision.objects.create(
+            item=item,
+            user=request.user,
+            action="correct",
+            detail={"overrides": overrides, "posting": posting.pk},
+        )
+        if processing.retry_posting(posting, request.user):
+            self.message_user(
+                request,
+                f"{self._label(item)}: corrected {', '.join(overrides) or 'nothing'}; "
+                "queued to send again.",
+            )
+        else:
+            self.message_user(
+                request,
+                f"{self._label(item)}: the posting is already posted or being sent.",
+                messages.ERROR,
             )
         return None
 
@@ -875,3 +1018,6 @@ class ReviewItemAdmin(admin.ModelAdmin):
     @admin.display(description="Age", ordering="created_at")
     def age(self, obj: ReviewItem) -> str:
         return format_age(obj.created_at)
+
+
+from integrations import deadletter_admin, reconciliation_admin  # noqa: E402,F401

@@ -24,9 +24,11 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from integrations import documents
 from integrations.connectors.base import ConnectorError
 from integrations.connectors.paytrace import normalize_record
 from integrations.models import (
@@ -374,7 +376,7 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
             event=event,
         )
         return "no Sage Pro connection"
-    invno = txn.invoice_reference.strip()
+    invno = documents.invoice_number_for(txn)  # invoice_id, through an invno mapping
     if not invno:
         open_review(
             txn,
@@ -405,17 +407,8 @@ def invoice_problem(invoice: dict | None, invno: str, customer: str) -> str:
 
 
 def create_receipt_payload(txn: PaymentTransaction, invoice: dict) -> dict:
-    applied = min(txn.amount, Decimal(invoice["balance"]))
-    return {
-        "custno": str(invoice["custno"]).strip(),
-        "date": posting_date(txn).isoformat(),
-        "amount": str(txn.amount),
-        "method": txn.connection.payment_method,
-        "reference": txn.transaction_id,
-        "applications": [
-            {"invno": str(invoice["invno"]).strip(), "amount": str(applied)}
-        ],
-    }
+    """The cash-receipt body for `txn` applied to `invoice` (see integrations.documents)."""
+    return documents.build_cash_receipt(txn, invoice).payload
 
 
 def create_receipt_posting(
@@ -424,9 +417,12 @@ def create_receipt_posting(
     """Create the transaction's one cash-receipt posting, applied to `invoice`.
 
     The application is capped at the invoice's live balance; the rest stays on the
-    receipt as unapplied cash.
+    receipt as unapplied cash. The document (payload, GL account and rule trace,
+    exchange rate) comes from `integrations.documents`; it is validated against Sage
+    Pro's periods and chart when it is sent.
     """
-    payload = create_receipt_payload(txn, invoice)
+    document = documents.build_cash_receipt(txn, invoice, sage_conn=sage_conn)
+    payload = document.payload
     kind = Posting.Kind.CASH_RECEIPT
     with transaction.atomic():
         posting, created = Posting.objects.get_or_create(
@@ -437,22 +433,32 @@ def create_receipt_posting(
                 "idempotency_key": Posting.key_for(
                     txn.connection, txn.transaction_id, kind
                 ),
-                "payload": payload,
+                **document.posting_fields(),
+                # Sending builds it again and stops with a validation item.
+                "last_error": documents.problem_summary(document.problems)[:2000]
+                if document.problems
+                else "",
             },
         )
         if created:
-            application = payload["applications"][0]
+            applications = payload["applications"]
             txn.record(
                 "posting_created",
-                f"Cash receipt for invoice {application['invno']}",
+                f"Cash receipt for invoice {applications[0]['invno'] if applications else '-'}"
+                + (
+                    f", GL account {document.gl_account}" if document.gl_account else ""
+                ),
                 amount=txn.amount,
-                applied=application["amount"],
+                applied=applications[0]["amount"] if applications else "0.00",
+                gl_account=document.gl_account,
+                gl_rule=document.gl_rule_id,
+                exchange_rate=document.exchange_rate,
             )
     return posting
 
 
 def _receipt_for_connector(payload: dict) -> dict:
-    return {
+    receipt = {
         "custno": payload["custno"],
         "date": date.fromisoformat(payload["date"]),
         "amount": Decimal(payload["amount"]),
@@ -463,6 +469,9 @@ def _receipt_for_connector(payload: dict) -> dict:
             for a in payload.get("applications", [])
         ],
     }
+    if payload.get("gl_account"):
+        receipt["gl_account"] = payload["gl_account"]
+    return receipt
 
 
 def send_posting(posting_id: int) -> str:
@@ -479,13 +488,51 @@ def send_posting(posting_id: int) -> str:
             if found:
                 _mark_posted(posting, found[0], recovered=True)
                 return "posted (found by idempotency key)"
+        document = documents.document_for_send(posting, sage)
+        if not document.is_valid:
+            return _mark_invalid(posting, document)
+        _store_document(posting, document)
         result = sage.post_cash_receipt(
-            posting.idempotency_key, _receipt_for_connector(posting.payload)
+            posting.idempotency_key, _receipt_for_connector(document.payload)
         )
     except ConnectorError as exc:
         return _mark_send_failed(posting, exc)
     _mark_posted(posting, result)
     return "posted"
+
+
+def _store_document(posting: Posting, document: documents.ReceiptDocument) -> None:
+    """Keep what is about to be sent on the posting, before it is sent."""
+    fields = document.posting_fields()
+    changed = {
+        name: value for name, value in fields.items() if getattr(posting, name) != value
+    }
+    if changed:
+        Posting.objects.filter(pk=posting.pk).update(**changed)
+        for name, value in changed.items():
+            setattr(posting, name, value)
+
+
+def _mark_invalid(posting: Posting, document: documents.ReceiptDocument) -> str:
+    """Our own validation refused the document: nothing was sent; a person decides."""
+    reasons = documents.problem_summary(document.problems)
+    code = document.problems[0].error_code
+    with transaction.atomic():
+        for name, value in document.posting_fields().items():
+            setattr(posting, name, value)
+        posting.state = Posting.State.NEEDS_REVIEW
+        posting.next_attempt_at = None
+        posting.last_error = reasons[:2000]
+        posting.last_error_code = code[:40]
+        posting.save()
+        open_review(
+            posting.transaction,
+            ReviewItem.Kind.VALIDATION,
+            f"{reasons}. Correct the value and retry.",
+            posting=posting,
+            error_code=code[:40],
+        )
+    return "needs review"
 
 
 def _claim_posting(posting_id: int) -> Posting | None:
@@ -573,7 +620,8 @@ def _mark_send_failed(posting: Posting, exc: ConnectorError) -> str:
             open_review(
                 txn,
                 ReviewItem.Kind.VALIDATION,
-                f"Sage Pro refused the receipt: {exc}",
+                f"Sage Pro refused the receipt: {exc}"
+                + documents.refused_field(exc.code, posting.payload),
                 posting=posting,
                 error_code=exc.code,
             )
@@ -652,11 +700,14 @@ def confirm_silent_post(delivery_id: int) -> str:
 # --- people's decisions ----------------------------------------------------------------
 
 
-def retry_posting(posting: Posting, user: AbstractBaseUser | None = None) -> bool:
+def retry_posting(
+    posting: Posting, user: AbstractBaseUser | None = None, *, queue_send: bool = True
+) -> bool:
     """Queue a failed, dead or needs-review posting to be sent again now.
 
     Safe when pressed twice at once: only one caller moves it back to pending.
-    Returns False when it was already posted or being sent.
+    Returns False when it was already posted or being sent. With `queue_send=False`
+    the caller sends it itself (the dead-letter replay, to keep the order).
     """
     retryable = [Posting.State.FAILED, Posting.State.DEAD, Posting.State.NEEDS_REVIEW]
     with transaction.atomic():
@@ -675,7 +726,8 @@ def retry_posting(posting: Posting, user: AbstractBaseUser | None = None) -> boo
             ReviewDecision.objects.create(
                 item=item, user=user, action="retry", detail={"posting": posting.pk}
             )
-        queue("send_posting", posting.pk)
+        if queue_send:
+            queue("send_posting", posting.pk)
     return True
 
 
@@ -781,34 +833,44 @@ def dismiss_review_item(
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
-    """Re-queue what is due: failed postings whose backoff passed, and events and
-    postings whose worker went away (claimed longer ago than the lease)."""
+    """Re-queue what is due, once.
+
+    Due: failed work whose backoff has passed; work claimed longer ago than the lease
+    (its worker died); and work queued longer ago than the lease whose task never ran
+    (lost). Re-queueing moves a row back to queued/pending and stamps the time in
+    `next_attempt_at`, so the next sweep leaves it alone until the lease passes again.
+    """
     now = now or timezone.now()
     stale = now - lease()
-    due_postings = list(
-        Posting.objects.filter(
-            state=Posting.State.FAILED, next_attempt_at__lte=now
-        ).values_list("pk", flat=True)[:500]
-    ) + list(
-        Posting.objects.filter(
-            state=Posting.State.IN_PROGRESS, started_at__lt=stale
-        ).values_list("pk", flat=True)[:500]
+    E, P = Event.State, Posting.State
+    event_due = (
+        Q(state=E.FAILED, next_attempt_at__lte=now)
+        | Q(state=E.PROCESSING, started_at__lt=stale)
+        | Q(state=E.QUEUED, next_attempt_at__lt=stale)
+        | Q(state=E.QUEUED, next_attempt_at__isnull=True, received_at__lt=stale)
     )
-    events = list(
-        Event.objects.filter(
-            state=Event.State.FAILED, next_attempt_at__lte=now
-        ).values_list("pk", flat=True)[:500]
-    ) + list(
-        Event.objects.filter(
-            state=Event.State.PROCESSING, started_at__lt=stale
-        ).values_list("pk", flat=True)[:500]
+    posting_due = (
+        Q(state=P.FAILED, next_attempt_at__lte=now)
+        | Q(state=P.IN_PROGRESS, started_at__lt=stale)
+        | Q(state=P.PENDING, next_attempt_at__lt=stale)
+        | Q(state=P.PENDING, next_attempt_at__isnull=True, created_at__lt=stale)
     )
+    counts = {"events": 0, "postings": 0}
     with transaction.atomic():
-        for pk in due_postings:
-            queue("send_posting", pk)
-        for pk in events:
-            queue("process_event", pk)
-    return {"postings": len(due_postings), "events": len(events)}
+        for row in Event.objects.filter(event_due).values("pk", "state", "next_attempt_at")[:500]:
+            # Conditional: a worker or another sweeper that got there first wins.
+            if Event.objects.filter(pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]).update(
+                state=E.QUEUED, next_attempt_at=now
+            ):
+                queue("process_event", row["pk"])
+                counts["events"] += 1
+        for row in Posting.objects.filter(posting_due).values("pk", "state", "next_attempt_at")[:500]:
+            if Posting.objects.filter(pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]).update(
+                state=P.PENDING, next_attempt_at=now
+            ):
+                queue("send_posting", row["pk"])
+                counts["postings"] += 1
+    return counts
 
 
 def reprocess_event(event: Event, user: AbstractBaseUser | None = None) -> bool:
@@ -880,3 +942,19 @@ def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) ->
             item=item, user=item.resolved_by, action="retry", detail={"what": what}
         )
     return what
+
+
+def queue_replay(
+    *,
+    ids: list[int] | None = None,
+    since: datetime | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Queue one dead-letter replay (it runs in a single worker, in order)."""
+    async_task(
+        "integrations.tasks.replay_dead_letters",
+        ids,
+        since.isoformat() if since else None,
+        user_id,
+        task_name="replay-dead-letters",
+    )

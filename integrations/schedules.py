@@ -27,6 +27,11 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
         },
+        "portal: nightly reconciliation": {
+            "func": "integrations.reconciliation.reconcile_yesterday",
+            "schedule_type": Schedule.DAILY,
+            "first_run": time(hour=11),  # 03:00 Pacific, after the settlement sweep
+        },
         "portal: record yesterday's settlement batches": {
             "func": "integrations.tasks.sweep_settlements",
             "schedule_type": Schedule.DAILY,

@@ -1,8 +1,25 @@
-"""Status maps: edited in place by integration admins, read by everyone else."""
+"""Status maps, GL-account rules and exchange rates: edited by integration admins.
 
-from django.contrib import admin
+The GL rules' "Test rules" page runs the rules on a stored transaction or a pasted
+PayTrace record and shows the reasoning, without writing anything.
+"""
 
-from mappings.models import StatusMap
+import json
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from integrations import documents
+from integrations.connectors.base import ConnectorError
+from integrations.models import Connection, PaymentTransaction
+from mappings import gl
+from mappings.models import CurrencyRate, GlRule, StatusMap
 
 
 @admin.register(StatusMap)
@@ -40,6 +57,203 @@ class StatusMapAdmin(admin.ModelAdmin):
     @admin.display(description="Rule")
     def description(self, obj: StatusMap) -> str:
         return obj.as_rule().describe()
+
+
+def sage_connection_for(connection: Connection | None) -> Connection | None:
+    """The Sage Pro connection whose chart a rule of `connection` books to."""
+    if connection is None:
+        return None
+    if connection.kind == Connection.Kind.SAGEPRO:
+        return connection
+    return connection.sagepro
+
+
+class GlRuleForm(forms.ModelForm):
+    """Checks the account against Sage Pro's chart (exists, active) on save.
+
+    When Sage Pro cannot be reached the rule is saved anyway and `chart_warning` says
+    so; the pipeline checks the account again before every posting.
+    """
+
+    class Meta:
+        model = GlRule
+        fields = (
+            "connection",
+            "name",
+            "priority",
+            "is_active",
+            "account",
+            "transaction_types",
+            "card_brands",
+            "channels",
+            "amount_min",
+            "amount_max",
+            "currency",
+            "customer_pattern",
+            "invoice_pattern",
+            "product_category",
+            "note",
+        )
+
+    chart_warning = ""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        account = (data.get("account") or "").strip()
+        sage_conn = sage_connection_for(data.get("connection"))
+        if not account or sage_conn is None:
+            return data
+        try:
+            chart = gl.chart_from(sage_conn.sage().list_gl_accounts())
+        except ConnectorError as exc:
+            self.chart_warning = (
+                f"Sage Pro could not be asked whether {account} exists ({exc}); "
+                "the rule was saved unchecked and is checked again before posting."
+            )
+            return data
+        refusal = gl.account_problem(account, chart)
+        if refusal:
+            self.add_error("account", f"{refusal[1]} ({refusal[0]}).")
+        return data
+
+
+@admin.register(GlRule)
+class GlRuleAdmin(admin.ModelAdmin):
+    form = GlRuleForm
+    list_display = (
+        "name",
+        "connection",
+        "priority",
+        "account",
+        "conditions",
+        "is_active",
+    )
+    list_filter = ("connection", "is_active")
+    list_select_related = ("connection",)
+    ordering = ("connection", "priority", "id")
+    search_fields = ("name", "account", "note")
+    change_list_template = "admin/mappings/glrule/change_list.html"
+
+    @admin.display(description="When")
+    def conditions(self, obj: GlRule) -> str:
+        parts = [
+            ("type", obj.transaction_types),
+            ("brand", obj.card_brands),
+            ("channel", obj.channels),
+            ("≥", obj.amount_min),
+            ("≤", obj.amount_max),
+            ("currency", obj.currency),
+            ("customer", obj.customer_pattern),
+            ("invoice", obj.invoice_pattern),
+            ("category", obj.product_category),
+        ]
+        text = ", ".join(f"{k} {v}" for k, v in parts if v not in (None, ""))
+        return text or "anything"
+
+    def save_model(
+        self, request: HttpRequest, obj: GlRule, form: GlRuleForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if form.chart_warning:
+            self.message_user(request, form.chart_warning, messages.WARNING)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.test_rules_view)
+        return [
+            path("test/", view, name="mappings_glrule_test"),
+            *super().get_urls(),
+        ]
+
+    def test_rules_view(self, request: HttpRequest) -> HttpResponse:
+        """Run the rules on a transaction or a pasted record; show the reasoning."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = GlRuleTestForm(request.POST or None)
+        document = None
+        if request.method == "POST" and form.is_valid():
+            txn = form.cleaned_data["transaction"]
+            invoice, note = documents.find_invoice(
+                txn.connection.sagepro, documents.invoice_number_for(txn)
+            )
+            document = documents.build_cash_receipt(txn, invoice)
+            if note:
+                document.notes.insert(0, note)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Test GL-account rules",
+            "opts": self.opts,
+            "form": form,
+            "document": document,
+            "transaction": form.cleaned_data.get("transaction") if document else None,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(
+            request, "admin/mappings/glrule/test_rules.html", context
+        )
+
+
+class GlRuleTestForm(forms.Form):
+    connection = forms.ModelChoiceField(
+        queryset=Connection.objects.filter(kind=Connection.Kind.PAYTRACE),
+        help_text="The PayTrace connection whose rules to run.",
+    )
+    transaction_id = forms.CharField(
+        required=False,
+        max_length=40,
+        label="PayTrace transaction id",
+        help_text="A transaction the portal has stored…",
+    )
+    record = forms.CharField(
+        required=False,
+        label="…or a PayTrace record (JSON)",
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
+        help_text="An export record as PayTrace sends it; nothing is saved.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        connection = data.get("connection")
+        transaction_id = (data.get("transaction_id") or "").strip()
+        raw = (data.get("record") or "").strip()
+        if connection is None:
+            return data
+        if bool(transaction_id) == bool(raw):
+            raise forms.ValidationError(
+                "Give a transaction id or paste a record (one of the two)."
+            )
+        if transaction_id:
+            txn = PaymentTransaction.objects.filter(
+                connection=connection, transaction_id=transaction_id
+            ).first()
+            if txn is None:
+                self.add_error(
+                    "transaction_id",
+                    f"{connection.name} has no transaction {transaction_id}.",
+                )
+                return data
+        else:
+            try:
+                record = json.loads(raw, parse_float=Decimal)
+                if isinstance(record, dict) and isinstance(record.get("data"), dict):
+                    record = record["data"]  # a whole event was pasted
+                if not isinstance(record, dict):
+                    raise ValueError("the record must be a JSON object")
+                txn = documents.transaction_from_record(connection, record)
+            except ValueError as exc:
+                self.add_error("record", f"Not a PayTrace record: {exc}")
+                return data
+        data["transaction"] = txn
+        return data
+
+
+@admin.register(CurrencyRate)
+class CurrencyRateAdmin(admin.ModelAdmin):
+    list_display = ("currency", "base_currency", "rate", "valid_on", "source")
+    list_filter = ("currency", "base_currency")
+    date_hierarchy = "valid_on"
+    ordering = ("currency", "base_currency", "-valid_on")
+    search_fields = ("currency", "source")
+
 
 # Field mappings have their own module: the suggestion helper lives with them.
 from mappings import fieldmapping_admin  # noqa: E402,F401

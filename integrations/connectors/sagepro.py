@@ -138,6 +138,9 @@ class SageProConnector(HttpConnector):
     ) -> dict[str, Any]:
         """Post a receipt; safe to repeat with the same key and the same receipt.
 
+        `receipt["gl_account"]`, when given, is the GL account the cash is booked to;
+        the gateway refuses an unknown or inactive one (422).
+
         Returns the gateway's receipt with `replayed=True` when it answered 200 for a
         key it had already seen (nothing new was written). A timeout raises a
         transient ConnectorError with `outcome_unknown=True`: look the receipt up with
@@ -154,6 +157,8 @@ class SageProConnector(HttpConnector):
                 for app in receipt.get("applications", [])
             ],
         }
+        if receipt.get("gl_account"):
+            body["gl_account"] = str(receipt["gl_account"]).strip()
         response = self.request(
             "POST",
             "/cash-receipts",
@@ -205,3 +210,31 @@ class SageProConnector(HttpConnector):
         if out.get("created_at"):
             out["created_at"] = datetime.datetime.fromisoformat(out["created_at"])
         return out
+
+    # --- listing (reconciliation) ------------------------------------------------------
+
+    def list_cash_receipts(
+        self,
+        date_from: datetime.date,
+        date_to: datetime.date,
+        *,
+        page_size: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Every live receipt dated `date_from`..`date_to` (inclusive), all pages.
+
+        One request per `page_size` receipts, following the gateway's cursor, so a
+        reconciliation reads a month of receipts in a few calls instead of one per
+        payment (docs/sagepro-gateway.md §7).
+        """
+        params: dict[str, Any] = {
+            "date_from": date_from.isoformat(),
+            "date_to": date_to.isoformat(),
+            "limit": page_size,
+        }
+        receipts: list[dict[str, Any]] = []
+        while True:
+            data = self.call("GET", "/cash-receipts", params=params)
+            receipts.extend(self._receipt(item) for item in data["results"])
+            if not data.get("next_cursor"):
+                return receipts
+            params["cursor"] = data["next_cursor"]

@@ -9,7 +9,14 @@ from django.core.management import call_command
 from django.db import connections
 
 from integrations import polling
-from integrations.models import Event, Lease, PaymentTransaction, Posting, SettlementBatch, SyncRun
+from integrations.models import (
+    Event,
+    Lease,
+    PaymentTransaction,
+    Posting,
+    SettlementBatch,
+    SyncRun,
+)
 from integrations.sandbox.sagepro.models import CashReceipt
 
 CARD = {"card_number": "4111111111111111", "expiration_month": 12, "expiration_year": 2030, "csc": "123"}

@@ -167,3 +167,31 @@ def test_a_timeout_after_sage_pro_committed_never_posts_a_second_receipt(
     assert posting.transaction.history.filter(
         action="posted", detail__contains="idempotency key"
     ).exists()
+
+
+def test_the_sweeper_queues_due_work_once_and_recovers_lost_tasks(client, paytrace_conn, secret, sage, http, run_tasks, settings):
+    from django_q.models import OrmQ
+
+    from integrations.models import Event
+
+    with time_machine.travel(T0, tick=False) as clock:
+        invno = sage.seed_invoice("ACME", "52.00")
+        record = paytrace_record(invoice_id=invno, amount=Decimal("52.00"))
+        fault(client, "unavailable")
+        send(client, secret, record)
+        run_tasks()
+        event = Event.objects.get()
+        assert event.state == Event.State.FAILED
+
+        clock.shift(3600)
+        assert processing.sweep()["events"] == 1
+        assert processing.sweep()["events"] == 0  # already queued: not queued again
+        assert OrmQ.objects.count() == 1
+
+        OrmQ.objects.all().delete()  # the task is lost (a broker purge, a crash)
+        clock.shift(settings.WORK_LEASE_SECONDS + 1)
+        assert processing.sweep()["events"] == 1  # queued too long ago: queued again
+        fault(client, "none")
+        run_tasks()
+    assert receipts(record).count() == 1
+    assert Event.objects.get().state == Event.State.PROCESSED

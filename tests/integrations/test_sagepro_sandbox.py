@@ -449,3 +449,20 @@ def test_two_concurrent_posts_cannot_pay_the_same_balance_twice():
     invoice = ArMast.objects.get(invno=invno.rjust(10))
     assert invoice.balance == Decimal("0.00")
     assert invoice.paidamt == Decimal("100.00")
+
+
+def test_a_receipts_gl_account_is_kept_and_read_back(http, sage):
+    from decimal import Decimal
+
+    from django.conf import settings
+
+    from integrations.connectors.sagepro import SageProConnector
+    from integrations.sandbox.sagepro.seed import today
+
+    sage_api = SageProConnector("http://testserver/sandbox/sagepro/api/v1", settings.SANDBOX_SAGEPRO_API_KEY)
+    invno = sage.seed_invoice("ACME", "20.00")
+    receipt = {"custno": "ACME", "date": today(), "amount": Decimal("20.00"), "method": "CARD", "reference": "777000111", "applications": [{"invno": invno, "amount": Decimal("20.00")}], "gl_account": "110000"}
+    posted = sage_api.post_cash_receipt("key-gl-1", receipt)
+    found = sage_api.find_cash_receipts(reference="777000111")
+    assert posted["gl_account"] == "1100-00"
+    assert [r["gl_account"] for r in found] == ["1100-00"]

@@ -123,6 +123,7 @@ class ReceiptRequest:
     method: str
     reference: str
     applications: list[tuple[str, Decimal]] = field(default_factory=list)
+    gl_account: str = ""
 
     @classmethod
     def parse(cls, body: Any) -> "ReceiptRequest":
@@ -136,6 +137,11 @@ class ReceiptRequest:
             errors["amount"] = ["must be greater than 0.00"]
         method = parse_text(body.get("method"), "method", 10, errors).upper()
         reference = parse_text(body.get("reference"), "reference", 40, errors)
+        gl_account = ""
+        if body.get("gl_account") not in (None, ""):
+            gl_account = parse_text(
+                body.get("gl_account"), "gl_account", keys.GLACNT_WIDTH, errors
+            ).upper()
         raw_apps = body.get("applications", [])
         applications: list[tuple[str, Decimal]] = []
         if not isinstance(raw_apps, list):
@@ -159,7 +165,7 @@ class ReceiptRequest:
             applications.append((invno, applied))
         if errors:
             raise ValidationError(errors)
-        return cls(custno, date, amount, method, reference, applications)
+        return cls(custno, date, amount, method, reference, applications, gl_account)
 
     def fingerprint(self) -> str:
         """Hash of the normalised request: same fingerprint = same document."""
@@ -171,7 +177,10 @@ class ReceiptRequest:
                 self.method,
                 self.reference,
                 [[invno.strip(), str(amount)] for invno, amount in self.applications],
-            ],
+            ]
+            # Without a GL account the hash is what it always was, so receipts posted
+            # before the field existed still replay.
+            + ([self.gl_account.replace("-", "")] if self.gl_account else []),
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -220,6 +229,26 @@ def get_gl_account(company: str, glacnt: str) -> GlAcnt:
     if account is None:
         raise GatewayError(404, "ACCOUNT_NOT_FOUND", f"no GL account {code!r}")
     return account
+
+
+def _account_code(company: SycComp, glacnt: str) -> str:
+    return keys.format_glacnt(glacnt, GlStru.mask_for(company.compid)) if glacnt else ""
+
+
+def check_gl_account(company: SycComp, glacnt: str) -> str:
+    """Refuse an unknown, deleted or inactive (`GLSTAT = 'I'`) account; return the
+    account as `GLACNT` stores it ("" when the receipt names none)."""
+    if not glacnt:
+        return ""
+    code = _account_code(company, glacnt)
+    account = GlAcnt.objects.filter(
+        company=company.compid, glacnt=code, deleted=False
+    ).first()
+    if account is None:
+        raise refuse("ACCOUNT_NOT_FOUND", f"no GL account {code!r}")
+    if not account.is_active():
+        raise refuse("ACCOUNT_INACTIVE", f"GL account {code!r} is inactive")
+    return account.glacnt.strip()
 
 
 def check_period(company: SycComp, date: datetime.date) -> SycDfis:
@@ -285,6 +314,8 @@ def post_cash_receipt(
         existing = live.filter(idemkey=key).first()
         if existing is not None:
             if existing.reqhash == fingerprint:
+                # Same hash, so the same account: echo it (see `receipt_gl_account`).
+                existing.glacnt = _account_code(company, request.gl_account)
                 return existing, False
             raise GatewayError(
                 409,
@@ -311,6 +342,7 @@ def post_cash_receipt(
                 "CUSTOMER_NOT_FOUND", f"no customer {request.custno.strip()!r}"
             )
         check_period(company, request.date)
+        account = check_gl_account(company, request.gl_account)
         requested_total = sum((amount for _, amount in request.applications), ZERO)
         if requested_total > request.amount:
             raise refuse(
@@ -362,6 +394,7 @@ def post_cash_receipt(
             reference=request.reference,
             idemkey=key,
             reqhash=fingerprint,
+            glacnt=account,
         )
         for invoice, requested, applied in plan:
             invoice.apply_payment(applied)

@@ -274,6 +274,7 @@ class CashReceipt(SageRow):
     unapplied = money_field()
     paymeth = models.CharField(max_length=10, default="", blank=True)
     reference = models.CharField(max_length=40, default="", blank=True)
+    glacnt = models.CharField(max_length=keys.GLACNT_WIDTH, default="", blank=True)
     idemkey = models.CharField(max_length=100, default="", blank=True)
     reqhash = models.CharField(max_length=64, default="", blank=True)
     created_at = models.DateTimeField(default=timezone.now)

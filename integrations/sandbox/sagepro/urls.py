@@ -2,13 +2,14 @@
 
 from django.urls import path
 
-from . import views
+from . import listing, views
 
 urlpatterns = [
     path("customers/<str:custno>", views.customer_detail),
     path("customers/<str:custno>/open-items", views.customer_open_items),
     path("invoices", views.invoice_collection),
     path("invoices/<str:invno>", views.invoice_detail),
+    path("cash-receipts", listing.receipt_collection),  # dated listing, else views
     path("cash-receipts", views.receipt_collection),
     path("cash-receipts/<str:receipt_no>", views.receipt_detail),
     path("gl-accounts", views.gl_account_collection),

@@ -192,9 +192,15 @@ def receipt_json(receipt: CashReceipt) -> dict[str, Any]:
         ],
         "applied_amount": money(receipt.applied),
         "unapplied_amount": money(receipt.unapplied),
+        "gl_account": receipt_gl_account(receipt),
         "created_at": receipt.created_at.isoformat(),
         "deleted": receipt.deleted,
     }
+
+
+def receipt_gl_account(receipt: CashReceipt) -> str:
+    """The GL account the receipt was posted to ("" when none was given)."""
+    return receipt.glacnt.strip()
 
 
 def gl_account_json(account: GlAcnt) -> dict[str, Any]:

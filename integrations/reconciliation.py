@@ -1,0 +1,546 @@
+"""Reconcile PayTrace against Sage Pro over a date range: one bucket per payment.
+
+Which transactions: those of one PayTrace connection created on `date_from`..`date_to`
+(both inclusive) in settings.BUSINESS_TIME_ZONE, by PayTrace's created time (the time
+the portal first saw it when PayTrace gave none) — the same day rule that dates the
+receipt (`processing.posting_date`).
+
+Buckets. The rules are tried in this order and the first that matches wins, so every
+transaction lands in exactly one bucket:
+
+1. Its status calls for no receipt (mapped status other than Paid, or a type other than
+   SALE/CAPTURE: declines, voids, uncaptured authorizations, refunds):
+   `in_review` if Sage Pro still has a live receipt for it (voided or refunded after
+   its receipt posted: someone has to reverse the receipt), else `no_receipt_needed`.
+2. Its cash-receipt posting is posted: `posted` when Sage Pro has a live receipt with
+   the transaction id as reference, `missing_in_sage` when it has none (deleted in
+   Sage Pro, or never written).
+3. Its posting is dead: `dead`.
+4. It has an open review item, or its posting waits for review: `in_review`.
+5. Anything else — no posting yet, queued, being sent, failed and retrying: `pending`.
+
+Orphans: Sage Pro receipts dated in the range whose reference looks like a PayTrace
+transaction id (all digits) that no transaction of any PayTrace connection posting to
+this Sage Pro company carries. Each is one `orphan_receipt` line.
+
+Tie-out: the settlement batches in play are the connection's `SettlementBatch` rows
+settled in the range plus any batch a transaction in the range names. For each,
+PayTrace's figures (net amount, transaction count) are compared with the sum of the
+portal's transactions carrying that batch number (refunds negative). `batch_totals`
+keeps expected vs actual per batch; `ties_out` is true when every known batch agrees,
+false when one does not, and null when no batch data is known yet.
+
+Scale: Sage Pro's receipts for the range are read in one paginated listing, the
+transactions in one query with their posting state and open review joined in SQL, each
+row is classified with dict lookups, and lines are bulk-created in batches, so the time
+grows linearly with the number of transactions. Only posted transactions whose receipt
+is not in the listing are looked up one by one (at most `MAX_POINT_LOOKUPS`), to find a
+receipt dated outside the range.
+"""
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from integrations.models import (
+    Connection,
+    PaymentStatus,
+    PaymentTransaction,
+    Posting,
+    ReconciliationLine,
+    ReconciliationRun,
+    ReviewItem,
+    SettlementBatch,
+)
+from integrations.processing import RECEIPT_TYPES
+
+logger = logging.getLogger(__name__)
+
+Bucket = ReconciliationLine.Bucket
+ZERO = Decimal("0.00")
+BATCH_SIZE = 2000
+PROGRESS_EVERY = 10_000
+MAX_POINT_LOOKUPS = 50
+MAX_IDS_LISTED = 20
+PAYTRACE_ID = re.compile(r"^\d{1,20}$")
+
+Progress = Callable[[str], None]
+
+
+class ReconciliationError(Exception):
+    """The reconciliation could not run (the message says what to fix)."""
+
+
+def business_zone() -> ZoneInfo:
+    return ZoneInfo(settings.BUSINESS_TIME_ZONE)
+
+
+def business_today() -> date:
+    return timezone.now().astimezone(business_zone()).date()
+
+
+def day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    """The UTC instants where business day `date_from` starts and `date_to` ends."""
+    zone = business_zone()
+    start = datetime.combine(date_from, time.min, tzinfo=zone)
+    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=zone)
+    return start, end
+
+
+def wants_receipt(mapped_status: str, transaction_type: str) -> bool:
+    """Whether this payment's status calls for a Sage Pro cash receipt."""
+    return (
+        mapped_status == PaymentStatus.PAID
+        and (transaction_type or "").upper() in RECEIPT_TYPES
+    )
+
+
+def bucket_for(
+    *,
+    needs_receipt: bool,
+    posting_state: str | None,
+    has_open_review: bool,
+    receipt_live: bool,
+) -> str:
+    """Pick the one bucket for a transaction (the rules in the module docstring)."""
+    if not needs_receipt:
+        return Bucket.IN_REVIEW if receipt_live else Bucket.NOT_NEEDED
+    if posting_state == Posting.State.POSTED:
+        return Bucket.POSTED if receipt_live else Bucket.MISSING
+    if posting_state == Posting.State.DEAD:
+        return Bucket.DEAD
+    if has_open_review or posting_state == Posting.State.NEEDS_REVIEW:
+        return Bucket.IN_REVIEW
+    return Bucket.PENDING
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def reconcile(
+    connection: Connection,
+    date_from: date,
+    date_to: date,
+    *,
+    user: AbstractBaseUser | None = None,
+    progress: Progress | None = None,
+) -> ReconciliationRun:
+    """Reconcile one PayTrace connection over a date range and store the run.
+
+    The run row is written first (state running) and its lines in batches; a failure
+    marks the run failed, removes its partial lines and raises again.
+    """
+    if date_to < date_from:
+        raise ReconciliationError(
+            f"The range ends ({date_to}) before it starts ({date_from})."
+        )
+    run = ReconciliationRun.objects.create(
+        connection=connection,
+        date_from=date_from,
+        date_to=date_to,
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    try:
+        _Reconciliation(run, progress or _quiet).execute()
+    except Exception as exc:
+        run.lines.all().delete()
+        run.state = ReconciliationRun.State.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        run.finished_at = timezone.now()
+        run.save(update_fields=["state", "error", "finished_at"])
+        raise
+    return run
+
+
+def reconcile_yesterday() -> str:
+    """The nightly run: yesterday (business time zone) for every active PayTrace
+    connection. One connection's failure does not stop the others; it raises at the
+    end so the scheduler records the failure."""
+    yesterday = business_today() - timedelta(days=1)
+    done, failed = [], []
+    connections = Connection.objects.filter(
+        kind=Connection.Kind.PAYTRACE, is_active=True
+    )
+    for connection in connections:
+        try:
+            run = reconcile(connection, yesterday, yesterday)
+        except Exception as exc:
+            logger.exception("reconciliation of %s failed", connection.slug)
+            failed.append(f"{connection.slug}: {exc}")
+            continue
+        done.append(f"{connection.slug}: {summarize(run)}")
+    if failed:
+        raise ReconciliationError("; ".join(failed + done))
+    return "; ".join(done) or "no active PayTrace connection"
+
+
+def summarize(run: ReconciliationRun) -> str:
+    counts = ", ".join(
+        f"{name} {data['count']}" for name, data in run.buckets.items() if data["count"]
+    )
+    tie = {True: "ties out", False: "does NOT tie out", None: "no batch data"}
+    return f"run {run.pk} {run.date_from}…{run.date_to}: {counts or 'nothing'}; {tie[run.ties_out]}"
+
+
+def _quiet(message: str) -> None:
+    logger.info(message)
+
+
+@dataclass
+class _Reconciliation:
+    run: ReconciliationRun
+    say: Progress
+    totals: dict[str, list] = field(
+        default_factory=lambda: {b: [0, ZERO] for b in Bucket.values}
+    )
+    pending_lines: list[ReconciliationLine] = field(default_factory=list)
+
+    def execute(self) -> None:
+        run = self.run
+        connection = run.connection
+        sage_conn = connection.sagepro
+        if sage_conn is None:
+            raise ReconciliationError(
+                f"Connection {connection.slug} has no Sage Pro connection; set one on it first."
+            )
+        sage = sage_conn.sage()
+        self.say(
+            f"{connection.slug}: reading Sage Pro receipts dated {run.date_from}…{run.date_to}"
+        )
+        receipts = {
+            r["reference"]: r
+            for r in sage.list_cash_receipts(run.date_from, run.date_to)
+        }
+        self.say(f"{connection.slug}: {len(receipts)} receipts in Sage Pro")
+
+        start, end = day_bounds(run.date_from, run.date_to)
+        seen: set[str] = set()
+        batch_numbers: set[str] = set()
+        unlisted: list[tuple[ReconciliationLine, dict]] = []
+        for n, row in enumerate(
+            transactions_in_range(connection, start, end).iterator(
+                chunk_size=BATCH_SIZE
+            ),
+            1,
+        ):
+            seen.add(row["transaction_id"])
+            if row["batch_number"]:
+                batch_numbers.add(row["batch_number"])
+            receipt = receipts.get(row["transaction_id"])
+            line = self._line(row, receipt)
+            if line.bucket == Bucket.MISSING:
+                unlisted.append((line, row))
+            else:
+                self._add(line)
+            if n % PROGRESS_EVERY == 0:
+                self.say(f"{connection.slug}: {n} transactions classified")
+        self._look_up_unlisted(sage, unlisted)
+        for line in self._orphans(sage_conn, receipts, seen):
+            self._add(line)
+        self._flush()
+
+        run.batch_totals, run.ties_out = tie_out(connection, start, end, batch_numbers)
+        run.buckets = {
+            name: {"count": count, "amount": f"{amount:.2f}"}
+            for name, (count, amount) in self.totals.items()
+        }
+        run.state = ReconciliationRun.State.DONE
+        run.finished_at = timezone.now()
+        run.save()
+        self.say(f"{connection.slug}: {summarize(run)}")
+
+    def _line(self, row: dict, receipt: dict | None) -> ReconciliationLine:
+        needs = wants_receipt(row["mapped_status"], row["transaction_type"])
+        state = row["receipt__state"]
+        bucket = bucket_for(
+            needs_receipt=needs,
+            posting_state=state,
+            has_open_review=bool(row["review_kind"]),
+            receipt_live=receipt is not None,
+        )
+        receipt_no = (
+            receipt["receipt_no"]
+            if receipt
+            else (row["receipt__document_number"] or "")
+        )
+        return ReconciliationLine(
+            run=self.run,
+            bucket=bucket,
+            payment_id=row["pk"],
+            transaction_id=row["transaction_id"],
+            receipt_no=receipt_no,
+            amount=row["amount"],
+            currency=row["currency"],
+            detail=_detail(bucket, row, receipt)[:300],
+        )
+
+    def _look_up_unlisted(
+        self, sage: Any, unlisted: list[tuple[ReconciliationLine, dict]]
+    ) -> None:
+        """A posted payment whose receipt is not in the listing: ask Sage Pro by
+        reference (its receipt may be dated outside the range); past the cap, report it
+        missing without asking."""
+        for i, (line, row) in enumerate(unlisted):
+            found = (
+                sage.find_cash_receipts(reference=row["transaction_id"])
+                if i < MAX_POINT_LOOKUPS
+                else []
+            )
+            if found:
+                receipt = found[0]
+                line.bucket = Bucket.POSTED
+                line.receipt_no = receipt["receipt_no"]
+                line.detail = f"Receipt {receipt['receipt_no']} is dated {receipt['date']}, outside the range."
+            elif i >= MAX_POINT_LOOKUPS:
+                line.detail = (line.detail + " (not looked up by reference)")[:300]
+            self._add(line)
+
+    def _orphans(
+        self, sage_conn: Connection, receipts: dict[str, dict], seen: set[str]
+    ) -> Iterator[ReconciliationLine]:
+        candidates = [
+            ref for ref in receipts if ref not in seen and PAYTRACE_ID.match(ref)
+        ]
+        known: set[str] = set()
+        for chunk in _chunks(candidates, 500):
+            known.update(
+                PaymentTransaction.objects.filter(
+                    connection__sagepro=sage_conn, transaction_id__in=chunk
+                ).values_list("transaction_id", flat=True)
+            )
+        for ref in candidates:
+            if ref in known:
+                continue  # a payment created outside the range; its own run covers it
+            receipt = receipts[ref]
+            yield ReconciliationLine(
+                run=self.run,
+                bucket=Bucket.ORPHAN,
+                transaction_id=ref,
+                receipt_no=receipt["receipt_no"],
+                amount=receipt["amount"],
+                currency=self.run.connection.base_currency,
+                detail=f"Sage Pro receipt {receipt['receipt_no']} ({receipt['custno']}, {receipt['date']}) names PayTrace transaction {ref}, which the portal does not know."[
+                    :300
+                ],
+            )
+
+    def _add(self, line: ReconciliationLine) -> None:
+        total = self.totals[line.bucket]
+        total[0] += 1
+        total[1] += line.amount
+        self.pending_lines.append(line)
+        if len(self.pending_lines) >= BATCH_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        ReconciliationLine.objects.bulk_create(
+            self.pending_lines, batch_size=BATCH_SIZE
+        )
+        self.pending_lines = []
+
+
+def transactions_in_range(
+    connection: Connection, start: datetime, end: datetime
+) -> QuerySet:
+    """The connection's transactions created in [start, end), as dicts, with their
+    cash-receipt posting (a LEFT JOIN) and the kind of an open review item."""
+    open_review = (
+        ReviewItem.objects.filter(
+            transaction=OuterRef("pk"), state=ReviewItem.State.OPEN
+        )
+        .order_by("created_at")
+        .values("kind")[:1]
+    )
+    return (
+        PaymentTransaction.objects.filter(connection=connection)
+        .annotate(
+            created_on_at=Coalesce("created_at", "first_seen_at"),
+            receipt=FilteredRelation(
+                "postings", condition=Q(postings__kind=Posting.Kind.CASH_RECEIPT)
+            ),
+            review_kind=Subquery(open_review),
+        )
+        .filter(created_on_at__gte=start, created_on_at__lt=end)
+        .order_by()
+        .values(
+            "pk",
+            "transaction_id",
+            "transaction_type",
+            "gateway_status",
+            "mapped_status",
+            "amount",
+            "currency",
+            "batch_number",
+            "receipt__state",
+            "receipt__document_number",
+            "receipt__last_error",
+            "review_kind",
+        )
+    )
+
+
+def _detail(bucket: str, row: dict, receipt: dict | None) -> str:
+    status = f"{row['gateway_status']}/{row['mapped_status'] or '-'} {row['transaction_type'] or '-'}"
+    state = row["receipt__state"]
+    if bucket == Bucket.POSTED:
+        if receipt and receipt["amount"] != row["amount"]:
+            return f"Sage Pro receipt is for {receipt['amount']}, PayTrace says {row['amount']}."
+        return ""
+    if bucket == Bucket.MISSING:
+        number = row["receipt__document_number"] or "?"
+        return f"Posted as receipt {number}, but Sage Pro has no live receipt with reference {row['transaction_id']} (deleted?)."
+    if bucket == Bucket.DEAD:
+        return f"Posting gave up: {row['receipt__last_error'] or 'no error recorded'}"
+    if bucket == Bucket.IN_REVIEW:
+        if receipt and not wants_receipt(row["mapped_status"], row["transaction_type"]):
+            return f"PayTrace says {status}, but Sage Pro receipt {receipt['receipt_no']} is live: reverse it."
+        if row["review_kind"]:
+            return f"Open review item: {ReviewItem.Kind(row['review_kind']).label}."
+        return f"Posting needs review: {row['receipt__last_error']}"
+    if bucket == Bucket.PENDING:
+        if state is None:
+            return "No receipt posting yet."
+        return f"Posting {Posting.State(state).label.lower()}."
+    return status
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --- tie-out ---------------------------------------------------------------------------
+
+
+def signed_amount(amount: Decimal, transaction_type: str) -> Decimal:
+    """A refund takes money out of a batch."""
+    return -amount if (transaction_type or "").upper() == "REFUND" else amount
+
+
+def tie_out(
+    connection: Connection, start: datetime, end: datetime, batch_numbers: Iterable[str]
+) -> tuple[dict[str, dict], bool | None]:
+    """Compare PayTrace's batch totals with the portal's transactions, per batch."""
+    numbers = set(batch_numbers)
+    batches = {
+        b.batch_number: b
+        for b in SettlementBatch.objects.filter(connection=connection).filter(
+            Q(settled_at__gte=start, settled_at__lt=end) | Q(batch_number__in=numbers)
+        )
+    }
+    numbers |= set(batches)
+    actual: dict[str, list] = {n: [0, ZERO, set()] for n in numbers}
+    rows = PaymentTransaction.objects.filter(
+        connection=connection, batch_number__in=numbers
+    ).values_list("batch_number", "transaction_id", "transaction_type", "amount")
+    for number, transaction_id, kind, amount in rows.iterator(chunk_size=BATCH_SIZE):
+        entry = actual[number]
+        entry[0] += 1
+        entry[1] += signed_amount(amount, kind)
+        entry[2].add(transaction_id)
+
+    totals: dict[str, dict] = {}
+    verdicts = []
+    zone = business_zone()
+    for number in sorted(numbers, key=lambda n: (len(n), n)):
+        count, amount, ids = actual[number]
+        batch = batches.get(number)
+        entry: dict[str, Any] = {
+            "settled_on": None,
+            "expected_count": None,
+            "expected_amount": None,
+            "actual_count": count,
+            "actual_amount": f"{amount:.2f}",
+            "difference": None,
+            "ties_out": None,
+        }
+        if batch is not None:
+            difference = amount - batch.net_amount
+            agrees = difference == 0 and count == batch.transaction_count
+            unknown = sorted(set(map(str, batch.transaction_ids)) - ids)
+            entry.update(
+                settled_on=batch.settled_at.astimezone(zone).date().isoformat()
+                if batch.settled_at
+                else None,
+                expected_count=batch.transaction_count,
+                expected_amount=f"{batch.net_amount:.2f}",
+                difference=f"{difference:.2f}",
+                ties_out=agrees,
+                not_in_portal=unknown[:MAX_IDS_LISTED],
+                not_in_portal_count=len(unknown),
+            )
+            verdicts.append(agrees)
+        totals[number] = entry
+    return totals, (all(verdicts) if verdicts else None)
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def line_rows(runs: Iterable[ReconciliationRun]) -> Iterator[dict[str, Any]]:
+    """Every line of the runs as plain values, in one query per run."""
+    for run in runs:
+        rows = (
+            ReconciliationLine.objects.filter(run=run)
+            .order_by("bucket", "transaction_id", "pk")
+            .values_list(
+                "transaction_id", "bucket", "amount", "currency", "receipt_no", "detail"
+            )
+        )
+        for (
+            transaction_id,
+            bucket,
+            amount,
+            currency,
+            receipt_no,
+            detail,
+        ) in rows.iterator(chunk_size=BATCH_SIZE):
+            yield {
+                "connection": run.connection.slug,
+                "transaction_id": transaction_id,
+                "bucket": bucket,
+                "amount": f"{amount:.2f}",
+                "currency": currency,
+                "receipt_no": receipt_no,
+                "detail": detail,
+            }
+
+
+def as_json(runs: list[ReconciliationRun]) -> dict[str, Any]:
+    """One object for `reconcile --json`: bucket totals across the runs, and the lines."""
+    buckets = {name: {"count": 0, "amount": ZERO} for name in Bucket.values}
+    for run in runs:
+        for name, data in run.buckets.items():
+            buckets[name]["count"] += data["count"]
+            buckets[name]["amount"] += Decimal(data["amount"])
+    verdicts = [run.ties_out for run in runs if run.ties_out is not None]
+    return {
+        "date_from": runs[0].date_from.isoformat() if runs else None,
+        "date_to": runs[0].date_to.isoformat() if runs else None,
+        "ties_out": all(verdicts) if verdicts else None,
+        "buckets": {
+            name: {"count": data["count"], "amount": f"{data['amount']:.2f}"}
+            for name, data in buckets.items()
+        },
+        "runs": [
+            {
+                "id": run.pk,
+                "connection": run.connection.slug,
+                "ties_out": run.ties_out,
+                "batch_totals": run.batch_totals,
+            }
+            for run in runs
+        ],
+        "lines": list(line_rows(runs)),
+    }
