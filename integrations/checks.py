@@ -16,7 +16,7 @@ def check_queue_timeouts(app_configs: object, **kwargs: object) -> list[Error]:
                 id="integrations.E001",
             )
         ]
-    if settings.WORK_LEASE_SECONDS <= timeout:
+    if timeout >= settings.WORK_LEASE_SECONDS:
         return [
             Error(
                 f"WORK_LEASE_SECONDS ({settings.WORK_LEASE_SECONDS}) must exceed the Q_CLUSTER timeout ({timeout}).",
