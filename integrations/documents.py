@@ -329,6 +329,7 @@ def build_cash_receipt(
     sage: SageFacts | None = None,
     overrides: Mapping[str, Any] | None = None,
     explain: bool = False,
+    on_account: bool = False,
 ) -> ReceiptDocument:
     """Build the transaction's cash receipt; see the module docstring for the steps.
 
@@ -519,6 +520,11 @@ def build_cash_receipt(
                     "account": str(raw),
                 }
             )
+
+    # A payment on account (unapplied cash) names the customer but no invoice.
+    if on_account:
+        values["invno"] = None
+        origin["invno"] = "payment on account: no invoice"
 
     # 6. types and validation
     for name, spec in SPECS.items():

@@ -42,6 +42,7 @@ from integrations.models import (
     ReviewItem,
 )
 from integrations.redaction import redact_data
+from mappings import matching
 from mappings.models import StatusMap
 from mappings.status import Action, StatusFacts, map_status
 
@@ -355,8 +356,12 @@ def posting_date(txn: PaymentTransaction) -> date:
 def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> str:
     """Match the payment to its open invoice and create and send its cash receipt.
 
-    Never creates a second receipt posting for a transaction. Unmatched payments open an
-    `unmatched` review item.
+    The connection's matching rules decide (mappings.matching): apply by itself only
+    on an exact reference, an amount within tolerance and a consistent customer; keep
+    a second payment of a paid invoice, or a likely duplicate, as unapplied cash with a
+    `possible_duplicate` item; apply an overpayment up to the balance with an
+    `overpayment` item; anything else waits in review. Never creates a second receipt
+    posting for a transaction.
     """
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None:
@@ -377,22 +382,139 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
         )
         return "no Sage Pro connection"
     invno = documents.invoice_number_for(txn)  # invoice_id, through an invno mapping
-    if not invno:
+    invoice = (
+        sage_conn.sage().get_invoice(invno) if invno else None
+    )  # transient errors retry the event
+    decision = matching.decide(
+        matching_payment(txn, invno),
+        [matching_invoice(invoice)] if invoice else [],
+        matching_rules(txn.connection),
+        earlier=earlier_payments(txn),
+    )
+    if decision.action == "review":
+        open_review(txn, decision.review_kind, decision.reason, event=event)
+        return f"{decision.review_kind}: {decision.reason}"
+    posting = create_receipt_posting(
+        txn, sage_conn, invoice, on_account=decision.action == "on_account"
+    )
+    if decision.review_kind:
         open_review(
-            txn,
-            ReviewItem.Kind.UNMATCHED,
-            "PayTrace's record has no invoice_id. Apply it to an invoice by hand.",
-            event=event,
+            txn, decision.review_kind, decision.reason, event=event, posting=posting
         )
-        return "unmatched: no invoice reference"
-    invoice = sage_conn.sage().get_invoice(invno)  # transient errors retry the event
-    problem = invoice_problem(invoice, invno, txn.customer_reference)
-    if problem:
-        open_review(txn, ReviewItem.Kind.UNMATCHED, problem, event=event)
-        return f"unmatched: {problem}"
-    posting = create_receipt_posting(txn, sage_conn, invoice)
     send_posting(posting.pk)
-    return f"receipt {posting.pk} {posting.state}"
+    return f"receipt {posting.pk} {posting.state}" + (
+        f" ({decision.review_kind})" if decision.review_kind else ""
+    )
+
+
+def matching_payment(
+    txn: PaymentTransaction, reference: str | None = None
+) -> matching.Payment:
+    return matching.Payment(
+        transaction_id=txn.transaction_id,
+        amount=txn.amount,
+        reference=txn.invoice_reference.strip() if reference is None else reference,
+        customer=txn.customer_reference.strip(),
+        card_last4=txn.card_last4,
+        channel=txn.channel,
+        paid_on=posting_date(txn),
+    )
+
+
+def matching_invoice(invoice: dict) -> matching.Invoice:
+    return matching.Invoice(
+        invno=str(invoice["invno"]).strip(),
+        custno=str(invoice["custno"]).strip(),
+        balance=Decimal(invoice["balance"]),
+        invamt=Decimal(invoice.get("invamt") or 0),
+        invdte=invoice.get("invdte"),
+    )
+
+
+def matching_rules(connection: Connection) -> list[matching.Rule]:
+    from mappings.models import MatchingRule
+
+    def split(text: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    return [
+        matching.Rule(
+            name=row.name,
+            reference_mode=row.reference_mode,
+            strip_prefixes=split(row.strip_prefixes),
+            tolerance_type=row.tolerance_type,
+            tolerance_value=row.tolerance_value,
+            require_same_customer=row.require_same_customer,
+            auto_apply=row.auto_apply,
+            allow_partial=row.allow_partial,
+            customer_pattern=row.customer_pattern,
+            channels=split(row.channels),
+            amount_min=row.amount_min,
+            amount_max=row.amount_max,
+            duplicate_window_days=row.duplicate_window_days,
+            priority=row.priority,
+            id=row.pk,
+        )
+        for row in MatchingRule.objects.filter(connection=connection, is_active=True)
+    ]
+
+
+def earlier_payments(txn: PaymentTransaction) -> list[matching.Earlier]:
+    """Paid transactions with the same card and amount, for duplicate detection."""
+    if not txn.card_last4:
+        return []
+    others = (
+        PaymentTransaction.objects.filter(
+            connection=txn.connection,
+            card_last4=txn.card_last4,
+            amount=txn.amount,
+            mapped_status="Paid",
+        )
+        .exclude(pk=txn.pk)
+        .order_by("-created_at")[:50]
+    )
+    return [
+        matching.Earlier(
+            o.transaction_id,
+            o.card_last4,
+            o.amount,
+            o.invoice_reference,
+            posting_date(o),
+        )
+        for o in others
+    ]
+
+
+def invoice_candidates(
+    txn: PaymentTransaction, limit: int = 3
+) -> list[matching.Candidate]:
+    """The best open invoices for a payment a person has to place, with their scores."""
+    sage_conn = txn.connection.sagepro
+    if sage_conn is None:
+        return []
+    payment = matching_payment(txn)
+    rules = matching_rules(txn.connection)
+    open_invoices = sage_conn.sage().list_open_invoices(payment.customer)
+    history: dict[str, int] = {}
+    if txn.card_last4:
+        for posting in (
+            Posting.objects.filter(
+                transaction__connection=txn.connection,
+                transaction__card_last4=txn.card_last4,
+                state=Posting.State.POSTED,
+            )
+            .exclude(transaction=txn)
+            .only("payload")[:200]
+        ):
+            custno = str(posting.payload.get("custno", "")).strip().upper()
+            history[custno] = history.get(custno, 0) + 1
+    return matching.candidates(
+        payment,
+        [matching_invoice(i) for i in open_invoices],
+        matching.choose_rule(payment, rules),
+        history,
+        limit,
+    )
 
 
 def invoice_problem(invoice: dict | None, invno: str, customer: str) -> str:
@@ -412,7 +534,11 @@ def create_receipt_payload(txn: PaymentTransaction, invoice: dict) -> dict:
 
 
 def create_receipt_posting(
-    txn: PaymentTransaction, sage_conn: Connection, invoice: dict
+    txn: PaymentTransaction,
+    sage_conn: Connection,
+    invoice: dict | None,
+    *,
+    on_account: bool = False,
 ) -> Posting:
     """Create the transaction's one cash-receipt posting, applied to `invoice`.
 
@@ -421,7 +547,9 @@ def create_receipt_posting(
     exchange rate) comes from `integrations.documents`; it is validated against Sage
     Pro's periods and chart when it is sent.
     """
-    document = documents.build_cash_receipt(txn, invoice, sage_conn=sage_conn)
+    document = documents.build_cash_receipt(
+        txn, invoice, sage_conn=sage_conn, on_account=on_account
+    )
     payload = document.payload
     kind = Posting.Kind.CASH_RECEIPT
     with transaction.atomic():
@@ -857,17 +985,21 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     )
     counts = {"events": 0, "postings": 0}
     with transaction.atomic():
-        for row in Event.objects.filter(event_due).values("pk", "state", "next_attempt_at")[:500]:
+        for row in Event.objects.filter(event_due).values(
+            "pk", "state", "next_attempt_at"
+        )[:500]:
             # Conditional: a worker or another sweeper that got there first wins.
-            if Event.objects.filter(pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]).update(
-                state=E.QUEUED, next_attempt_at=now
-            ):
+            if Event.objects.filter(
+                pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]
+            ).update(state=E.QUEUED, next_attempt_at=now):
                 queue("process_event", row["pk"])
                 counts["events"] += 1
-        for row in Posting.objects.filter(posting_due).values("pk", "state", "next_attempt_at")[:500]:
-            if Posting.objects.filter(pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]).update(
-                state=P.PENDING, next_attempt_at=now
-            ):
+        for row in Posting.objects.filter(posting_due).values(
+            "pk", "state", "next_attempt_at"
+        )[:500]:
+            if Posting.objects.filter(
+                pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]
+            ).update(state=P.PENDING, next_attempt_at=now):
                 queue("send_posting", row["pk"])
                 counts["postings"] += 1
     return counts
@@ -957,4 +1089,231 @@ def queue_replay(
         since.isoformat() if since else None,
         user_id,
         task_name="replay-dead-letters",
+    )
+
+
+def _locked_open_item(
+    item: ReviewItem, resolution: str
+) -> tuple[ReviewItem, Posting | None]:
+    """Lock the item. If it is already resolved with the same resolution (the same
+    decision made twice, or by two people at once), return its posting; otherwise
+    refuse with the earlier decision."""
+    item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+    if item.state == ReviewItem.State.OPEN:
+        return item, None
+    posting = (
+        item.transaction.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+        if item.transaction
+        else None
+    )
+    if item.resolution == resolution:
+        return item, posting
+    raise ValueError(
+        f"Review item {item.pk} was already {item.state}: {item.resolution}"
+    )
+
+
+def _resolve(
+    item: ReviewItem,
+    user: AbstractBaseUser | None,
+    resolution: str,
+    action: str,
+    detail: dict,
+) -> None:
+    item.state = ReviewItem.State.RESOLVED
+    item.resolved_at = timezone.now()
+    item.resolved_by = user if getattr(user, "pk", None) else None
+    item.resolution = resolution
+    item.save()
+    ReviewDecision.objects.create(
+        item=item, user=item.resolved_by, action=action, detail=detail
+    )
+    if item.transaction:
+        item.transaction.record(
+            f"review_{action}", f"{resolution} by {user or 'system'}", user=user
+        )
+
+
+def _reviewable(item: ReviewItem) -> tuple[PaymentTransaction, Connection]:
+    txn = item.transaction
+    if txn is None:
+        raise ValueError(f"Review item {item.pk} has no transaction to post.")
+    sage_conn = txn.connection.sagepro
+    if sage_conn is None:
+        raise ValueError(
+            f"Connection {txn.connection.slug} has no Sage Pro connection to post to."
+        )
+    existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+    if (
+        existing is not None
+        and existing.state == Posting.State.POSTED
+        and item.state == ReviewItem.State.OPEN
+    ):
+        raise ValueError(
+            f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}."
+        )
+    return txn, sage_conn
+
+
+def _replace_payload(posting: Posting, payload: dict) -> None:
+    if posting.state != Posting.State.POSTED:
+        Posting.objects.filter(pk=posting.pk).update(
+            payload=payload,
+            state=Posting.State.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            last_error="",
+        )
+
+
+def apply_review_item_split(
+    item: ReviewItem,
+    allocations: list[tuple[str, Decimal | None]],
+    user: AbstractBaseUser | None = None,
+) -> Posting:
+    """Apply a payment across one or several invoices of one customer.
+
+    Each allocation is (invoice number, amount); an amount of None takes what is left
+    of the payment, up to that invoice's balance. Whatever is not allocated stays on
+    the receipt as unapplied cash. Raises ValueError with a reviewer-facing message.
+    """
+    txn, sage_conn = _reviewable(item)
+    if not allocations:
+        raise ValueError("Name at least one invoice.")
+    if txn.currency.upper() != (sage_conn.base_currency or "USD").upper():
+        raise ValueError(
+            f"A {txn.currency} payment is applied to one invoice at a time (the rate is applied when it is booked)."
+        )
+    sage = sage_conn.sage()
+    remaining = txn.amount
+    lines: list[tuple[dict, Decimal]] = []
+    for invno, amount in allocations:
+        invno = invno.strip()
+        try:
+            invoice = sage.get_invoice(invno)
+        except ConnectorError as exc:
+            raise ValueError(
+                f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly."
+            ) from exc
+        problem = invoice_problem(invoice, invno, "")
+        if problem:
+            raise ValueError(problem)
+        balance = Decimal(invoice["balance"])
+        share = min(remaining, balance) if amount is None else amount
+        if share <= 0:
+            raise ValueError(
+                f"Nothing is left of the payment to apply to invoice {invno}."
+            )
+        if share > balance:
+            raise ValueError(
+                f"{share} is more than invoice {invno}'s balance {balance}."
+            )
+        remaining -= share
+        if remaining < 0:
+            raise ValueError(
+                f"The amounts add up to more than the payment of {txn.amount}."
+            )
+        lines.append((invoice, share))
+    customers = {str(inv["custno"]).strip() for inv, _ in lines}
+    if len(customers) > 1:
+        raise ValueError(
+            f"The invoices belong to different customers ({', '.join(sorted(customers))}); a receipt is for one customer."
+        )
+    summary = ", ".join(
+        f"{str(inv['invno']).strip()} ({share})" for inv, share in lines
+    )
+    resolution = (
+        f"Applied to invoice {lines[0][0]['invno'].strip()}"
+        if len(lines) == 1 and allocations[0][1] is None
+        else f"Applied to invoices {summary}"
+    )
+    with transaction.atomic():
+        item, posting = _locked_open_item(item, resolution)
+        if posting is not None:
+            return posting
+        posting = create_receipt_posting(txn, sage_conn, lines[0][0])
+        payload = dict(
+            documents.build_cash_receipt(txn, lines[0][0], sage_conn=sage_conn).payload
+        )
+        payload["applications"] = [
+            {"invno": str(inv["invno"]).strip(), "amount": str(share)}
+            for inv, share in lines
+        ]
+        _replace_payload(posting, payload)
+        _resolve(
+            item,
+            user,
+            resolution,
+            "apply",
+            {
+                "allocations": [
+                    [str(inv["invno"]).strip(), str(share)] for inv, share in lines
+                ],
+                "posting": posting.pk,
+            },
+        )
+        queue("send_posting", posting.pk)
+    return posting
+
+
+def post_on_account(
+    item: ReviewItem, user: AbstractBaseUser | None = None, custno: str = ""
+) -> Posting:
+    """Post the payment as unapplied cash on a customer's account."""
+    txn, sage_conn = _reviewable(item)
+    custno = (custno or txn.customer_reference).strip().upper()
+    if not custno:
+        raise ValueError("Name the Sage Pro customer whose account takes the payment.")
+    try:
+        sage_conn.sage().get_customer(custno)
+    except ConnectorError as exc:
+        raise ValueError(f"Sage Pro has no customer {custno} ({exc}).") from exc
+    resolution = f"Posted on account of customer {custno} as unapplied cash"
+    with transaction.atomic():
+        item, posting = _locked_open_item(item, resolution)
+        if posting is not None:
+            return posting
+        account = {"invno": "", "custno": custno, "balance": "0"}
+        posting = create_receipt_posting(txn, sage_conn, account, on_account=True)
+        _replace_payload(
+            posting,
+            documents.build_cash_receipt(
+                txn, account, sage_conn=sage_conn, on_account=True
+            ).payload,
+        )
+        _resolve(
+            item,
+            user,
+            resolution,
+            "on_account",
+            {"custno": custno, "posting": posting.pk},
+        )
+        queue("send_posting", posting.pk)
+    return posting
+
+
+def mark_duplicate(
+    item: ReviewItem, user: AbstractBaseUser | None = None, note: str = ""
+) -> None:
+    """Record that the payment duplicates another: nothing more is posted for it (any
+    unapplied cash already booked stays for the refund or a later application)."""
+    resolution = "Marked as a duplicate" + (f": {note.strip()}" if note.strip() else "")
+    with transaction.atomic():
+        item, _ = _locked_open_item(item, resolution)
+        if item.state != ReviewItem.State.OPEN:
+            return
+        _resolve(item, user, resolution, "mark_duplicate", {"note": note.strip()})
+
+
+def annotate_review_item(
+    item: ReviewItem, note: str, user: AbstractBaseUser | None = None
+) -> ReviewDecision:
+    note = note.strip()
+    if not note:
+        raise ValueError("Write the note first.")
+    return ReviewDecision.objects.create(
+        item=item,
+        user=user if getattr(user, "pk", None) else None,
+        action="note",
+        detail={"note": note},
     )

@@ -58,6 +58,7 @@ class Rule:
     tolerance_value: Decimal = ZERO
     require_same_customer: bool = True
     auto_apply: bool = True
+    allow_partial: bool = False  # apply any underpayment and leave the invoice open
     customer_pattern: str = ""
     channels: tuple[str, ...] = ()
     amount_min: Decimal | None = None
@@ -90,11 +91,16 @@ class Rule:
         return ZERO
 
 
+# With no matching rules configured: exact references, and a partial payment is
+# applied with the invoice left open (Sage Pro allows partial payments).
+DEFAULT_RULE = Rule(name="built-in default", allow_partial=True)
+
+
 def choose_rule(payment: Payment, rules: Sequence[Rule]) -> Rule:
     for rule in sorted(rules, key=lambda r: (r.priority, r.id or 0)):
         if rule.applies_to(payment):
             return rule
-    return Rule()
+    return DEFAULT_RULE
 
 
 def normalize_reference(value: str, prefixes: Iterable[str] = DEFAULT_PREFIXES) -> str:
@@ -380,10 +386,15 @@ def decide(
             rule=rule,
             candidates=ranked,
         )
-    if -diff <= tolerance:
+    if -diff <= tolerance or rule.allow_partial:
+        why = (
+            "within tolerance"
+            if -diff <= tolerance
+            else f"partial payments allowed by rule {rule.name}"
+        )
         return Decision(
             "apply",
-            f"Applied to invoice {invoice.invno}; {-diff} stays open (within tolerance).",
+            f"Applied to invoice {invoice.invno}; {-diff} stays open ({why}).",
             invoice=invoice,
             applied=payment.amount,
             rule=rule,

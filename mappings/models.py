@@ -343,6 +343,10 @@ class MatchingRule(models.Model):
     auto_apply = models.BooleanField(
         default=True, help_text="Apply without review when everything matches."
     )
+    allow_partial = models.BooleanField(
+        default=False,
+        help_text="Apply any underpayment and leave the invoice open, instead of sending it to review.",
+    )
     duplicate_window_days = models.PositiveIntegerField(
         default=7,
         help_text="Same card, amount and invoice within this many days under another transaction id → possible duplicate.",

@@ -206,3 +206,19 @@ def test_normalisation_is_idempotent(value):
 )
 def test_normalisation_examples(raw, normal):
     assert normalize_reference(raw) == normal
+
+
+def test_with_no_rules_configured_a_partial_payment_is_applied_and_the_invoice_stays_open():
+    decision = decide(pay("40.00"), [inv(balance="100.00")])
+    assert decision.action == "apply"
+    assert decision.applied == D("40.00")
+    assert "partial payments allowed" in decision.reason
+
+
+def test_a_rule_can_allow_partial_payments():
+    strict, partial = Rule(), Rule(allow_partial=True)
+    assert (
+        decide(pay("40.00"), [inv(balance="100.00")], [strict]).review_kind
+        == "underpayment"
+    )
+    assert decide(pay("40.00"), [inv(balance="100.00")], [partial]).action == "apply"
