@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mappings.versioning.ConfigRevisionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -108,6 +109,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # Keep connections open between requests: reconnecting re-runs the PRAGMAs.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # A file, not :memory:, so tests run in WAL mode like the product; one per process
     # so parallel test runs never share it.
     DATABASES["default"]["TEST"] = {
@@ -154,11 +157,14 @@ Q_CLUSTER = {
     "retry": env.int("Q_RETRY", default=90),
     "max_attempts": 1,
     "ack_failures": True,
-    "save_limit": 1000,
+    # Our own tables (events, postings) record every outcome; django-q2 keeps only
+    # failures, which saves a write per task.
+    "save_limit": -1,
+    "bulk": env.int("Q_BULK", default=5),
     "catch_up": False,
     "poll": env.float("Q_POLL", default=0.2),
     "sync": env.bool("Q_SYNC", default=False),
-    "log_level": env.str("Q_LOG_LEVEL", default="INFO"),
+    "log_level": env.str("Q_LOG_LEVEL", default="WARNING"),
 }
 if env.str("REDIS_URL", default=""):
     Q_CLUSTER.pop("orm")
@@ -167,6 +173,8 @@ if env.str("REDIS_URL", default=""):
 # Pipeline limits.
 WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 WEBHOOK_TOLERANCE_SECONDS = 300
+# How long the webhook endpoint keeps a connection and its decrypted secrets in memory.
+WEBHOOK_CACHE_SECONDS = env.int("WEBHOOK_CACHE_SECONDS", default=30)
 POSTING_MAX_ATTEMPTS = env.int("POSTING_MAX_ATTEMPTS", default=8)
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 # A worker's claim on an event or posting; past it, the sweeper hands the work to
@@ -176,6 +184,15 @@ WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
 # overlapping window of the last D days.
 PAYTRACE_POLL_MINUTES = env.int("PAYTRACE_POLL_MINUTES", default=5)
 PAYTRACE_POLL_WINDOW_DAYS = env.int("PAYTRACE_POLL_WINDOW_DAYS", default=3)
+
+# Alerts: by email to ALERT_EMAILS and, optionally, a JSON POST to ALERT_WEBHOOK_URL.
+# One notice per condition per window, and a recovery notice when it clears.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WINDOW_MINUTES = env.int("ALERT_WINDOW_MINUTES", default=60)
+ALERT_STALE_EVENT_MINUTES = env.int("ALERT_STALE_EVENT_MINUTES", default=15)
+REVIEW_SLA_HOURS = env.int("REVIEW_SLA_HOURS", default=24)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="payments-portal@localhost")
 OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.
@@ -232,7 +249,11 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-q2 sets its own level only when its logger has no handler.
+        "django-q": {"level": Q_CLUSTER["log_level"]},
+    },
 }
 
 # The PayTrace sandbox writes its `created.at`/`settled` times in this zone, as the real

@@ -1,0 +1,45 @@
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from mappings import config_bundle
+
+
+class Command(BaseCommand):
+    help = (
+        "Write the configuration (connections without secrets, status maps, GL rules, "
+        "field mappings, currency rates) as one JSON bundle for import_config."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--output", "-o", help="File to write (default: standard output)."
+        )
+        parser.add_argument(
+            "--connection",
+            dest="slugs",
+            action="extend",
+            nargs="+",
+            metavar="SLUG",
+            help="Export only these connections and their rows (repeatable).",
+        )
+
+    def handle(
+        self, *args: Any, output: str | None, slugs: list[str] | None, **options: Any
+    ) -> None:
+        try:
+            bundle = config_bundle.export_bundle(slugs)
+        except config_bundle.BundleError as exc:
+            raise CommandError(str(exc)) from exc
+        for problem in config_bundle.duplicate_keys(bundle):
+            self.stderr.write(f"Warning: {problem} import_config will refuse it.")
+        text = config_bundle.dump_bundle(bundle)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+            counts = ", ".join(
+                f"{len(bundle[s.name])} {s.plural}" for s in config_bundle.SECTIONS
+            )
+            self.stderr.write(f"Wrote {counts} to {output}.")
+        else:
+            self.stdout.write(text, ending="")
