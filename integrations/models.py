@@ -18,6 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from integrations.crypto import EncryptedTextField
+from mappings.models import GatewayStatus, PaymentStatus  # noqa: F401 - re-exported
 
 
 def validate_time_zone(value: str) -> None:
@@ -277,30 +278,6 @@ class Event(models.Model):
         self.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         self.last_traceback = "".join(traceback.format_exception(exc))[-8000:]
         self.save(update_fields=["state", "last_error", "last_traceback"])
-
-
-class PaymentStatus(models.TextChoices):
-    """The Sage Pro side's view of a payment (what the status map produces)."""
-
-    PAID = "Paid"
-    FAILED = "Failed"
-    REFUNDED = "Refunded"
-    VOIDED = "Voided"
-    PENDING = "Pending"
-    AUTHORIZED = "Authorized"
-
-
-class GatewayStatus(models.TextChoices):
-    """PayTrace's state of a transaction, normalised."""
-
-    AUTHORIZED = "authorized"
-    APPROVED = "approved"
-    PENDING_SETTLEMENT = "pending_settlement"
-    SETTLED = "settled"
-    DECLINED = "declined"
-    VOIDED = "voided"
-    REFUNDED = "refunded"
-    UNKNOWN = "unknown"
 
 
 # How far along its life a transaction is. A status never replaces one of higher rank:

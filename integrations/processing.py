@@ -862,74 +862,15 @@ def retry_posting(
 def apply_review_item(
     item: ReviewItem, invno: str, user: AbstractBaseUser | None = None
 ) -> Posting:
-    """Resolve an `unmatched` item by applying its payment to the given invoice number.
+    """Resolve an item by applying its payment to one invoice, up to its balance.
 
     Raises ValueError with a message for the reviewer when the invoice is unknown, not
     open, or belongs to another customer. Pressing it twice (or two reviewers at once)
     creates one posting.
     """
-    invno = invno.strip()
-    if not invno:
+    if not invno.strip():
         raise ValueError("Enter the Sage Pro invoice number to apply the payment to.")
-    txn = item.transaction
-    if txn is None:
-        raise ValueError(f"Review item {item.pk} has no transaction to apply.")
-    sage_conn = txn.connection.sagepro
-    if sage_conn is None:
-        raise ValueError(
-            f"Connection {txn.connection.slug} has no Sage Pro connection to post to."
-        )
-    existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
-    if existing is not None and existing.state == Posting.State.POSTED:
-        raise ValueError(
-            f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}."
-        )
-    try:
-        invoice = sage_conn.sage().get_invoice(invno)
-    except ConnectorError as exc:
-        raise ValueError(
-            f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly."
-        ) from exc
-    problem = invoice_problem(invoice, invno, "")
-    if problem:
-        raise ValueError(problem)
-    with transaction.atomic():
-        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
-        if item.state != ReviewItem.State.OPEN:
-            posting = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
-            if posting is not None and item.resolution == f"Applied to invoice {invno}":
-                return posting  # the same decision, made twice
-            raise ValueError(
-                f"Review item {item.pk} was already {item.state}: {item.resolution}"
-            )
-        posting = create_receipt_posting(txn, sage_conn, invoice)
-        if posting.state != Posting.State.PENDING:
-            fresh = create_receipt_payload(txn, invoice)
-            Posting.objects.filter(pk=posting.pk).update(
-                payload=fresh,
-                state=Posting.State.PENDING,
-                attempts=0,
-                next_attempt_at=None,
-            )
-        item.state = ReviewItem.State.RESOLVED
-        item.resolved_at = timezone.now()
-        item.resolved_by = user if getattr(user, "pk", None) else None
-        item.resolution = f"Applied to invoice {invno}"
-        item.save()
-        ReviewDecision.objects.create(
-            item=item,
-            user=item.resolved_by,
-            action="apply",
-            detail={"invno": invno, "posting": posting.pk},
-        )
-        txn.record(
-            "review_applied",
-            f"Applied to invoice {invno} by {user or 'system'}",
-            user=user,
-            invno=invno,
-        )
-        queue("send_posting", posting.pk)
-    return posting
+    return apply_review_item_split(item, [(invno, None)], user)
 
 
 def dismiss_review_item(
@@ -938,26 +879,13 @@ def dismiss_review_item(
     reason = reason.strip()
     if not reason:
         raise ValueError("Say why the item is dismissed.")
+    resolution = f"Dismissed: {reason}"
     with transaction.atomic():
-        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        item, _ = _locked_open_item(item, resolution)
         if item.state != ReviewItem.State.OPEN:
             return
-        item.state = ReviewItem.State.DISMISSED
-        item.resolved_at = timezone.now()
-        item.resolved_by = user if getattr(user, "pk", None) else None
-        item.resolution = f"Dismissed: {reason}"
-        item.save()
-        ReviewDecision.objects.create(
-            item=item,
-            user=item.resolved_by,
-            action="dismiss",
-            detail={"reason": reason},
-        )
-        if item.transaction:
-            item.transaction.record("review_dismissed", reason, user=user)
-
-
-# --- the sweeper -----------------------------------------------------------------------
+        _resolve(item, user, resolution, "dismiss", {"reason": reason})
+        ReviewItem.objects.filter(pk=item.pk).update(state=ReviewItem.State.DISMISSED)
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
@@ -1144,11 +1072,7 @@ def _reviewable(item: ReviewItem) -> tuple[PaymentTransaction, Connection]:
             f"Connection {txn.connection.slug} has no Sage Pro connection to post to."
         )
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
-    if (
-        existing is not None
-        and existing.state == Posting.State.POSTED
-        and item.state == ReviewItem.State.OPEN
-    ):
+    if existing is not None and existing.state == Posting.State.POSTED:
         raise ValueError(
             f"Transaction {txn.transaction_id} is already posted as receipt {existing.document_number}."
         )
@@ -1180,7 +1104,10 @@ def apply_review_item_split(
     txn, sage_conn = _reviewable(item)
     if not allocations:
         raise ValueError("Name at least one invoice.")
-    if txn.currency.upper() != (sage_conn.base_currency or "USD").upper():
+    whole = (
+        len(allocations) == 1 and allocations[0][1] is None
+    )  # one invoice, up to its balance
+    if not whole and txn.currency.upper() != (sage_conn.base_currency or "USD").upper():
         raise ValueError(
             f"A {txn.currency} payment is applied to one invoice at a time (the rate is applied when it is booked)."
         )
@@ -1222,10 +1149,9 @@ def apply_review_item_split(
     summary = ", ".join(
         f"{str(inv['invno']).strip()} ({share})" for inv, share in lines
     )
+    first = str(lines[0][0]["invno"]).strip()
     resolution = (
-        f"Applied to invoice {lines[0][0]['invno'].strip()}"
-        if len(lines) == 1 and allocations[0][1] is None
-        else f"Applied to invoices {summary}"
+        f"Applied to invoice {first}" if whole else f"Applied to invoices {summary}"
     )
     with transaction.atomic():
         item, posting = _locked_open_item(item, resolution)
@@ -1235,10 +1161,13 @@ def apply_review_item_split(
         payload = dict(
             documents.build_cash_receipt(txn, lines[0][0], sage_conn=sage_conn).payload
         )
-        payload["applications"] = [
-            {"invno": str(inv["invno"]).strip(), "amount": str(share)}
-            for inv, share in lines
-        ]
+        if (
+            not whole
+        ):  # one invoice up to its balance: the builder's cap (in the base currency)
+            payload["applications"] = [
+                {"invno": str(inv["invno"]).strip(), "amount": str(share)}
+                for inv, share in lines
+            ]
         _replace_payload(posting, payload)
         _resolve(
             item,

@@ -5,31 +5,38 @@ from django.db import models
 from mappings.status import DEFAULT_RULES, StatusRule
 
 
+class PaymentStatus(models.TextChoices):
+    """The Sage Pro side's view of a payment: what the status map produces."""
+
+    PAID = "Paid"
+    FAILED = "Failed"
+    REFUNDED = "Refunded"
+    VOIDED = "Voided"
+    PENDING = "Pending"
+    AUTHORIZED = "Authorized"
+
+
+class GatewayStatus(models.TextChoices):
+    """PayTrace's state of a transaction, normalised."""
+
+    AUTHORIZED = "authorized"
+    APPROVED = "approved"
+    PENDING_SETTLEMENT = "pending_settlement"
+    SETTLED = "settled"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+    UNKNOWN = "unknown"
+
+
 class StatusMap(models.Model):
     """One row of a connection's status map, edited by integration admins."""
-
-    class PaymentStatus(models.TextChoices):
-        PAID = "Paid"
-        FAILED = "Failed"
-        REFUNDED = "Refunded"
-        VOIDED = "Voided"
-        PENDING = "Pending"
-        AUTHORIZED = "Authorized"
 
     class Action(models.TextChoices):
         POST_RECEIPT = "post_receipt", "Post a cash receipt"
         RECORD_ONLY = "record_only", "Record only"
         REVERSE = "reverse", "Reverse the receipt"
         REVIEW = "review", "Send to review"
-
-    class GatewayStatus(models.TextChoices):
-        AUTHORIZED = "authorized"
-        APPROVED = "approved"
-        PENDING_SETTLEMENT = "pending_settlement"
-        SETTLED = "settled"
-        DECLINED = "declined"
-        VOIDED = "voided"
-        REFUNDED = "refunded"
 
     connection = models.ForeignKey(
         "integrations.Connection", on_delete=models.CASCADE, related_name="status_maps"
@@ -56,7 +63,11 @@ class StatusMap(models.Model):
         help_text="Glob on status_message, case-insensitive, e.g. *VOID*.",
     )
     response_code = models.PositiveIntegerField(null=True, blank=True)
-    gateway_status = models.CharField(max_length=30, choices=GatewayStatus.choices)
+    # A status map never maps to "unknown": that is only where a transaction starts.
+    gateway_status = models.CharField(
+        max_length=30,
+        choices=[c for c in GatewayStatus.choices if c[0] != GatewayStatus.UNKNOWN],
+    )
     payment_status = models.CharField(
         max_length=20,
         choices=PaymentStatus.choices,
