@@ -9,15 +9,24 @@ review items through actions that call `integrations.processing`.
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms.renderers import BaseRenderer
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -39,6 +48,7 @@ from integrations.models import (
     WebhookSecret,
 )
 from mappings import fields as fm
+from mappings import matching
 
 admin.site.site_header = "Payments portal"
 admin.site.site_title = "Payments portal"
@@ -707,6 +717,49 @@ class ReviewStateFilter(admin.SimpleListFilter):
         return queryset if value == self.ALL else queryset.filter(state=value)
 
 
+# What a reviewer is asked to do, per kind: a column in the queue, a line on the page.
+SUGGESTED_ACTIONS = {
+    ReviewItem.Kind.UNMATCHED: (
+        "Apply to the best candidate invoice, split across invoices, "
+        "post on account, or dismiss"
+    ),
+    ReviewItem.Kind.OVERPAYMENT: (
+        "Nothing to post: confirm the unapplied cash (dismiss with a note), "
+        "or apply the rest to another invoice in Sage Pro"
+    ),
+    ReviewItem.Kind.UNDERPAYMENT: (
+        "Apply anyway (the invoice stays open for the rest), or dismiss"
+    ),
+    ReviewItem.Kind.POSSIBLE_DUPLICATE: (
+        "Mark as duplicate (refund at the gateway), or dismiss as genuine"
+    ),
+    ReviewItem.Kind.VALIDATION: "Correct the values and retry",
+    ReviewItem.Kind.DEAD: "Retry once Sage Pro is reachable",
+    ReviewItem.Kind.UNMAPPED_STATUS: "Add the status to the status map, then retry",
+    ReviewItem.Kind.CARD_DATA: "Tell the sender to stop sending card data; dismiss",
+    ReviewItem.Kind.REVERSAL: "Reverse the receipt in Sage Pro; dismiss",
+}
+# Kinds about where the money goes: their page lists candidate invoices.
+MONEY_KINDS = {
+    ReviewItem.Kind.UNMATCHED,
+    ReviewItem.Kind.UNDERPAYMENT,
+    ReviewItem.Kind.OVERPAYMENT,
+    ReviewItem.Kind.POSSIBLE_DUPLICATE,
+}
+RETRY_KINDS = {
+    ReviewItem.Kind.VALIDATION,
+    ReviewItem.Kind.DEAD,
+    ReviewItem.Kind.UNMAPPED_STATUS,
+}
+CANDIDATE_PARTS = [
+    ("reference", "Reference"),
+    ("amount", "Amount"),
+    ("customer", "Customer"),
+    ("date", "Date"),
+    ("history", "History"),
+]
+
+
 class ApplyToInvoiceForm(forms.Form):
     invno = forms.CharField(
         label="Sage Pro invoice number",
@@ -724,6 +777,83 @@ class DismissForm(forms.Form):
     )
 
 
+class DuplicateForm(forms.Form):
+    note = forms.CharField(
+        label="Note",
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Optional: which payment it duplicates, what happens to the money.",
+    )
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label="Note", max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class OnAccountForm(forms.Form):
+    custno = forms.CharField(
+        label="Sage Pro customer",
+        required=False,
+        max_length=20,
+        help_text="Blank: the customer the payment names.",
+    )
+
+
+class SplitForm(forms.Form):
+    """Rows of invoice number and amount; a blank amount takes what is left."""
+
+    ROWS = 4
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        for n in range(1, self.ROWS + 1):
+            self.fields[f"invno_{n}"] = forms.CharField(
+                label=f"Invoice {n}", required=False, max_length=20
+            )
+            self.fields[f"amount_{n}"] = forms.DecimalField(
+                label=f"Amount {n}",
+                required=False,
+                max_digits=14,
+                decimal_places=2,
+                min_value=Decimal("0.01"),
+            )
+
+    def rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
+        return [
+            (self[f"invno_{n}"], self[f"amount_{n}"]) for n in range(1, self.ROWS + 1)
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        allocations = []
+        for n in range(1, self.ROWS + 1):
+            invno = (data.get(f"invno_{n}") or "").strip()
+            amount = data.get(f"amount_{n}")
+            if amount is not None and not invno:
+                raise forms.ValidationError(f"Row {n} has an amount but no invoice.")
+            if invno:
+                allocations.append((invno, amount))
+        if not allocations:
+            raise forms.ValidationError("Name at least one invoice.")
+        data["allocations"] = allocations
+        return data
+
+
+# The buttons and small forms on an item's page; each posts to its own URL.
+DECISION_FORMS: dict[str, type[forms.Form]] = {
+    "apply": ApplyToInvoiceForm,
+    "split": SplitForm,
+    "on_account": OnAccountForm,
+    "duplicate": DuplicateForm,
+    "note": NoteForm,
+    "dismiss": DismissForm,
+    "retry": forms.Form,
+}
+
+
 class CorrectValuesForm(forms.Form):
     """One text field per field of the cash receipt, filled with the current value."""
 
@@ -739,13 +869,39 @@ class CorrectValuesForm(forms.Form):
             )
 
 
-class ReviewDecisionInline(ReadOnlyInline):
-    model = ReviewDecision
-    fields = ("at", "user", "action", "detail")
-    readonly_fields = fields
+def _form_problem(form: forms.Form) -> str:
+    problems = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        problems += [f"{label}: {e}" if label else str(e) for e in errors]
+    return " ".join(problems)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("user")
+
+def describe_decision(decision: ReviewDecision) -> str:
+    """A decision's detail in words, for the item's page."""
+    detail = decision.detail or {}
+    if decision.action == "apply" and detail.get("allocations"):
+        applied = ", ".join(
+            f"{inv} ({amount})" for inv, amount in detail["allocations"]
+        )
+        return f"Applied to {applied}"
+    if decision.action == "on_account":
+        return f"Posted on account of customer {detail.get('custno', '?')}"
+    if decision.action == "mark_duplicate":
+        return "Marked as a duplicate" + (
+            f": {detail['note']}" if detail.get("note") else ""
+        )
+    if decision.action == "note":
+        return detail.get("note", "")
+    if decision.action == "dismiss":
+        return f"Dismissed: {detail.get('reason', '')}"
+    if decision.action == "retry":
+        what = detail.get("what") or f"posting {detail.get('posting', '?')}"
+        return f"Retried {what}"
+    if decision.action == "correct":
+        fields = ", ".join(detail.get("overrides") or {}) or "nothing"
+        return f"Corrected {fields} and retried"
+    return json.dumps(detail, sort_keys=True, default=str)
 
 
 @admin.register(ReviewItem)
@@ -759,6 +915,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         "age",
         "state",
         "assigned_to",
+        "suggested_action",
     )
     list_filter = (ReviewStateFilter, "kind")
     search_fields = (
@@ -769,29 +926,36 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_select_related = ("transaction", "assigned_to")
     actions = [
         "apply_to_invoice",
+        "post_on_account",
+        "mark_duplicate",
         "correct_and_retry",
         "retry",
         "dismiss",
         "assign_to_me",
     ]
-    fields = (
-        "kind",
-        "state",
-        "transaction_link",
-        "amount",
-        "invoice_reference",
-        "reason",
-        "error_code",
-        "posting",
-        "event",
-        "created_at",
-        "assigned_to",
-        "resolved_at",
-        "resolved_by",
-        "resolution",
-    )
-    readonly_fields = tuple(f for f in fields if f != "assigned_to")
-    inlines = [ReviewDecisionInline]
+    fieldsets = [
+        ("Assignment", {"fields": ["assigned_to"]}),
+        (
+            "Record",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "kind",
+                    "state",
+                    "reason",
+                    "error_code",
+                    "posting",
+                    "event",
+                    "created_at",
+                    "resolved_at",
+                    "resolved_by",
+                    "resolution",
+                ],
+            },
+        ),
+    ]
+    readonly_fields = tuple(fieldsets[1][1]["fields"])
+    change_form_template = "admin/integrations/reviewitem/change_form.html"
     Media = PortalMedia
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -808,6 +972,155 @@ class ReviewItemAdmin(admin.ModelAdmin):
         # A plain choice of colleagues, without the add/change/delete-user buttons.
         staff = db_field.related_model.objects.filter(is_staff=True, is_active=True)
         return db_field.formfield(queryset=staff, **kwargs)
+
+    # The item's page ----------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        decide = path(
+            "<path:object_id>/decide/<slug:decision>/",
+            self.admin_site.admin_view(self.decide_view),
+            name="integrations_reviewitem_decide",
+        )
+        return [decide, *super().get_urls()]
+
+    def decide_view(
+        self, request: HttpRequest, object_id: str, decision: str
+    ) -> HttpResponse:
+        """Carry out one button or small form of the item's page, then go back to it."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        item = self.get_object(request, unquote(object_id))
+        if item is None or decision not in DECISION_FORMS:
+            raise Http404
+        if not self.has_change_permission(request, item):
+            raise PermissionDenied
+        form = DECISION_FORMS[decision](request.POST)
+        if not form.is_valid():
+            self.message_user(request, _form_problem(form), messages.ERROR)
+        else:
+            try:
+                done = self._carry_out(decision, item, form.cleaned_data, request.user)
+                self.message_user(request, done, messages.SUCCESS)
+            except (ValueError, ConnectorError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        return HttpResponseRedirect(
+            reverse("admin:integrations_reviewitem_change", args=[item.pk])
+        )
+
+    def _carry_out(
+        self, decision: str, item: ReviewItem, data: dict, user: object
+    ) -> str:
+        """Call the processing function behind a decision; say what it did."""
+        if decision == "note":
+            processing.annotate_review_item(item, data["note"], user)
+            return "Note added."
+        if decision == "apply":
+            processing.apply_review_item(item, data["invno"], user)
+        elif decision == "split":
+            processing.apply_review_item_split(item, data["allocations"], user)
+        elif decision == "on_account":
+            processing.post_on_account(item, user, data["custno"])
+        elif decision == "duplicate":
+            processing.mark_duplicate(item, user, data["note"])
+        elif decision == "dismiss":
+            processing.dismiss_review_item(item, data["reason"], user)
+        elif decision == "retry":
+            processing.retry_review_item(item, user)
+        item.refresh_from_db()
+        done = f"{self._label(item)}: {item.resolution}."
+        if decision in ("apply", "split", "on_account"):
+            done += " The receipt is queued for Sage Pro."
+        return done
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ReviewItem | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context.update(self._review_context(request, obj))
+            # The page is for deciding; the form below only (re)assigns the item.
+            context["title"] = "Review item"
+            context["show_save_and_continue"] = False
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _review_context(self, request: HttpRequest, item: ReviewItem) -> dict:
+        """The panels above the form: payment, suggestion, candidates, decisions."""
+        txn = item.transaction
+        is_open = item.state == ReviewItem.State.OPEN
+        receipt = (
+            txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first() if txn else None
+        )
+        candidates, unavailable = [], ""
+        if txn is not None and is_open and item.kind in MONEY_KINDS:
+            try:
+                candidates = processing.invoice_candidates(txn)
+            except ConnectorError as exc:
+                unavailable = str(exc)
+        decide_url = reverse(
+            "admin:integrations_reviewitem_decide", args=[item.pk, "DECISION"]
+        )
+        return {
+            "item": item,
+            "txn": txn,
+            "age": format_age(item.created_at),
+            "suggestion": SUGGESTED_ACTIONS.get(item.kind, ""),
+            "receipt": receipt,
+            "show_candidates": txn is not None and is_open and item.kind in MONEY_KINDS,
+            "candidates": [self._candidate_row(c) for c in candidates],
+            "candidates_unavailable": unavailable,
+            # Money is placed once: after a receipt is posted, only Sage Pro can move it.
+            "can_place": txn is not None
+            and (receipt is None or receipt.state != Posting.State.POSTED),
+            "can_act": is_open and self.has_change_permission(request, item),
+            "can_note": self.has_change_permission(request, item),
+            "can_retry": item.kind in RETRY_KINDS,
+            "can_correct": item.kind == ReviewItem.Kind.VALIDATION
+            and item.posting_id is not None,
+            "is_money_kind": item.kind in MONEY_KINDS,
+            "decisions": [
+                (d, describe_decision(d)) for d in item.decisions.select_related("user")
+            ],
+            "split_form": SplitForm(auto_id="id_split_%s"),
+            "on_account_form": OnAccountForm(
+                initial={"custno": txn.customer_reference if txn else ""}
+            ),
+            "duplicate_form": DuplicateForm(auto_id="id_duplicate_%s"),
+            "dismiss_form": DismissForm(auto_id="id_dismiss_%s"),
+            "note_form": NoteForm(auto_id="id_add_%s"),
+            "decide_urls": {
+                name: decide_url.replace("DECISION", name) for name in DECISION_FORMS
+            },
+            "changelist_url": reverse("admin:integrations_reviewitem_changelist"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+
+    @staticmethod
+    def _candidate_row(candidate: matching.Candidate) -> dict:
+        parts = [
+            {
+                "name": name,
+                "label": label,
+                "value": f"{candidate.parts.get(name, 0):.2f}",
+                "percent": round(candidate.parts.get(name, 0) * 100),
+            }
+            for name, label in CANDIDATE_PARTS
+        ]
+        return {
+            "invoice": candidate.invoice,
+            "score": f"{candidate.score:.2f}",
+            "percent": round(candidate.score * 100),
+            "parts": parts,
+            "reference_match": candidate.reference_match,
+            "amount_match": candidate.amount_match,
+            "reasons": candidate.reasons,
+        }
+
+    # Bulk actions --------------------------------------------------------------------
 
     @admin.action(description="Apply to an invoice…", permissions=["change"])
     def apply_to_invoice(
@@ -837,6 +1150,70 @@ class ReviewItemAdmin(admin.ModelAdmin):
         if applied:
             self.message_user(
                 request, f"Applied {_plural(applied, 'payment')} to invoice {invno}."
+            )
+        return None
+
+    @admin.action(
+        description="Post on account (each to its payment's customer)",
+        permissions=["change"],
+    )
+    def post_on_account(self, request: HttpRequest, queryset: QuerySet) -> None:
+        posted, nameless = 0, []
+        for item in queryset.select_related("transaction"):
+            if item.transaction is None or not item.transaction.customer_reference:
+                nameless.append(self._label(item))
+                continue
+            try:
+                processing.post_on_account(item, request.user)
+                posted += 1
+            except (ValueError, ConnectorError) as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        if posted:
+            self.message_user(
+                request,
+                f"Posted {_plural(posted, 'payment')} on account as unapplied cash.",
+            )
+        if nameless:
+            self.message_user(
+                request,
+                f"Not posted, the payment names no customer: {', '.join(nameless)}. "
+                "Post these from the item's page with a customer number.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Mark as duplicate…", permissions=["change"])
+    def mark_duplicate(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        form = DuplicateForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form,
+                action="mark_duplicate",
+                title="Mark as duplicate",
+                submit="Mark as duplicate",
+                intro=(
+                    "Record that these payments duplicate others. Nothing more is "
+                    "posted for them; unapplied cash already booked stays for the "
+                    "refund."
+                ),
+            )
+        marked = 0
+        for item in queryset:
+            try:
+                processing.mark_duplicate(item, request.user, form.cleaned_data["note"])
+                marked += 1
+            except ValueError as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        if marked:
+            self.message_user(
+                request, f"Marked {_plural(marked, 'payment')} as duplicate."
             )
         return None
 
@@ -1018,6 +1395,10 @@ class ReviewItemAdmin(admin.ModelAdmin):
     @admin.display(description="Age", ordering="created_at")
     def age(self, obj: ReviewItem) -> str:
         return format_age(obj.created_at)
+
+    @admin.display(description="Suggested action")
+    def suggested_action(self, obj: ReviewItem) -> str:
+        return SUGGESTED_ACTIONS.get(obj.kind, "")
 
 
 from integrations import deadletter_admin, reconciliation_admin  # noqa: E402,F401

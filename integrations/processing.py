@@ -967,7 +967,7 @@ def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) ->
     """
     with transaction.atomic():
         item = (
-            ReviewItem.objects.select_for_update()
+            ReviewItem.objects.select_for_update(of=("self",))
             .select_related("posting", "event")
             .get(pk=item.pk)
         )

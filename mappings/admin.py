@@ -19,7 +19,7 @@ from integrations import documents
 from integrations.connectors.base import ConnectorError
 from integrations.models import Connection, PaymentTransaction
 from mappings import gl
-from mappings.models import CurrencyRate, GlRule, StatusMap
+from mappings.models import CurrencyRate, GlRule, MatchingRule, StatusMap
 
 
 @admin.register(StatusMap)
@@ -253,6 +253,64 @@ class CurrencyRateAdmin(admin.ModelAdmin):
     date_hierarchy = "valid_on"
     ordering = ("currency", "base_currency", "-valid_on")
     search_fields = ("currency", "source")
+
+
+@admin.register(MatchingRule)
+class MatchingRuleAdmin(admin.ModelAdmin):
+    """How payments meet open invoices; the first active rule that fits decides."""
+
+    list_display = (
+        "connection",
+        "name",
+        "priority",
+        "reference_mode",
+        "tolerance",
+        "auto_apply",
+        "allow_partial",
+        "is_active",
+    )
+    # Shown only to users who may change matching rules (Django drops them otherwise).
+    list_editable = ("priority", "is_active")
+    list_display_links = ("name",)
+    list_filter = ("connection", "reference_mode", "auto_apply", "is_active")
+    list_select_related = ("connection",)
+    ordering = ("connection", "priority", "id")
+    search_fields = ("name", "customer_pattern", "channels")
+    fieldsets = [
+        (None, {"fields": ["connection", "name", "priority", "is_active"]}),
+        (
+            "Which payments",
+            {
+                "fields": [
+                    "customer_pattern",
+                    "channels",
+                    ("amount_min", "amount_max"),
+                ]
+            },
+        ),
+        (
+            "Matching",
+            {
+                "fields": [
+                    "reference_mode",
+                    "strip_prefixes",
+                    ("tolerance_type", "tolerance_value"),
+                    "require_same_customer",
+                    "auto_apply",
+                    "allow_partial",
+                    "duplicate_window_days",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="Tolerance", ordering="tolerance_type")
+    def tolerance(self, obj: MatchingRule) -> str:
+        if obj.tolerance_type == MatchingRule.Tolerance.PERCENT:
+            return f"{obj.tolerance_value.normalize():f} %"
+        if obj.tolerance_type == MatchingRule.Tolerance.FIXED:
+            return f"{obj.tolerance_value.quantize(Decimal('0.01'))} fixed"
+        return "exact amount"
 
 
 # Field mappings have their own module: the suggestion helper lives with them.

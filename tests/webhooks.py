@@ -49,7 +49,7 @@ def paytrace_record(**overrides) -> dict:
         "status_message": "Pending Settlement",
         "created": {
             "through": "API",
-            "at": datetime.now(UTC).strftime("%-m/%-d/%Y %-I:%M:%S %p"),
+            "at": paytrace_time(datetime.now(UTC)),
             "by": "apiuser",
             "from_ip": "203.0.113.9",
         },
