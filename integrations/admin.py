@@ -7,7 +7,7 @@ review items through actions that call `integrations.processing`.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -1138,15 +1138,11 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 intro="Apply these payments in Sage Pro to the invoice number below.",
             )
         invno = form.cleaned_data["invno"]
-        applied = 0
-        for item in queryset:
-            try:
-                processing.apply_review_item(item, invno, request.user)
-                applied += 1
-            except ValueError as exc:
-                self.message_user(
-                    request, f"{self._label(item)}: {exc}", messages.ERROR
-                )
+        applied = self._each(
+            request,
+            queryset,
+            lambda item: processing.apply_review_item(item, invno, request.user),
+        )
         if applied:
             self.message_user(
                 request, f"Applied {_plural(applied, 'payment')} to invoice {invno}."
@@ -1158,18 +1154,16 @@ class ReviewItemAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def post_on_account(self, request: HttpRequest, queryset: QuerySet) -> None:
-        posted, nameless = 0, []
-        for item in queryset.select_related("transaction"):
-            if item.transaction is None or not item.transaction.customer_reference:
-                nameless.append(self._label(item))
-                continue
-            try:
-                processing.post_on_account(item, request.user)
-                posted += 1
-            except (ValueError, ConnectorError) as exc:
-                self.message_user(
-                    request, f"{self._label(item)}: {exc}", messages.ERROR
-                )
+        items = list(queryset.select_related("transaction"))
+        named = [
+            i
+            for i in items
+            if i.transaction is not None and i.transaction.customer_reference
+        ]
+        nameless = [self._label(i) for i in items if i not in named]
+        posted = self._each(
+            request, named, lambda item: processing.post_on_account(item, request.user)
+        )
         if posted:
             self.message_user(
                 request,
@@ -1202,15 +1196,12 @@ class ReviewItemAdmin(admin.ModelAdmin):
                     "refund."
                 ),
             )
-        marked = 0
-        for item in queryset:
-            try:
-                processing.mark_duplicate(item, request.user, form.cleaned_data["note"])
-                marked += 1
-            except ValueError as exc:
-                self.message_user(
-                    request, f"{self._label(item)}: {exc}", messages.ERROR
-                )
+        note = form.cleaned_data["note"]
+        marked = self._each(
+            request,
+            queryset,
+            lambda item: processing.mark_duplicate(item, request.user, note),
+        )
         if marked:
             self.message_user(
                 request, f"Marked {_plural(marked, 'payment')} as duplicate."
@@ -1293,17 +1284,12 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 submit="Dismiss",
                 intro="Close these items without posting anything.",
             )
-        dismissed = 0
-        for item in queryset:
-            try:
-                processing.dismiss_review_item(
-                    item, form.cleaned_data["reason"], request.user
-                )
-                dismissed += 1
-            except ValueError as exc:
-                self.message_user(
-                    request, f"{self._label(item)}: {exc}", messages.ERROR
-                )
+        reason = form.cleaned_data["reason"]
+        dismissed = self._each(
+            request,
+            queryset,
+            lambda item: processing.dismiss_review_item(item, reason, request.user),
+        )
         if dismissed:
             self.message_user(
                 request, f"Dismissed {_plural(dismissed, 'review item')}."
@@ -1315,19 +1301,33 @@ class ReviewItemAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        retried = 0
-        for item in queryset:
-            try:
-                processing.retry_review_item(item, request.user)
-                retried += 1
-            except ValueError as exc:
-                self.message_user(
-                    request, f"{self._label(item)}: {exc}", messages.ERROR
-                )
+        retried = self._each(
+            request,
+            queryset,
+            lambda item: processing.retry_review_item(item, request.user),
+        )
         if retried:
             self.message_user(
                 request, f"Queued {_plural(retried, 'review item')} for retry."
             )
+
+    def _each(
+        self,
+        request: HttpRequest,
+        items: Iterable[ReviewItem],
+        act: Callable[[ReviewItem], object],
+    ) -> int:
+        """Run one decision per item; report each refusal by item; count the rest."""
+        done = 0
+        for item in items:
+            try:
+                act(item)
+                done += 1
+            except ValueError as exc:
+                self.message_user(
+                    request, f"{self._label(item)}: {exc}", messages.ERROR
+                )
+        return done
 
     @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet) -> None:

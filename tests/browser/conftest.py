@@ -70,3 +70,37 @@ def screenshot(browser_page):
         return path
 
     return _screenshot
+
+
+@pytest.fixture
+def live_connections(live_server):
+    """The Sage Pro sandbox seeded, and connections to both sandboxes on the live
+    server (the browser's portal talks to them over real sockets)."""
+    from django.conf import settings
+
+    from integrations.models import Connection
+    from integrations.sandbox.sagepro import seed
+
+    seed.seed()
+    sagepro = Connection.objects.create(
+        kind=Connection.Kind.SAGEPRO,
+        name="Sage Pro company 01",
+        slug="sagepro-01",
+        base_url=f"{live_server.url}/sandbox/sagepro/api/v1",
+        password=settings.SANDBOX_SAGEPRO_API_KEY,
+        company_id="01",
+    )
+    paytrace = Connection.objects.create(
+        kind=Connection.Kind.PAYTRACE,
+        name="PayTrace production",
+        slug="paytrace-prod",
+        base_url=f"{live_server.url}/sandbox/paytrace",
+        username=settings.SANDBOX_PAYTRACE_USERNAME,
+        password=settings.SANDBOX_PAYTRACE_PASSWORD,
+        time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
+        sagepro=sagepro,
+    )
+    paytrace.webhook_secrets.create(
+        label="current", secret=settings.DEMO_WEBHOOK_SECRET
+    )
+    return sagepro, paytrace

@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from integrations.models import Connection, PaymentTransaction, Posting
+from integrations.models import PaymentTransaction, Posting
 from integrations.sandbox.sagepro import seed
 from integrations.sandbox.sagepro.models import CashReceipt
 from mappings.models import FieldMapping, GlRule
@@ -18,24 +17,10 @@ PASSWORD = "admin-pass-2025"
 
 
 @pytest.fixture
-def setup(live_server):
-    seed.seed()
-    sagepro = Connection.objects.create(
-        kind=Connection.Kind.SAGEPRO,
-        name="Sage Pro company 01",
-        slug="sagepro-01",
-        base_url=f"{live_server.url}/sandbox/sagepro/api/v1",
-        password=settings.SANDBOX_SAGEPRO_API_KEY,
-        company_id="01",
-    )
-    paytrace = Connection.objects.create(
-        kind=Connection.Kind.PAYTRACE,
-        name="PayTrace production",
-        slug="paytrace-prod",
-        base_url=f"{live_server.url}/sandbox/paytrace",
-        sagepro=sagepro,
-        suspense_account="9999-00",
-    )
+def setup(live_connections):
+    sagepro, paytrace = live_connections
+    paytrace.suspense_account = "9999-00"
+    paytrace.save()
     GlRule.objects.create(
         connection=paytrace,
         name="Visa and Mastercard",

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from integrations import reconciliation
 from integrations.models import (
-    Connection,
     Event,
     GatewayStatus,
     PaymentStatus,
@@ -22,7 +21,6 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.processing import posting_date
-from integrations.sandbox.sagepro import seed
 from tests.factories import (
     make_event,
     make_posting,
@@ -43,25 +41,11 @@ def at(day, hour):
 
 
 @pytest.fixture
-def month_of_payments(live_server):
+def month_of_payments(live_connections):
     """30 days of payments: most posted and settled, some in review, pending, dead,
     declined and refunded; one receipt missing in Sage Pro, one orphan receipt, and one
     settlement batch PayTrace reports 25.00 higher than the portal's transactions."""
-    seed.seed()
-    sagepro = Connection.objects.create(
-        kind=Connection.Kind.SAGEPRO,
-        name="Sage Pro company 01",
-        slug="sagepro-01",
-        base_url=f"{live_server.url}/sandbox/sagepro/api/v1",
-        password=settings.SANDBOX_SAGEPRO_API_KEY,
-    )
-    paytrace = Connection.objects.create(
-        kind=Connection.Kind.PAYTRACE,
-        name="PayTrace production",
-        slug="paytrace-prod",
-        base_url="https://api.paytrace.example",
-        sagepro=sagepro,
-    )
+    sagepro, paytrace = live_connections
     sage = sagepro.sage()
     rng = random.Random(30)
     today = reconciliation.business_today()

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from integrations.models import Connection, Posting, ReviewItem
+from integrations.models import Posting, ReviewItem
 from integrations.roles import FINANCE_REVIEWER
 from integrations.sandbox.sagepro import seed
 from integrations.sandbox.sagepro.models import CashReceipt
@@ -21,34 +21,13 @@ from tests.webhooks import event_body, paytrace_record, post_event, sign
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "reviewer-pass-2025"
-SLUG = "paytrace-live"
+SLUG = "paytrace-prod"
 
 
 @pytest.fixture
-def portal(live_server):
+def portal(live_connections):
     """Connections to the sandboxes on the live server, and a webhook sender."""
-    seed.seed()
-    sagepro = Connection.objects.create(
-        kind=Connection.Kind.SAGEPRO,
-        name="Sage Pro company 01",
-        slug="sagepro-01",
-        base_url=f"{live_server.url}/sandbox/sagepro/api/v1",
-        password=settings.SANDBOX_SAGEPRO_API_KEY,
-        company_id="01",
-    )
-    paytrace = Connection.objects.create(
-        kind=Connection.Kind.PAYTRACE,
-        name="PayTrace production",
-        slug=SLUG,
-        base_url=f"{live_server.url}/sandbox/paytrace",
-        username=settings.SANDBOX_PAYTRACE_USERNAME,
-        password=settings.SANDBOX_PAYTRACE_PASSWORD,
-        time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
-        sagepro=sagepro,
-    )
-    paytrace.webhook_secrets.create(
-        label="current", secret=settings.DEMO_WEBHOOK_SECRET
-    )
+    sagepro, paytrace = live_connections
     sender = Client()
 
     def pay(invoice_id, amount, **fields):
