@@ -528,11 +528,6 @@ def invoice_problem(invoice: dict | None, invno: str, customer: str) -> str:
     return ""
 
 
-def create_receipt_payload(txn: PaymentTransaction, invoice: dict) -> dict:
-    """The cash-receipt body for `txn` applied to `invoice` (see integrations.documents)."""
-    return documents.build_cash_receipt(txn, invoice).payload
-
-
 def create_receipt_posting(
     txn: PaymentTransaction,
     sage_conn: Connection,
