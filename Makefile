@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test venv lint clean
+.PHONY: demo test manage venv lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	DEMO_MODE=1 SANDBOX_ENABLED=1 $(BIN)/python manage.py demo --port $(PORT)
+
+# Any management command against the demo's database, e.g. in a second terminal while
+# `make demo` runs: make manage ARGS="reconcile --from 2026-11-01 --to 2026-11-30"
+manage: $(STAMP)
+	DEMO_MODE=1 SANDBOX_ENABLED=1 $(BIN)/python manage.py $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -314,12 +314,14 @@ class Bench:
         import json
 
         body = json.dumps({"mode": mode, "seconds": seconds}).encode()
+        # The sandbox's API key: _faults needs it like every other Sage Pro call.
+        key = os.environ.get("SANDBOX_SAGEPRO_API_KEY", "sandbox-sagepro-key")
         status, reply = request(
             self.port,
             "POST",
             f"{SAGEPRO_PATH}/_faults",
             body,
-            {"Content-Type": "application/json"},
+            {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         )
         if status != 200:
             raise RuntimeError(f"_faults answered {status}: {reply[:200]!r}")

@@ -221,7 +221,17 @@ class WebhookSecretForm(forms.ModelForm):
             field.required = True
 
     def clean_secret(self) -> str:
-        return self.cleaned_data["secret"] or self.instance.secret
+        # Imported here so this form's change stays within the class.
+        from integrations.inbound import secret_problem
+
+        secret = self.cleaned_data["secret"]
+        if not secret:
+            return self.instance.secret
+        # A secret the verifier cannot decode would refuse every delivery signed
+        # with it; say so now rather than with 401s later.
+        if problem := secret_problem(secret):
+            raise forms.ValidationError(problem)
+        return secret
 
 
 class WebhookSecretInline(admin.TabularInline):
@@ -855,18 +865,43 @@ DECISION_FORMS: dict[str, type[forms.Form]] = {
 
 
 class CorrectValuesForm(forms.Form):
-    """One text field per field of the cash receipt, filled with the current value."""
+    """The fields of the cash receipt, filled with the current values.
+
+    Only `documents.CORRECTABLE_FIELDS` can be edited. The amount, customer, invoice
+    and reference are shown read-only, never taken from the request, and a request
+    that carries one anyway is refused with the field named.
+    """
 
     def __init__(self, *args: object, values: dict, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         for spec in fm.CASH_RECEIPT_SPECS:
+            reason = documents.PROTECTED_FIELDS.get(spec.name)
             self.fields[spec.name] = forms.CharField(
                 label=spec.name,
                 required=False,
                 initial=fm.display_value(values.get(spec.name)),
                 max_length=100,
-                help_text=spec.describe(),
+                disabled=spec.name not in documents.CORRECTABLE_FIELDS,
+                help_text=f"Not correctable: {reason}." if reason else spec.describe(),
             )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name in self.fields:
+            if name not in documents.CORRECTABLE_FIELDS and name in self.data:
+                reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
+                self.add_error(name, f"cannot be corrected here: {reason}.")
+        return data
+
+    def corrections(self) -> dict[str, str]:
+        """The correctable fields the reviewer changed, as text (one left out of the
+        request is unchanged, not blanked)."""
+        return {
+            name: self.cleaned_data[name].strip()
+            for name in documents.CORRECTABLE_FIELDS
+            if name in self.data
+            and self.cleaned_data[name].strip() != self[name].initial.strip()
+        }
 
 
 def _form_problem(form: forms.Form) -> str:
@@ -1214,7 +1249,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         """Store a reviewer's corrections as the posting's overrides and send again.
 
-        Overrides are applied last and validated again before anything is sent.
+        Only the date, method and GL account can be corrected (see CorrectValuesForm);
+        overrides are applied last and validated again before anything is sent.
         """
         items = list(queryset.select_related("posting", "transaction")[:2])
         if len(items) != 1 or items[0].posting is None:
@@ -1227,11 +1263,23 @@ class ReviewItemAdmin(admin.ModelAdmin):
         item = items[0]
         posting = item.posting
         current = documents.values_from_payload(posting.payload)
-        for name, value in (posting.overrides or {}).items():
-            current[name] = value
+        # Stored overrides of fields no longer correctable are dropped, not kept.
+        kept = {
+            name: value
+            for name, value in (posting.overrides or {}).items()
+            if name in documents.CORRECTABLE_FIELDS
+        }
+        current.update(kept)
         form = CorrectValuesForm(
             request.POST if "confirm" in request.POST else None, values=current
         )
+        overrides = kept
+        if form.is_valid():
+            overrides = kept | form.corrections()
+            try:
+                documents.check_overrides(overrides, posting.transaction)
+            except documents.OverrideError as exc:
+                form.add_error(None, f"Nothing was saved or sent: {exc}")
         if not form.is_valid():
             return self._action_page(
                 request,
@@ -1242,13 +1290,11 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 submit="Save and retry",
                 intro=(
                     "Correct the fields Sage Pro would refuse. The corrected values "
-                    "are checked again before the receipt is sent."
+                    "are checked again before the receipt is sent. The amount, "
+                    "customer, invoice and reference are the payment's and cannot "
+                    "be corrected here."
                 ),
             )
-        overrides = dict(posting.overrides or {})
-        for name, value in form.cleaned_data.items():
-            if value.strip() != fm.display_value(current.get(name)).strip():
-                overrides[name] = value.strip()
         Posting.objects.filter(pk=posting.pk).update(overrides=overrides)
         posting.overrides = overrides
         ReviewDecision.objects.create(

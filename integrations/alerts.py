@@ -42,19 +42,7 @@ def current_conditions(now: datetime) -> list[Condition]:
             f"{count} posting(s) gave up after their retries and wait in the dead-letter queue.",
         )
     )
-    waiting = Event.objects.filter(
-        state__in=[Event.State.QUEUED, Event.State.PROCESSING, Event.State.FAILED]
-    )
-    oldest = waiting.aggregate(oldest=Min("received_at"))["oldest"]
-    limit = timedelta(minutes=settings.ALERT_STALE_EVENT_MINUTES)
-    age = now - oldest if oldest else timedelta(0)
-    conditions.append(
-        Condition(
-            "stale_events",
-            oldest is not None and age > limit,
-            f"The oldest unprocessed event has waited {int(age.total_seconds() // 60)} minutes (limit {settings.ALERT_STALE_EVENT_MINUTES}). Are the workers running?",
-        )
-    )
+    conditions.extend(event_conditions(now))
     sla = now - timedelta(hours=settings.REVIEW_SLA_HOURS)
     late = ReviewItem.objects.filter(
         state=ReviewItem.State.OPEN, created_at__lt=sla
@@ -84,6 +72,54 @@ def current_conditions(now: datetime) -> list[Condition]:
             )
         )
     return conditions
+
+
+def event_conditions(now: datetime) -> list[Condition]:
+    """Events that wait too long, told apart by why they wait.
+
+    `stale_events`: no attempt has failed, yet nothing processed them (are the
+    workers running?). `events_failing`: attempts fail and are retried (a system the
+    pipeline needs is down). `events_dead`: events that cannot be processed wait in
+    review (retrying will not help).
+    """
+    limit_minutes = settings.ALERT_STALE_EVENT_MINUTES
+    too_old = now - timedelta(minutes=limit_minutes)
+    waiting = Event.objects.filter(
+        state__in=[Event.State.QUEUED, Event.State.PROCESSING, Event.State.FAILED]
+    )
+    oldest = waiting.filter(last_error="").aggregate(oldest=Min("received_at"))[
+        "oldest"
+    ]
+    age = now - oldest if oldest else timedelta(0)
+    failing = waiting.exclude(last_error="").filter(received_at__lt=too_old)
+    failing_count = failing.count()
+    latest_failure = (
+        failing.order_by("-started_at", "-pk")
+        .values_list("last_error", flat=True)
+        .first()
+    )
+    dead = Event.objects.filter(
+        state=Event.State.DEAD, review_items__state=ReviewItem.State.OPEN
+    ).distinct()
+    dead_count = dead.count()
+    latest_dead = dead.order_by("-pk").values_list("last_error", flat=True).first()
+    return [
+        Condition(
+            "stale_events",
+            oldest is not None and age > timedelta(minutes=limit_minutes),
+            f"The oldest unprocessed event has waited {int(age.total_seconds() // 60)} minutes (limit {limit_minutes}) and no attempt has failed. Are the workers running?",
+        ),
+        Condition(
+            "events_failing",
+            failing_count > 0,
+            f"{failing_count} event(s) older than {limit_minutes} minutes keep failing and are retried with backoff. Latest error: {latest_failure}",
+        ),
+        Condition(
+            "events_dead",
+            dead_count > 0,
+            f"{dead_count} event(s) cannot be processed (no retry will fix them) and wait in the review queue. Latest error: {latest_dead}",
+        ),
+    ]
 
 
 def check_alerts(now: datetime | None = None) -> dict[str, int]:

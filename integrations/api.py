@@ -7,37 +7,47 @@ lives in the same database), so the two commit or roll back together.
 
 import json
 import logging
+import re
 import time
-from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import BaseParser
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from integrations import processing
 from integrations.connectors.paytrace import parse_silent_post
+from integrations.inbound import (
+    BodyError,
+    EventSerializer,
+    error_fields,
+    load_json,
+    silent_post_id_problem,
+    validate_event,
+    webhook_for,
+    webhook_id_problem,
+)
 from integrations.models import Connection, Event, InboundDelivery, ReviewItem
-from integrations.redaction import redact_data, redact_headers, redact_text
+from integrations.redaction import (
+    mask_card_numbers,
+    redact_data,
+    redact_headers,
+    redact_text,
+)
 
 logger = logging.getLogger(__name__)
-
-EVENT_TYPES = (
-    "transaction.approved",
-    "transaction.declined",
-    "transaction.settled",
-    "transaction.voided",
-    "transaction.refunded",
-)
 
 # What standardwebhooks says → the machine-readable reason we answer and record.
 _VERIFY_REASONS = {
@@ -47,40 +57,6 @@ _VERIFY_REASONS = {
     "Message timestamp too new": "timestamp_out_of_range",
     "No matching signature found": "signature_mismatch",
 }
-
-
-class RecordSerializer(serializers.Serializer):
-    """The parts of a PayTrace export record the pipeline cannot do without."""
-
-    transaction_id = serializers.RegexField(
-        r"^\d{1,20}$",
-        error_messages={"invalid": "must be PayTrace's numeric transaction id"},
-    )
-    amount = serializers.DecimalField(
-        max_digits=14, decimal_places=2, min_value=Decimal("0")
-    )
-    transaction_type = serializers.CharField(required=False, allow_blank=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("transaction_id"), int):
-            data = {**data, "transaction_id": str(data["transaction_id"])}
-        return super().to_internal_value(data)
-
-
-class EventSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=EVENT_TYPES)
-    occurred_at = serializers.DateTimeField()
-    data = RecordSerializer()
-
-    def validate_occurred_at(self, value: Any) -> Any:
-        raw = self.initial_data.get("occurred_at", "")
-        if isinstance(raw, str) and not (
-            raw.endswith("Z") or "+" in raw[10:] or "-" in raw[10:]
-        ):
-            raise serializers.ValidationError(
-                "must carry a UTC offset, e.g. 2026-03-04T14:07:09Z"
-            )
-        return value
 
 
 class RawBodyParser(BaseParser):
@@ -96,6 +72,48 @@ class RawBodyParser(BaseParser):
 
 def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _storable(text: str) -> str:
+    """Text a column can hold: PostgreSQL refuses NUL, which a raw body may carry."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _masked(text: str) -> tuple[str, bool]:
+    masked, found = redact_text(text)
+    return _storable(masked), found
+
+
+def _masked_headers(request: HttpRequest) -> tuple[dict[str, str], bool]:
+    """The request's headers, secrets and card data masked (names as well)."""
+    headers, found = {}, False
+    for name, value in request.headers.items():
+        masked_name, hit = mask_card_numbers(_storable(name))
+        headers[masked_name] = _storable(value)
+        found = found or hit
+    headers, hit = redact_headers(headers)
+    return headers, found or hit
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _new_delivery(
+    request: HttpRequest, slug: str, connection: Connection | None, **fields: Any
+) -> InboundDelivery:
+    """The delivery row for a request, every text masked before it is stored."""
+    delivery = InboundDelivery(
+        connection=connection,
+        connection_slug=_masked(slug)[0][:60],
+        remote_addr=_client_ip(request),
+        **fields,
+    )
+    delivery.headers, delivery.contains_card_data = _masked_headers(request)
+    return delivery
 
 
 _webhook_cache: dict[str, tuple[float, Connection | None, list[str]]] = {}
@@ -114,6 +132,14 @@ def _webhook_connection(slug: str) -> tuple[Connection | None, list[str]]:
         slug=slug, kind=Connection.Kind.PAYTRACE
     ).first()
     secrets = connection.active_webhook_secrets() if connection else []
+    unusable = sum(1 for secret in secrets if webhook_for(secret) is None)
+    if unusable:
+        logger.warning(
+            "connection %s has %s active webhook secret(s) that cannot be decoded; "
+            "they are skipped. Replace them in the admin.",
+            connection.slug,
+            unusable,
+        )
     if ttl:
         _webhook_cache[slug] = (now, connection, secrets)
     return connection, secrets
@@ -127,9 +153,16 @@ def _reject(
     *,
     errors: dict | None = None,
 ) -> Response:
-    """Record a refused delivery with its machine-readable reason, and answer it."""
+    """Record a refused delivery with its machine-readable reason, and answer it.
+
+    DRF's messages and ours name fields, not values; they are masked all the same,
+    on the row and in the answer.
+    """
     if not delivery.signature_result:
         delivery.signature_result = InboundDelivery.SignatureResult.INVALID
+    detail, _ = _masked(detail)
+    if errors:
+        errors, _ = redact_data(json.loads(json.dumps(errors)))
     delivery.failure_reason = reason
     delivery.failure_detail = json.dumps(errors) if errors else detail
     delivery.response_status = code
@@ -148,25 +181,48 @@ def _reject(
     return Response(body, status=code)
 
 
+# Each space-separated entry of `webhook-signature` is `v<n>,<base64 signature>`.
+_SIGNATURE_ENTRY = re.compile(r"v[0-9]+,[A-Za-z0-9+/]+={0,2}")
+
+
+def _is_malformed_signature(headers: dict[str, str]) -> bool:
+    if not (headers.get("webhook-id") and headers.get("webhook-timestamp")):
+        return False  # the library names missing headers
+    entries = headers.get("webhook-signature", "").split()
+    return bool(entries) and not all(map(_SIGNATURE_ENTRY.fullmatch, entries))
+
+
 def _verify(
     raw: str, headers: dict[str, str], secrets: list[str]
 ) -> tuple[bool, str, str]:
-    """Check a Standard Webhooks signature against every active secret (rotation)."""
+    """Check a Standard Webhooks signature against every active secret (rotation).
+
+    A stored secret that cannot be decoded is skipped: an older secret that still
+    matches keeps working, and a bad one never turns a delivery into a 500.
+    """
     if not secrets:
         return False, "no_active_secret", "The connection has no active webhook secret."
-    reason, detail = "signature_mismatch", "No matching signature found"
+    headers = {name.lower(): value for name, value in headers.items()}
+    if _is_malformed_signature(headers):
+        return (
+            False,
+            "malformed_signature_header",
+            "Each webhook-signature entry must be v<n>,<base64 signature>.",
+        )
+    reason = "no_usable_secret"
+    detail = "None of the connection's active webhook secrets can be decoded."
     for secret in secrets:
+        webhook = webhook_for(secret)
+        if webhook is None:
+            continue
         try:
-            Webhook(secret).verify(raw, headers, json_parse=False)
+            webhook.verify(raw, headers, json_parse=False)
             return True, "", ""
         except WebhookVerificationError as exc:
             detail = str(exc)
             reason = _VERIFY_REASONS.get(detail, "signature_invalid")
             if reason != "signature_mismatch":
                 break  # header and timestamp problems are the same for every secret
-        except (ValueError, TypeError) as exc:  # malformed signature header
-            reason, detail = "malformed_signature_header", str(exc)
-            break
     return False, reason, detail
 
 
@@ -191,14 +247,41 @@ _QUEUED = inline_serializer(
     },
 )
 _REJECTIONS = {
-    400: OpenApiResponse(_REJECTED, description="Not JSON, or not the expected shape."),
+    400: OpenApiResponse(
+        _REJECTED,
+        description=(
+            "`invalid_encoding` (not UTF-8), `invalid_json` (not JSON; NaN or "
+            "Infinity; a \\u0000 or lone surrogate escape), `too_deep` (nested "
+            "deeper than 32 levels), `invalid_webhook_id` (over 200 characters, not "
+            "visible ASCII, or shaped like a card number), `invalid_shape` (a field "
+            "the pipeline reads has the wrong type, range or format: `errors` names "
+            "it, nested like `data.tax_amount`)."
+        ),
+    ),
     401: OpenApiResponse(
         _REJECTED,
-        description="Missing or bad signature, or a timestamp outside ±5 minutes.",
+        description=(
+            "`missing_signature_headers`, `malformed_signature_header`, "
+            "`invalid_timestamp`, `timestamp_out_of_range` (outside ±5 minutes), "
+            "`signature_mismatch`, `no_active_secret`, `no_usable_secret`."
+        ),
     ),
-    404: OpenApiResponse(_REJECTED, description="Unknown or inactive connection."),
-    413: OpenApiResponse(_REJECTED, description="Body over 256 KiB."),
+    404: OpenApiResponse(
+        _REJECTED, description="`unknown_connection`: unknown or inactive connection."
+    ),
+    413: OpenApiResponse(_REJECTED, description="`body_too_large`: over 256 KiB."),
 }
+_SILENT_REJECTIONS = {
+    **_REJECTIONS,
+    400: OpenApiResponse(
+        _REJECTED,
+        description=(
+            "`invalid_form` (not a form body) or `invalid_shape` (no TRANSACTIONID "
+            "of 1-20 ASCII digits, or one shaped like a card number)."
+        ),
+    ),
+}
+_SILENT_REJECTIONS.pop(401)
 
 
 class PayTraceWebhookView(APIView):
@@ -225,24 +308,27 @@ class PayTraceWebhookView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         connection, secrets = _webhook_connection(slug)
-        delivery = InboundDelivery(
-            connection=connection,
-            connection_slug=slug[:60],
-            kind=InboundDelivery.Kind.WEBHOOK,
-            webhook_id=request.headers.get("webhook-id", "")[:200],
-            remote_addr=_client_ip(request),
+        webhook_id = request.headers.get("webhook-id", "")
+        delivery = _new_delivery(
+            request, slug, connection, kind=InboundDelivery.Kind.WEBHOOK
         )
-        delivery.headers, _ = redact_headers(dict(request.headers))
+        # The event id as stored: card-number runs inside an id are masked with
+        # letters keyed on the number, so two ids never become one. An id that is
+        # nothing but a card number, or too long to keep whole, is refused below;
+        # the row keeps a masked, cut copy.
+        event_id, id_has_card = mask_card_numbers(_storable(webhook_id), keyed=True)
+        delivery.webhook_id = event_id[:200]
+        delivery.contains_card_data = delivery.contains_card_data or id_has_card
 
         if connection is None or not connection.is_active:
             return _reject(
                 delivery,
                 404,
                 "unknown_connection",
-                f"No active PayTrace connection '{slug}'.",
+                "No active PayTrace connection at this address.",
             )
 
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = _content_length(request)
         if length > settings.WEBHOOK_MAX_BODY_BYTES:
             delivery.body_size = length
             return _reject(
@@ -263,36 +349,37 @@ class PayTraceWebhookView(APIView):
         try:
             raw = raw_bytes.decode("utf-8")
         except UnicodeDecodeError:
+            delivery.body, _ = _masked(raw_bytes.decode("utf-8", errors="replace"))
             return _reject(delivery, 400, "invalid_encoding", "The body is not UTF-8.")
-        delivery.body, body_has_card = redact_text(raw)
-        delivery.contains_card_data = body_has_card
+        delivery.body, body_has_card = _masked(raw)
+        delivery.contains_card_data = delivery.contains_card_data or body_has_card
 
         ok, reason, detail = _verify(raw, dict(request.headers), secrets)
         if not ok:
             return _reject(delivery, 401, reason, detail)
         delivery.signature_result = InboundDelivery.SignatureResult.VALID
 
+        if problem := webhook_id_problem(webhook_id):
+            return _reject(delivery, 400, "invalid_webhook_id", problem)
         try:
-            body = json.loads(raw, parse_float=Decimal)
-        except ValueError as exc:
+            body = load_json(raw)
+        except BodyError as exc:
+            return _reject(delivery, 400, exc.reason, exc.detail)
+        data, errors = validate_event(body, connection.time_zone)
+        if errors:
+            fields = error_fields(errors)
             return _reject(
-                delivery, 400, "invalid_json", f"The body is not JSON: {exc}"
+                delivery,
+                400,
+                "invalid_shape",
+                f"Invalid fields: {', '.join(fields)}.",
+                errors=errors,
             )
-        serializer = EventSerializer(data=body if isinstance(body, dict) else {})
-        if not isinstance(body, dict) or not serializer.is_valid():
-            errors = (
-                serializer.errors
-                if isinstance(body, dict)
-                else {"non_field_errors": ["expected a JSON object"]}
-            )
-            return _reject(delivery, 400, "invalid_shape", "", errors=errors)
 
         payload, payload_has_card = redact_data(body)
-        has_card = body_has_card or payload_has_card
-        delivery.contains_card_data = has_card
-        return self._accept(
-            delivery, connection, serializer.validated_data, payload, has_card
-        )
+        has_card = body_has_card or payload_has_card or id_has_card
+        delivery.contains_card_data = delivery.contains_card_data or has_card
+        return self._accept(delivery, connection, data, payload, has_card)
 
     def _accept(
         self,
@@ -319,9 +406,21 @@ class PayTraceWebhookView(APIView):
                         received_at=delivery.received_at,
                     )
             except IntegrityError:
-                delivery.event = Event.objects.get(
+                # A duplicate only if the event is there: any other refusal by the
+                # database is ours, and is recorded as such rather than mislabelled.
+                delivery.event = Event.objects.filter(
                     connection=connection, event_id=delivery.webhook_id
-                )
+                ).first()
+                if delivery.event is None:
+                    logger.exception(
+                        "webhook event not stored slug=%s", delivery.connection_slug
+                    )
+                    return _reject(
+                        delivery,
+                        500,
+                        "event_not_stored",
+                        "The event could not be stored; retry later.",
+                    )
                 delivery.response_status = 200
                 delivery.save()
                 return Response(
@@ -358,6 +457,7 @@ class SilentPostView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    parser_classes = [FormParser, MultiPartParser]
     throttle_classes: list = []
 
     @extend_schema(
@@ -372,7 +472,7 @@ class SilentPostView(APIView):
                 OpenApiTypes.OBJECT,
                 description="Recorded; confirmed by lookup before processing.",
             ),
-            **_REJECTIONS,
+            **_SILENT_REJECTIONS,
         },
         auth=[],
     )
@@ -380,37 +480,49 @@ class SilentPostView(APIView):
         connection = Connection.objects.filter(
             slug=slug, kind=Connection.Kind.PAYTRACE
         ).first()
-        delivery = InboundDelivery(
-            connection=connection,
-            connection_slug=slug[:60],
+        delivery = _new_delivery(
+            request,
+            slug,
+            connection,
             kind=InboundDelivery.Kind.SILENT_POST,
-            remote_addr=_client_ip(request),
             signature_result=InboundDelivery.SignatureResult.UNSIGNED,
-        )
-        delivery.headers, _ = redact_headers(dict(request.headers))
-        raw_bytes = request.body
-        delivery.body_size = len(raw_bytes)
-        delivery.body, delivery.contains_card_data = redact_text(
-            raw_bytes.decode("utf-8", errors="replace")
         )
         if connection is None or not connection.is_active:
             return _reject(
                 delivery,
                 404,
                 "unknown_connection",
-                f"No active PayTrace connection '{slug}'.",
+                "No active PayTrace connection at this address.",
             )
+        length = _content_length(request)
+        if length > settings.WEBHOOK_MAX_BODY_BYTES:
+            delivery.body_size = length
+            return _reject(delivery, 413, "body_too_large", "Body too large.")
+        raw_bytes = request.body
+        delivery.body_size = len(raw_bytes)
+        text = raw_bytes.decode("utf-8", errors="replace")
+        if request.content_type == "application/x-www-form-urlencoded":
+            # Kept decoded: `+` and percent-escapes would hide a card number from
+            # the masking (`3761+1114+…`, `%34%31…`).
+            text = unquote_plus(text)
+        body, body_has_card = _masked(text)
+        delivery.body = body
+        delivery.contains_card_data = delivery.contains_card_data or body_has_card
         if len(raw_bytes) > settings.WEBHOOK_MAX_BODY_BYTES:
             return _reject(delivery, 413, "body_too_large", "Body too large.")
-        fields = parse_silent_post(request.POST.get("parmList", ""))
-        transaction_id = fields.get("TRANSACTIONID", "").strip()
-        if not transaction_id.isdigit():
+        try:
+            parm_list = request.POST.get("parmList", "")
+        except (APIException, SuspiciousOperation, ValueError):
             return _reject(
                 delivery,
                 400,
-                "invalid_shape",
-                "parmList needs a numeric TRANSACTIONID.",
+                "invalid_form",
+                "Send parmList as application/x-www-form-urlencoded or multipart form data.",
             )
+        fields = parse_silent_post(parm_list)
+        transaction_id = fields.get("TRANSACTIONID", "").strip()
+        if problem := silent_post_id_problem(transaction_id):
+            return _reject(delivery, 400, "invalid_shape", problem)
         delivery.webhook_id = f"silent-post:{transaction_id}"
         delivery.response_status = 202
         with transaction.atomic():

@@ -7,6 +7,8 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from integrations import checks, roles, schedules  # noqa: F401 - registers checks and signals
+        from integrations.carddata import install as install_card_data_net
         from integrations.redaction import install_log_redaction
 
         install_log_redaction()
+        install_card_data_net()

@@ -4,8 +4,6 @@
 so a key is rotated by putting a new one first and re-saving the rows.
 """
 
-import base64
-import hashlib
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -18,13 +16,9 @@ PREFIX = "fernet:"
 
 @cache
 def get_fernet() -> MultiFernet:
+    # Settings always fill this: from the environment, or in development and demo mode
+    # from var/field-encryption.key (see portal.keyfile).
     keys = list(settings.FIELD_ENCRYPTION_KEYS)
-    if not keys:
-        # Development and demo only (settings refuse to start without keys otherwise).
-        digest = hashlib.sha256(
-            f"field-encryption:{settings.SECRET_KEY}".encode()
-        ).digest()
-        keys = [base64.urlsafe_b64encode(digest).decode()]
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError as exc:

@@ -297,7 +297,10 @@ class PaymentStream:
         return lines
 
     def settle(self) -> str:
-        reply = self.paytrace.call("POST", "/_settle")
+        token = self.paytrace.access_token()
+        reply = self.paytrace.call(
+            "POST", "/_settle", headers={"Authorization": f"Bearer {token}"}
+        )
         return (
             f"Settled {reply.get('count', 0)} pending sale(s) in the PayTrace sandbox "
             f"(batch {reply.get('batch_number') or '-'})"

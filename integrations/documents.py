@@ -14,8 +14,11 @@ Steps of `build_cash_receipt`:
 3. The amount is booked in the Sage Pro company's base currency (`mappings.currency`).
 4. The GL rules choose `gl_account` (`mappings.gl`); a connection with no rules and no
    suspense account sends none (Sage Pro's default cash account, as before).
-5. A reviewer's overrides (`Posting.overrides`) are applied last.
-6. Every field is validated against `mappings.fields.CASH_RECEIPT_SPECS`.
+5. A reviewer's overrides (`Posting.overrides`) are applied last: only `date`, `method`
+   and `gl_account` (`CORRECTABLE_FIELDS`). An override of the amount, customer, invoice
+   or reference is refused as a problem, so nothing is sent, whoever stored it.
+6. Every field is validated against `mappings.fields.CASH_RECEIPT_SPECS`, and the amount
+   must be the payment's (converted at the rate when the currencies differ).
 """
 
 from collections.abc import Mapping
@@ -39,6 +42,27 @@ from mappings.status import StatusFacts, StatusRule, map_status
 
 SPECS = {spec.name: spec for spec in fm.CASH_RECEIPT_SPECS}
 TARGET_FIELDS = tuple(SPECS)
+
+# What a reviewer may correct on a receipt. Money and identity are not among them: the
+# amount is what PayTrace collected, and the customer and invoice change only through
+# the apply decisions (apply, split, on account), which check them against Sage Pro.
+CORRECTABLE_FIELDS = ("date", "method", "gl_account")
+PROTECTED_FIELDS = {
+    "amount": "the receipt amount is always the amount PayTrace collected",
+    "custno": "change the customer with “Post on account” or by applying the "
+    "payment to that customer's invoice",
+    "invno": "change the invoice with “Apply to an invoice” or “Split across invoices”",
+    "reference": "the reference is the PayTrace transaction id that reconciliation "
+    "matches the receipt by",
+}
+# A corrected date moves a receipt out of a closed or locked period, forwards only: not
+# before the payment, not after today, and at most this many days after the payment (a
+# quarter), so a reviewer cannot shift cash into an unrelated period or year.
+DATE_CORRECTION_MAX_DAYS = 92
+
+
+class OverrideError(ValueError):
+    """A reviewer's correction the portal refuses; the message names the field."""
 
 
 class SageFacts:
@@ -300,6 +324,89 @@ def posting_date(txn: PaymentTransaction) -> date:
     return fm.business_date(when, settings.BUSINESS_TIME_ZONE)
 
 
+def override_problems(
+    overrides: Mapping[str, Any], payment_day: date, today: date
+) -> list[fm.FieldProblem]:
+    """Why each of a reviewer's overrides is refused (empty when all may be applied)."""
+    problems = []
+    for name, raw in overrides.items():
+        if name in PROTECTED_FIELDS:
+            message = f"cannot be corrected: {PROTECTED_FIELDS[name]}"
+        elif name not in CORRECTABLE_FIELDS:
+            message = (
+                f"is not a field a reviewer can correct "
+                f"({', '.join(CORRECTABLE_FIELDS)})"
+            )
+        else:
+            continue
+        problems.append(
+            fm.FieldProblem(name, message, raw, "reviewer override", f"OVERRIDE:{name}")
+        )
+    raw_day = overrides.get("date")
+    if raw_day in (None, ""):
+        return problems
+    try:
+        day = fm.coerce(raw_day, SPECS["date"])
+    except (fm.TransformError, TypeError) as exc:
+        message = str(exc)
+    else:
+        latest = payment_day + timedelta(days=DATE_CORRECTION_MAX_DAYS)
+        if day < payment_day:
+            message = (
+                f"is before the payment's date {payment_day.isoformat()}; "
+                "a receipt cannot predate the money"
+            )
+        elif day > today:
+            message = f"is after today ({today.isoformat()})"
+        elif day > latest:
+            message = (
+                f"is more than {DATE_CORRECTION_MAX_DAYS} days after the payment's "
+                f"date {payment_day.isoformat()}; book it in Sage Pro by hand"
+            )
+        else:
+            return problems
+    problems.append(
+        fm.FieldProblem("date", message, raw_day, "reviewer override", "OVERRIDE:date")
+    )
+    return problems
+
+
+def check_overrides(overrides: Mapping[str, Any], txn: PaymentTransaction) -> None:
+    """Refuse a reviewer's corrections unless every one may be applied."""
+    today = fm.business_date(timezone.now(), settings.BUSINESS_TIME_ZONE)
+    problems = override_problems(overrides, posting_date(txn), today)
+    if problems:
+        raise OverrideError("; ".join(p.describe() for p in problems))
+
+
+def payment_amount(txn: PaymentTransaction, rate: Decimal | None) -> Decimal:
+    """What the receipt must be for: the payment, in the booking currency."""
+    return txn.amount if rate is None else fm.convert_money(txn.amount, rate)
+
+
+def amount_problem(
+    values: Mapping[str, Any], txn: PaymentTransaction, rate: Decimal | None
+) -> fm.FieldProblem | None:
+    """A problem when the document's amount is not the payment's, else None."""
+    amount = values.get("amount")
+    if not isinstance(amount, Decimal) or not isinstance(txn.amount, Decimal):
+        return None  # a missing amount is refused as required
+    expected = payment_amount(txn, rate)
+    if amount == expected:
+        return None
+    return fm.FieldProblem(
+        "amount",
+        f"is not the payment's amount {expected}; the receipt is always for what "
+        "PayTrace collected",
+        amount,
+        f"transaction {txn.transaction_id}",
+    )
+
+
+def _applicable(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (overrides or {}).items() if k in CORRECTABLE_FIELDS}
+
+
 def source_for(txn: PaymentTransaction, invoice: Mapping[str, Any] | None) -> dict:
     """What a mapping's `source_path` reads: the PayTrace record (card data masked),
     plus `transaction.*` (the portal's normalised view) and `invoice.*` (Sage Pro's)."""
@@ -504,10 +611,13 @@ def build_cash_receipt(
             }
         ]
 
-    # 5. overrides
-    for target, raw in (overrides or {}).items():
-        if target not in SPECS:
-            continue
+    # 5. overrides (only the correctable fields; the others are refused below)
+    override_refusals = override_problems(
+        overrides or {},
+        day,
+        fm.business_date(timezone.now(), settings.BUSINESS_TIME_ZONE),
+    )
+    for target, raw in _applicable(overrides).items():
         values[target] = raw if raw != "" else None
         origin[target] = f"corrected by a reviewer to {raw!r}"
         if target == "gl_account":
@@ -548,6 +658,12 @@ def build_cash_receipt(
         for p in fm.validate_fields(values, fm.CASH_RECEIPT_SPECS, check)
         if p.field not in known
     ]
+    if "amount" not in {p.field for p in problems} and (
+        rate is not None or original_currency == base
+    ):
+        wrong = amount_problem(values, txn, rate.rate if rate else None)
+        problems += [wrong] if wrong else []
+    problems = override_refusals + problems
 
     document = ReceiptDocument(
         payload=payload_from(values, invoice),
@@ -669,19 +785,35 @@ def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
     effect);
     otherwise the stored payload is kept, so a retry after an unknown outcome sends the
     same body under the same idempotency key. Overrides are applied last either way.
+    A rebuild keeps where the money was placed (on account, or split across invoices).
     """
     sage = SageFacts(gateway)
     txn = posting.transaction
     overrides = posting.overrides or {}
     if needs_rebuild(posting):
+        stored = (posting.payload or {}).get("applications") or []
+        if posting.payload and not stored:
+            # On account: the customer it was placed on, not the invoice it names.
+            account = {"invno": "", "custno": posting.payload.get("custno") or ""}
+            return build_cash_receipt(
+                txn,
+                {**account, "balance": "0"},
+                sage_conn=posting.sagepro,
+                sage=sage,
+                overrides=overrides,
+                on_account=True,
+            )
         invno = values_from_payload(posting.payload).get("invno") or (
             txn.invoice_reference.strip()
         )
         invoice = gateway.get_invoice(invno) if invno else None
         if invoice is not None:
-            return build_cash_receipt(
+            document = build_cash_receipt(
                 txn, invoice, sage_conn=posting.sagepro, sage=sage, overrides=overrides
             )
+            if len(stored) > 1:  # a reviewer's split (one currency, so no rate)
+                document.payload["applications"] = stored
+            return document
     values = values_from_payload(posting.payload)
     origin = dict.fromkeys(values, "as stored on the posting")
     chosen = next(
@@ -690,14 +822,18 @@ def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
     if chosen and values.get("gl_account"):
         who = f"GL rule #{chosen['rule']}" if chosen.get("rule") else "the"
         origin["gl_account"] = f"{who} {chosen.get('name', '')}".strip()
-    for target, raw in overrides.items():
-        if target in SPECS:
-            origin[target] = f"corrected by a reviewer to {raw!r}"
-            try:
-                values[target] = fm.coerce(raw, SPECS[target])
-            except (fm.TransformError, TypeError):
-                values[target] = raw
-    problems = fm.validate_fields(
+    refusals = override_problems(
+        overrides,
+        posting_date(txn),
+        fm.business_date(timezone.now(), settings.BUSINESS_TIME_ZONE),
+    )
+    for target, raw in _applicable(overrides).items():
+        origin[target] = f"corrected by a reviewer to {raw!r}"
+        try:
+            values[target] = fm.coerce(raw, SPECS[target])
+        except (fm.TransformError, TypeError):
+            values[target] = raw
+    problems = refusals + fm.validate_fields(
         values,
         fm.CASH_RECEIPT_SPECS,
         fm.FieldCheck(
@@ -706,12 +842,17 @@ def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
             rules=origin,
         ),
     )
-    if overrides:
-        stored = posting.payload.get("applications") or []
-        cap = {"invno": None, "balance": stored[0]["amount"]} if stored else None
-        payload = payload_from(values, cap)
-    else:
-        payload = dict(posting.payload)
+    if not any(p.field == "amount" for p in problems):
+        wrong = amount_problem(values, txn, posting.exchange_rate)
+        problems += [wrong] if wrong else []
+    # Only the correctable fields change; amount, customer and applications stay.
+    payload = dict(posting.payload)
+    corrected = payload_from(values, None)
+    for name in _applicable(overrides):
+        if corrected.get(name):
+            payload[name] = corrected[name]
+        elif name == "gl_account":
+            payload.pop(name, None)  # blank: Sage Pro's default cash account
     return ReceiptDocument(
         payload=payload,
         values=values,

@@ -8,7 +8,9 @@ lookup) produces an `Event`; only events are processed.
 
 import hashlib
 import traceback
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -18,7 +20,129 @@ from django.db import models
 from django.utils import timezone
 
 from integrations.crypto import EncryptedTextField
+from integrations.redaction import redact_text
 from mappings.models import GatewayStatus, PaymentStatus  # noqa: F401 - re-exported
+
+CENT = Decimal("0.01")
+
+
+# JSON nested deeper than this is refused on save: Python reads JSON recursively, and
+# a row nested ~900 deep breaks every page that loads it (PayTrace records are 3 deep).
+MAX_JSON_DEPTH = 64
+
+
+class InvalidAmountError(ValueError):
+    """An amount a money column cannot hold: not a finite number, or too large."""
+
+
+class TooDeeplyNestedError(ValueError):
+    """A JSON value nested deeper than MAX_JSON_DEPTH levels."""
+
+
+def money_limit(max_digits: int, decimal_places: int) -> Decimal:
+    """The largest magnitude a numeric(max_digits, decimal_places) column holds, to
+    the cent. Cents, not the column's last place, so that SQLite (which compares and
+    stores these as floats) never accepts a value that overflows the column when read."""
+    return Decimal(10) ** (max_digits - decimal_places) - CENT
+
+
+def money_in_range(
+    model: str, field: str, max_digits: int = 14, decimal_places: int = 2
+) -> models.CheckConstraint:
+    """A constraint that keeps a money column finite and within its digits.
+
+    PostgreSQL's numeric(p, s) enforces the digits itself but accepts NaN; SQLite
+    enforces nothing, and a row it accepted (`1e+20`, `inf`, text) then breaks every
+    query that loads it. NULL passes (nullable columns stay nullable).
+    """
+    limit = money_limit(max_digits, decimal_places)
+    in_range = models.Q(**{f"{field}__gte": -limit, f"{field}__lte": limit})
+    return models.CheckConstraint(
+        condition=in_range | models.Q(**{f"{field}__isnull": True}),
+        name=f"{model}_{field}_in_range",
+        violation_error_message=f"{field} must be a number from {-limit} to {limit}.",
+    )
+
+
+class StorableValuesMixin:
+    """Refuse, before saving, a value that would break every query loading the row:
+    an amount its money column cannot hold, or JSON nested too deep to read back."""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.check_storable(kwargs.get("update_fields"))
+        super().save(*args, **kwargs)  # type: ignore[misc]
+
+    def check_storable(self, fields: Iterable[str] | None = None) -> None:
+        """Raise InvalidAmountError or TooDeeplyNestedError naming the field."""
+        names = set(fields) if fields is not None else None
+        for field in self._meta.concrete_fields:  # type: ignore[attr-defined]
+            if names is not None and field.name not in names:
+                continue
+            value = getattr(self, field.attname)
+            if value is None:
+                continue
+            if isinstance(field, models.DecimalField):
+                problem = money_problem(value, field.max_digits, field.decimal_places)
+                if problem:
+                    raise InvalidAmountError(
+                        f"{field.name} {problem} ({type(self).__name__} column "
+                        f"numeric({field.max_digits},{field.decimal_places}))."
+                    )
+            elif isinstance(field, models.JSONField) and is_nested_deeper(
+                value, MAX_JSON_DEPTH
+            ):
+                raise TooDeeplyNestedError(
+                    f"{field.name} is nested more than {MAX_JSON_DEPTH} levels deep "
+                    f"({type(self).__name__}); it is not stored."
+                )
+
+
+def is_nested_deeper(value: object, limit: int) -> bool:
+    """Whether lists and dicts in `value` nest more than `limit` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def money_problem(value: object, max_digits: int, decimal_places: int) -> str:
+    """Why `value` cannot go into a numeric(max_digits, decimal_places) column, or ''.
+
+    The value itself is never quoted: an "amount" may be a card number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        return "is not a number"
+    try:
+        amount = (
+            Decimal(value) if isinstance(value, (Decimal, int)) else Decimal(str(value))
+        )
+    except ArithmeticError:
+        return "is not a number"
+    if not amount.is_finite():
+        return "is not a finite number"
+    limit = money_limit(max_digits, decimal_places)
+    if abs(amount) > limit:
+        return (
+            f"is out of range: at most {max_digits - decimal_places} digits before "
+            f"the decimal point (up to {limit})"
+        )
+    return ""
+
+
+def storable_text(text: str) -> str:
+    """Text that any database column takes: card numbers masked, and characters that
+    cannot be encoded (a lone surrogate from hostile JSON) escaped."""
+    masked, _ = redact_text(text)
+    return masked.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def validate_time_zone(value: str) -> None:
@@ -163,7 +287,7 @@ class WebhookSecret(models.Model):
         return self.label or f"secret #{self.pk}"
 
 
-class InboundDelivery(models.Model):
+class InboundDelivery(StorableValuesMixin, models.Model):
     """Every request that reached a webhook endpoint, valid or not (card data masked)."""
 
     class Kind(models.TextChoices):
@@ -217,7 +341,7 @@ class InboundDelivery(models.Model):
         return f"delivery #{self.pk} ({self.signature_result})"
 
 
-class Event(models.Model):
+class Event(StorableValuesMixin, models.Model):
     """A verified notification about one PayTrace transaction, processed by a worker."""
 
     class State(models.TextChoices):
@@ -273,10 +397,15 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
 
-    def mark_failed(self, exc: BaseException, *, state: str = State.FAILED) -> None:
+    def mark_failed(
+        self, exc: BaseException, *, state: str = State.FAILED, error: str = ""
+    ) -> None:
+        """Keep the error (`error`, or the exception's own text) and its traceback."""
         self.state = state
-        self.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        self.last_traceback = "".join(traceback.format_exception(exc))[-8000:]
+        self.last_error = storable_text(error or f"{type(exc).__name__}: {exc}")[:2000]
+        self.last_traceback = storable_text("".join(traceback.format_exception(exc)))[
+            -8000:
+        ]
         self.save(update_fields=["state", "last_error", "last_traceback"])
 
 
@@ -294,7 +423,7 @@ GATEWAY_STATUS_RANK = {
 }
 
 
-class PaymentTransaction(models.Model):
+class PaymentTransaction(StorableValuesMixin, models.Model):
     """One PayTrace transaction, as the portal last knew it."""
 
     connection = models.ForeignKey(
@@ -352,7 +481,9 @@ class PaymentTransaction(models.Model):
             models.UniqueConstraint(
                 fields=["connection", "transaction_id"],
                 name="transaction_unique_per_connection",
-            )
+            ),
+            money_in_range("paymenttransaction", "amount"),
+            money_in_range("paymenttransaction", "tax_amount"),
         ]
 
     def __str__(self) -> str:
@@ -383,7 +514,7 @@ def _jsonable(values: dict) -> dict:
     }
 
 
-class TransactionHistory(models.Model):
+class TransactionHistory(StorableValuesMixin, models.Model):
     """What happened to a transaction, in order: status changes, stale events, decisions."""
 
     transaction = models.ForeignKey(
@@ -406,7 +537,7 @@ class TransactionHistory(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action}"
 
 
-class Posting(models.Model):
+class Posting(StorableValuesMixin, models.Model):
     """One document sent (or to be sent) to Sage Pro, at most once."""
 
     class Kind(models.TextChoices):
@@ -487,7 +618,9 @@ class Posting(models.Model):
             models.UniqueConstraint(
                 fields=["transaction", "kind"],
                 name="one_posting_per_transaction_and_kind",
-            )
+            ),
+            money_in_range("posting", "unapplied_amount"),
+            money_in_range("posting", "exchange_rate", 18, 8),
         ]
 
     def __str__(self) -> str:
@@ -581,7 +714,7 @@ class ReviewItem(models.Model):
         return f"{self.get_kind_display()}: {self.transaction or self.event}"
 
 
-class ReviewDecision(models.Model):
+class ReviewDecision(StorableValuesMixin, models.Model):
     """Who decided what about a review item, and when. Never edited."""
 
     item = models.ForeignKey(
@@ -679,7 +812,7 @@ class SyncRun(models.Model):
         return f"{self.get_kind_display()} {self.connection.slug} {self.started_at:%Y-%m-%d %H:%M} ({self.state})"
 
 
-class SettlementBatch(models.Model):
+class SettlementBatch(StorableValuesMixin, models.Model):
     """A PayTrace settlement batch, from the daily sweep of `batches/export`."""
 
     connection = models.ForeignKey(
@@ -711,7 +844,10 @@ class SettlementBatch(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["connection", "batch_number"], name="one_batch_per_number"
-            )
+            ),
+            money_in_range("settlementbatch", "net_amount"),
+            money_in_range("settlementbatch", "sales_amount"),
+            money_in_range("settlementbatch", "refund_amount"),
         ]
         verbose_name_plural = "settlement batches"
 
@@ -757,7 +893,7 @@ class ReconciliationRun(models.Model):
         return f"Reconciliation {self.date_from}…{self.date_to} ({self.state})"
 
 
-class ReconciliationLine(models.Model):
+class ReconciliationLine(StorableValuesMixin, models.Model):
     class Bucket(models.TextChoices):
         POSTED = "posted", "Posted"
         PENDING = "pending", "Pending"
@@ -785,6 +921,7 @@ class ReconciliationLine(models.Model):
     class Meta:
         ordering = ["run", "bucket", "transaction_id"]
         indexes = [models.Index(fields=["run", "bucket"])]
+        constraints = [money_in_range("reconciliationline", "amount")]
 
     def __str__(self) -> str:
         return f"{self.transaction_id or self.receipt_no}: {self.bucket}"

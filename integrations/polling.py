@@ -12,6 +12,8 @@ scheduled one, or a backfill), on SQLite and PostgreSQL alike. django-q2's sched
 runs without catch-up, and the overlap makes up for any run that was missed.
 """
 
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,11 +24,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from integrations import processing
-from integrations.connectors.base import ConnectorError
 from integrations.connectors.paytrace import normalize_record, parse_datetime
 from integrations.models import (
     Connection,
@@ -97,9 +99,10 @@ def poll(
             if progress:
                 progress(run, first, last)
         run.state = SyncRun.State.SUCCEEDED
-    except ConnectorError as exc:
-        run.state, run.error = SyncRun.State.FAILED, str(exc)
-        logger.warning("poll of %s failed: %s", connection.slug, exc)
+    except Exception as exc:
+        # One line, and the run says why: the poll_failing alert shows it.
+        run.state, run.error = SyncRun.State.FAILED, processing.describe_failure(exc)
+        logger.warning("poll of %s failed: %s", connection.slug, run.error)
     finally:
         run.finished_at = timezone.now()
         run.save()
@@ -110,10 +113,20 @@ def poll(
 def feed_records(
     connection: Connection, records: list[dict[str, Any]], run: SyncRun
 ) -> None:
-    """Turn each new or changed record into an event for the pipeline."""
-    normalized = [
-        (record, normalize_record(record, connection.time_zone)) for record in records
-    ]
+    """Turn each new or changed record into an event for the pipeline.
+
+    A record that cannot be read still becomes an event, once: the worker sends it to
+    review at once with the error named, and the rest of the window goes on.
+    """
+    normalized = []
+    for record in records:
+        try:
+            normalized.append((record, normalize_record(record, connection.time_zone)))
+        except Exception as exc:
+            if _queue_unreadable(connection, record, exc):
+                run.new += 1
+            else:
+                run.unchanged += 1
     ids = [rec.transaction_id for _, rec in normalized]
     known = {
         row["transaction_id"]: Known(
@@ -160,6 +173,46 @@ def _queue_event(connection: Connection, record: dict[str, Any], rec: Any) -> bo
     return created
 
 
+def _queue_unreadable(connection: Connection, record: Any, exc: Exception) -> bool:
+    """Queue a record normalize_record refused, named by its content (so the next
+    poll's overlapping window does not queue it again)."""
+    logger.warning(
+        "poll of %s: a record cannot be read, it goes to review: %s",
+        connection.slug,
+        processing.describe_failure(exc),
+    )
+    data, has_card = redact_data(record)
+    text = json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+    txid = str(record.get("transaction_id", "")) if isinstance(record, dict) else ""
+    try:
+        with transaction.atomic():
+            event, created = Event.objects.get_or_create(
+                connection=connection,
+                event_id=f"poll:unreadable:{digest[:32]}",
+                defaults={
+                    "source": Event.Source.POLL,
+                    "type": EXPORTED,
+                    "occurred_at": timezone.now(),
+                    "transaction_id": txid
+                    if processing.TRANSACTION_ID.fullmatch(txid)
+                    else "",
+                    "payload": {"type": EXPORTED, "data": data},
+                    "contains_card_data": has_card,
+                },
+            )
+            if created:
+                processing.queue("process_event", event.pk)
+    except (DatabaseError, ValueError) as db_exc:  # NaN, a surrogate, too deep
+        logger.warning(
+            "poll of %s: an unreadable record cannot be stored either: %s",
+            connection.slug,
+            processing.describe_failure(db_exc),
+        )
+        return False
+    return created
+
+
 def sweep_settlements(connection: Connection, day: date | None = None) -> SyncRun:
     """Record the settlement batches of one gateway day and feed their transactions."""
     day = day or gateway_today(connection) - timedelta(days=1)
@@ -179,9 +232,9 @@ def sweep_settlements(connection: Connection, day: date | None = None) -> SyncRu
             _record_batch(connection, number, summary, records)
             feed_records(connection, records, run)
         run.state = SyncRun.State.SUCCEEDED
-    except ConnectorError as exc:
-        run.state, run.error = SyncRun.State.FAILED, str(exc)
-        logger.warning("settlement sweep of %s failed: %s", connection.slug, exc)
+    except Exception as exc:
+        run.state, run.error = SyncRun.State.FAILED, processing.describe_failure(exc)
+        logger.warning("settlement sweep of %s failed: %s", connection.slug, run.error)
     run.finished_at = timezone.now()
     run.save()
     return run

@@ -10,20 +10,26 @@
    when an earlier attempt's outcome is unknown, post, record the result. Transient
    failures back off and are retried by the sweeper; permanent ones go to review.
 
-No database transaction is held open across an HTTP call.
+No database transaction is held open across an HTTP call. Only what a later attempt
+may get past is retried (a transient connector error, a busy or unreachable database, a
+timeout); anything else fails the same way every time, so it goes to review at once
+with the error named, and is logged in one line.
 """
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import DataError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -40,6 +46,8 @@ from integrations.models import (
     Posting,
     ReviewDecision,
     ReviewItem,
+    money_problem,
+    storable_text,
 )
 from integrations.redaction import redact_data
 from mappings import matching
@@ -51,6 +59,76 @@ logger = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 3600
 RECEIPT_TYPES = {"SALE", "CAPTURE", ""}
+# PayTrace transaction ids are integers; a silent post naming anything else is refused.
+TRANSACTION_ID = re.compile(r"[0-9]{1,19}")
+# Failures a later attempt may get past. Any other exception fails the same way on
+# every attempt: the record is malformed, a remote system refused it, or a bug.
+TRANSIENT_ERRORS = (
+    OperationalError,  # database locked, unreachable, deadlock, serialization failure
+    InterfaceError,  # the database connection was lost
+    TimeoutError,
+    ConnectionError,
+    requests.Timeout,
+    requests.ConnectionError,
+)
+# Failures caused by the data itself (malformed record, amount out of range, text the
+# database cannot store).
+DATA_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    ArithmeticError,
+    ValidationError,
+    DataError,
+)
+
+
+class UnprocessableRecordError(ValueError):
+    """The stored record cannot be read as a PayTrace transaction."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same work again later may succeed."""
+    if isinstance(exc, ConnectorError):
+        return exc.transient
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def failure_code(exc: BaseException) -> str:
+    """A short machine-readable name for a failure (review items, postings)."""
+    if isinstance(exc, ConnectorError):
+        return (exc.code or ("unavailable" if exc.transient else "refused"))[:40]
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return (
+            "database_unavailable" if isinstance(exc, OperationalError) else "timeout"
+        )
+    if isinstance(exc, DATA_ERRORS):
+        return "invalid_record"
+    return "internal_error"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The failure in plain words, for a person (card numbers masked)."""
+    if isinstance(exc, UnprocessableRecordError) and exc.__cause__ is not None:
+        text = f"{exc}: {describe_failure(exc.__cause__)}"
+    elif isinstance(exc, ValidationError):
+        text = "; ".join(exc.messages)
+    elif isinstance(exc, KeyError):
+        text = (
+            f"the field {exc.args[0]!r} is missing"
+            if exc.args
+            else "a field is missing"
+        )
+    elif isinstance(exc, UnicodeError):
+        text = "a text field holds characters that cannot be stored (invalid Unicode, e.g. a lone surrogate)"
+    elif isinstance(exc, ArithmeticError) and str(exc).startswith("[<class 'decimal."):
+        # decimal's own text is only "[<class 'decimal.InvalidOperation'>]"
+        text = (
+            "an amount is not a number the portal can hold (too large, or not finite)"
+        )
+    else:
+        text = str(exc).strip() or type(exc).__name__
+    return storable_text(text)[:1500]
 
 
 def lease() -> timedelta:
@@ -92,10 +170,14 @@ def process_event(event_id: int) -> str:
     try:
         outcome = _apply_event(event)
     except Exception as exc:
-        if isinstance(exc, ConnectorError):
-            logger.warning("event %s failed: %s", event.pk, exc)
-        else:
-            logger.exception("event %s crashed", event.pk)
+        if not is_transient(exc):
+            return _event_unprocessable(event, exc)
+        logger.warning(
+            "event %s failed (attempt %s), will retry: %s",
+            event.pk,
+            event.attempts,
+            describe_failure(exc),
+        )
         return _event_failed(event, exc)
     Event.objects.filter(pk=event.pk).update(
         state=Event.State.PROCESSED,
@@ -115,7 +197,7 @@ def _event_failed(event: Event, exc: BaseException) -> str:
         open_review(
             txn,
             ReviewItem.Kind.DEAD,
-            f"Event {event.event_id} ({event.type}) failed {event.attempts} times: {exc}",
+            f"Event {event.event_id} ({event.type}) failed {event.attempts} times: {describe_failure(exc)}",
             event=event,
         )
         return "dead"
@@ -123,6 +205,37 @@ def _event_failed(event: Event, exc: BaseException) -> str:
     event.save(update_fields=["next_attempt_at"])
     event.mark_failed(exc)
     return "failed"
+
+
+def _event_unprocessable(event: Event, exc: BaseException) -> str:
+    """A failure no retry will fix: the event is dead at once, a person is told why."""
+    plain = describe_failure(exc)
+    code = failure_code(exc)
+    logger.warning(
+        "event %s (%s) cannot be processed, sent to review without retrying [%s]: %s",
+        event.pk,
+        event.type,
+        code,
+        plain,
+    )
+    event.mark_failed(
+        exc, state=Event.State.DEAD, error=f"{type(exc).__name__}: {plain}"
+    )
+    txn = PaymentTransaction.objects.filter(
+        connection=event.connection, transaction_id=event.transaction_id
+    ).first()
+    open_review(
+        txn,
+        ReviewItem.Kind.DEAD,
+        storable_text(
+            f"Event {event.event_id} ({event.type}) cannot be processed: {plain}. "
+            "No retry will fix this: check the payment with the sender, then dismiss "
+            "this item (a corrected record arrives as a new event)."
+        ),
+        event=event,
+        error_code=code,
+    )
+    return "dead"
 
 
 def _claim_event(event_id: int) -> Event | None:
@@ -173,8 +286,11 @@ class Decision:
 
 
 def _apply_event(event: Event) -> str:
-    record_data = event.payload.get("data") or {}
-    record = normalize_record(record_data, event.connection.time_zone)
+    try:
+        record_data = event.payload.get("data") or {}
+        record = normalize_record(record_data, event.connection.time_zone)
+    except Exception as exc:
+        raise UnprocessableRecordError("the PayTrace record is malformed") from exc
     decision = _upsert_transaction(event, record, record_data)
     if decision.action != Action.POST_RECEIPT:
         return decision.outcome
@@ -602,8 +718,8 @@ def send_posting(posting_id: int) -> str:
     posting = _claim_posting(posting_id)
     if posting is None:
         return "skipped"
-    sage = posting.sagepro.sage()
     try:
+        sage = posting.sagepro.sage()
         if posting.attempts > 1:
             # An earlier attempt may have reached Sage Pro before it failed or its
             # worker died: ask before sending again.
@@ -618,7 +734,7 @@ def send_posting(posting_id: int) -> str:
         result = sage.post_cash_receipt(
             posting.idempotency_key, _receipt_for_connector(document.payload)
         )
-    except ConnectorError as exc:
+    except Exception as exc:
         return _mark_send_failed(posting, exc)
     _mark_posted(posting, result)
     return "posted"
@@ -701,12 +817,20 @@ def _claim_posting(posting_id: int) -> Posting | None:
         return posting
 
 
+def _amount_or_none(value: Any) -> Decimal | None:
+    """Read an amount from a remote answer; None when it cannot be stored."""
+    if value is None or money_problem(value, 14, 2):
+        return None
+    return Decimal(value) if isinstance(value, (Decimal, int)) else Decimal(str(value))
+
+
 def _mark_posted(posting: Posting, result: dict, *, recovered: bool = False) -> None:
+    # Sage Pro has the receipt: nothing in its answer may stop us from recording that
+    # (an unreadable unapplied amount is left empty; the whole answer is kept).
     with transaction.atomic():
         posting.state = Posting.State.POSTED
-        posting.document_number = str(result.get("receipt_no", ""))
-        unapplied = result.get("unapplied_amount")
-        posting.unapplied_amount = Decimal(unapplied) if unapplied is not None else None
+        posting.document_number = str(result.get("receipt_no", ""))[:40]
+        posting.unapplied_amount = _amount_or_none(result.get("unapplied_amount"))
         posting.response = result
         posting.posted_at = timezone.now()
         posting.next_attempt_at = None
@@ -731,33 +855,53 @@ def _mark_posted(posting: Posting, result: dict, *, recovered: bool = False) -> 
         )
 
 
-def _mark_send_failed(posting: Posting, exc: ConnectorError) -> str:
+def _mark_send_failed(posting: Posting, exc: BaseException) -> str:
+    """Back off on a failure a retry may fix; anything else waits for a person."""
+    plain = describe_failure(exc)
+    code = failure_code(exc)
+    logger.warning(
+        "posting %s failed (attempt %s)%s [%s]: %s",
+        posting.pk,
+        posting.attempts,
+        ", will retry" if is_transient(exc) else ", sent to review",
+        code,
+        plain,
+    )
     with transaction.atomic():
-        posting.last_error = str(exc)[:2000]
-        posting.last_error_code = exc.code[:40]
+        posting.last_error = plain[:2000]
+        posting.last_error_code = code
         txn = posting.transaction
-        if not exc.transient:
+        if not is_transient(exc):
             posting.state = Posting.State.NEEDS_REVIEW
             posting.next_attempt_at = None
             posting.save()
+            if isinstance(exc, ConnectorError):
+                reason = (
+                    f"Sage Pro refused the receipt: {plain}"
+                    + documents.refused_field(exc.code, posting.payload)
+                )
+            else:
+                reason = (
+                    f"The receipt could not be built or sent: {plain}. No retry will "
+                    "fix this by itself: correct the cause, then retry."
+                )
             open_review(
                 txn,
                 ReviewItem.Kind.VALIDATION,
-                f"Sage Pro refused the receipt: {exc}"
-                + documents.refused_field(exc.code, posting.payload),
+                reason,
                 posting=posting,
-                error_code=exc.code,
+                error_code=code,
             )
             return "needs review"
         if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
-            _mark_dead(posting, str(exc))
+            _mark_dead(posting, plain)
             return "dead"
         posting.state = Posting.State.FAILED
         posting.next_attempt_at = timezone.now() + backoff_delay(posting.attempts)
         posting.save()
         txn.record(
             "post_failed",
-            f"Attempt {posting.attempts} failed: {exc}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
+            f"Attempt {posting.attempts} failed: {plain}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
         )
         return "failed"
 
@@ -784,12 +928,28 @@ def confirm_silent_post(delivery_id: int) -> str:
     if delivery.event_id or delivery.connection is None:
         return "already handled"
     transaction_id = delivery.webhook_id.removeprefix("silent-post:")
+    if not TRANSACTION_ID.fullmatch(transaction_id):
+        # "²³".isdigit() is True, yet no PayTrace id looks like it: never looked up.
+        return _silent_post_unconfirmed(
+            delivery,
+            "invalid_transaction_id",
+            "TRANSACTIONID is not a PayTrace transaction id (1 to 19 ASCII digits); "
+            "the silent post was not looked up.",
+        )
     try:
         record = delivery.connection.paytrace().export_by_id(transaction_id)
-    except ConnectorError as exc:
-        delivery.failure_reason, delivery.failure_detail = "lookup_failed", str(exc)
-        delivery.save(update_fields=["failure_reason", "failure_detail"])
-        raise
+    except Exception as exc:
+        if is_transient(exc):
+            delivery.failure_reason = "lookup_failed"
+            delivery.failure_detail = describe_failure(exc)
+            delivery.save(update_fields=["failure_reason", "failure_detail"])
+            raise
+        return _silent_post_unconfirmed(
+            delivery,
+            "lookup_failed",
+            f"PayTrace could not confirm transaction {transaction_id}: "
+            f"{describe_failure(exc)}",
+        )
     if record is None:
         delivery.signature_result = InboundDelivery.SignatureResult.UNCONFIRMED
         delivery.failure_reason = "not_found_at_paytrace"
@@ -818,6 +978,20 @@ def confirm_silent_post(delivery_id: int) -> str:
         if created:
             queue("process_event", event.pk)
     return "confirmed"
+
+
+def _silent_post_unconfirmed(
+    delivery: InboundDelivery, reason: str, detail: str
+) -> str:
+    """Record why a silent post was not trusted; no retry will change it."""
+    logger.warning("silent post delivery %s not confirmed [%s]", delivery.pk, reason)
+    delivery.signature_result = InboundDelivery.SignatureResult.UNCONFIRMED
+    delivery.failure_reason = reason
+    delivery.failure_detail = storable_text(detail)
+    delivery.save(
+        update_fields=["signature_result", "failure_reason", "failure_detail"]
+    )
+    return "unconfirmed"
 
 
 # --- people's decisions ----------------------------------------------------------------
@@ -1122,6 +1296,8 @@ def apply_review_item_split(
             raise ValueError(problem)
         balance = Decimal(invoice["balance"])
         share = min(remaining, balance) if amount is None else amount
+        if not share.is_finite() or share.normalize().as_tuple().exponent < -2:
+            raise ValueError(f"{share} for invoice {invno} is not an amount in cents.")
         if share <= 0:
             raise ValueError(
                 f"Nothing is left of the payment to apply to invoice {invno}."

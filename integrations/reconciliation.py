@@ -14,7 +14,8 @@ transaction lands in exactly one bucket:
    its receipt posted: someone has to reverse the receipt), else `no_receipt_needed`.
 2. Its cash-receipt posting is posted: `posted` when Sage Pro has a live receipt with
    the transaction id as reference, `missing_in_sage` when it has none (deleted in
-   Sage Pro, or never written).
+   Sage Pro, or never written). A receipt for another amount than PayTrace collected
+   (same currency) is never `posted`: it is `in_review`, to be corrected in Sage Pro.
 3. Its posting is dead: `dead`.
 4. It has an open review item, or its posting waits for review: `in_review`.
 5. Anything else — no posting yet, queued, being sent, failed and retrying: `pending`.
@@ -205,6 +206,7 @@ class _Reconciliation:
         default_factory=lambda: {b: [0, ZERO] for b in Bucket.values}
     )
     pending_lines: list[ReconciliationLine] = field(default_factory=list)
+    base_currency: str = ""
 
     def execute(self) -> None:
         run = self.run
@@ -215,6 +217,7 @@ class _Reconciliation:
                 f"Connection {connection.slug} has no Sage Pro connection; set one on it first."
             )
         sage = sage_conn.sage()
+        self.base_currency = (sage_conn.base_currency or "USD").upper()
         self.say(
             f"{connection.slug}: reading Sage Pro receipts dated {run.date_from}…{run.date_to}"
         )
@@ -274,6 +277,9 @@ class _Reconciliation:
             if receipt
             else (row["receipt__document_number"] or "")
         )
+        detail = _detail(bucket, row, receipt)
+        if bucket == Bucket.POSTED and self._wrong_amount(row, receipt):
+            bucket, detail = Bucket.IN_REVIEW, _wrong_amount_detail(row, receipt)
         return ReconciliationLine(
             run=self.run,
             bucket=bucket,
@@ -282,7 +288,15 @@ class _Reconciliation:
             receipt_no=receipt_no,
             amount=row["amount"],
             currency=row["currency"],
-            detail=_detail(bucket, row, receipt)[:300],
+            detail=detail[:300],
+        )
+
+    def _wrong_amount(self, row: dict, receipt: dict | None) -> bool:
+        """A live receipt in the payment's currency for another amount."""
+        return (
+            receipt is not None
+            and (row["currency"] or "").upper() == self.base_currency
+            and receipt["amount"] != row["amount"]
         )
 
     def _look_up_unlisted(
@@ -302,6 +316,9 @@ class _Reconciliation:
                 line.bucket = Bucket.POSTED
                 line.receipt_no = receipt["receipt_no"]
                 line.detail = f"Receipt {receipt['receipt_no']} is dated {receipt['date']}, outside the range."
+                if self._wrong_amount(row, receipt):
+                    line.bucket = Bucket.IN_REVIEW
+                    line.detail = _wrong_amount_detail(row, receipt)[:300]
             elif i >= MAX_POINT_LOOKUPS:
                 line.detail = (line.detail + " (not looked up by reference)")[:300]
             self._add(line)
@@ -387,6 +404,13 @@ def transactions_in_range(
             "receipt__last_error",
             "review_kind",
         )
+    )
+
+
+def _wrong_amount_detail(row: dict, receipt: dict) -> str:
+    return (
+        f"Sage Pro receipt {receipt['receipt_no']} is for {receipt['amount']}, but "
+        f"PayTrace collected {row['amount']}: correct the receipt in Sage Pro."
     )
 
 

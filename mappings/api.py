@@ -9,13 +9,21 @@ into plain values, call it, and store new verdicts.
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import path
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import exceptions, parsers, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mappings.models import SuggestionFeedback
-from mappings.suggest import TARGETS, Feedback, source_key, suggest_mappings
+from mappings.suggest import (
+    MAX_SAMPLE_DEPTH,
+    TARGETS,
+    Feedback,
+    SampleTooLargeError,
+    check_sample_size,
+    source_key,
+    suggest_mappings,
+)
 
 app_name = "mappings_api"
 
@@ -43,6 +51,27 @@ def record_feedback(
         accepted=accepted,
         user=user if user is not None and user.is_authenticated else None,
     )
+
+
+class BoundedJSONParser(parsers.JSONParser):
+    """DRF's JSON parser, answering 400 (not 500) to JSON nested past Python's stack."""
+
+    def parse(
+        self,
+        stream: object,
+        media_type: str | None = None,
+        parser_context: dict | None = None,
+    ) -> object:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                f"JSON parse error - the body nests too deeply; a sample may nest "
+                f"at most {MAX_SAMPLE_DEPTH} levels."
+            ) from None
+
+
+PARSERS = [BoundedJSONParser, parsers.FormParser, parsers.MultiPartParser]
 
 
 class CanEditFieldMappings(permissions.BasePermission):
@@ -82,6 +111,10 @@ class SuggestRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 "The sample must be a JSON object: one source record."
             )
+        try:
+            check_sample_size(value)
+        except SampleTooLargeError as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value
 
 
@@ -139,6 +172,7 @@ _V1_EXAMPLE = {
 
 class SuggestView(APIView):
     permission_classes = [CanEditFieldMappings]
+    parser_classes = PARSERS
 
     @extend_schema(
         operation_id="mappings_suggest",
@@ -165,6 +199,7 @@ class SuggestView(APIView):
 
 class FeedbackView(APIView):
     permission_classes = [CanEditFieldMappings]
+    parser_classes = PARSERS
 
     @extend_schema(
         operation_id="mappings_feedback",

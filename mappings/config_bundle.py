@@ -38,13 +38,17 @@ What is left out, and what an import leaves alone:
 """
 
 import json
+import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 import reversion
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
@@ -346,14 +350,91 @@ def dump_bundle(bundle: dict) -> str:
     return json.dumps(bundle, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def load_bundle(text: str) -> dict:
+def read_bundle(path: str | Path) -> dict:
+    """Load the bundle in file `path`, refusing files over CONFIG_BUNDLE_MAX_BYTES.
+
+    The size is checked before anything is read, and the bytes are read once and
+    parsed once. Raises BundleError, naming the file and the fix.
+    """
+    limit = settings.CONFIG_BUNDLE_MAX_BYTES
+    try:
+        with open(path, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise BundleError([f"{path} is not a file: pass the bundle's file."])
+            size = os.fstat(file.fileno()).st_size
+            if size > limit:
+                raise BundleError([_too_large(path, limit, size)])
+            # A file that grew since the check is still never read past the limit.
+            data = file.read(limit + 1)
+    except OSError as exc:
+        raise BundleError(
+            [f"Can't read {path}: {exc.strerror}; pass the file export_config wrote."]
+        ) from exc
+    if len(data) > limit:
+        raise BundleError([_too_large(path, limit, len(data))])
+    return load_bundle(data, name=str(path))
+
+
+def _too_large(path: str | Path, limit: int, size: int) -> str:
+    return (
+        f"{path} is {size:,} bytes, more than CONFIG_BUNDLE_MAX_BYTES "
+        f"({limit:,} bytes); a configuration bundle is far smaller. Check it is the "
+        "file export_config wrote, or raise the setting."
+    )
+
+
+def load_bundle(text: str | bytes, name: str = "The file") -> dict:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BundleError(
+                [
+                    f"{name} is not UTF-8 text (byte {exc.start} is invalid): "
+                    "export it again with export_config."
+                ]
+            ) from None
     try:
         bundle = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BundleError([f"The file is not JSON: {exc}."]) from exc
+        raise BundleError([f"{name} is not JSON: {exc}."]) from exc
+    except RecursionError:
+        raise BundleError(
+            [f"{name} nests too deeply to be a configuration bundle."]
+        ) from None
     if not isinstance(bundle, dict):
-        raise BundleError(["The file is not a configuration bundle (not an object)."])
+        raise BundleError([f"{name} is not a configuration bundle (not an object)."])
+    if _nests_deeper(bundle, MAX_DEPTH):
+        raise BundleError(
+            [
+                f"{name} nests more than {MAX_DEPTH} levels deep; a configuration "
+                "bundle is not that deep. Export it again with export_config."
+            ]
+        )
     return bundle
+
+
+# A bundle is sections → records → fields → a small JSON value at most.
+MAX_DEPTH = 16
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = (
+            value.values()
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else None
+        )
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack += [(child, depth + 1) for child in children]
+    return False
 
 
 def duplicate_keys(bundle: dict) -> list[str]:
@@ -466,7 +547,10 @@ def plan_import(bundle: dict, *, environment: str | None = None) -> ImportPlan:
 
     Raises BundleError naming every record that is wrong and how to fix it.
     """
-    records = _validate(bundle)
+    return _plan(_validate(bundle), environment)
+
+
+def _plan(records: dict[str, list[dict]], environment: str | None) -> ImportPlan:
     slugs = [r["slug"] for r in records[CONNECTIONS.name]]
     plan = ImportPlan(
         environment=_target_environment(environment, records), connections=slugs
@@ -798,14 +882,17 @@ def apply_bundle(
     Recorded as one revision commented `comment`, plus one for the rows it deleted.
 
     The plan is worked out again inside the transaction, so it describes exactly what
-    was applied even if the database changed since it was shown.
+    was applied even if the database changed since it was shown. The bundle is checked
+    before the transaction begins: on SQLite the transaction holds the database's
+    write lock, which webhooks wait for.
     """
+    records = _validate(bundle)
     with transaction.atomic(), reversion.create_revision():
         # Set first: the deletions, recorded as they happen, quote it too.
         reversion.set_comment(comment)
         if user is not None:
             reversion.set_user(user)
-        plan = plan_import(bundle, environment=environment)
+        plan = _plan(records, environment)
         by_slug = _apply_connections(plan)
         if progress:
             progress(f"Connections: {len(plan.connections)} applied")

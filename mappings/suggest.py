@@ -29,6 +29,7 @@ Everything is deterministic: ties break on the path name.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -384,8 +385,49 @@ MIN_CONFIDENCE = 0.45
 ALTERNATIVES = 3
 
 
+# A sample is one source record: a few dozen fields, a few levels deep. These bound the
+# work a request can ask for (the scoring is fields × keys).
+MAX_SAMPLE_KEYS = 500
+MAX_SAMPLE_DEPTH = 20
+
+
 class UnknownTargetError(ValueError):
     pass
+
+
+class SampleTooLargeError(ValueError):
+    """The sample is deeper or has more keys than one source record would."""
+
+
+def check_sample_size(
+    sample: object, max_keys: int = MAX_SAMPLE_KEYS, max_depth: int = MAX_SAMPLE_DEPTH
+) -> None:
+    """Raise SampleTooLargeError if `sample` nests or holds more than the limits allow.
+
+    Walks without recursion, and stops at the first limit passed, so even a hostile
+    value costs at most `max_keys` steps.
+    """
+    keys = 0
+    stack: list[tuple[object, int]] = [(sample, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children = list(value.values())
+            keys += len(children)
+        elif isinstance(value, list):
+            children = value[:1]  # Only the first element is read (see `flatten`).
+        else:
+            continue
+        if depth > max_depth:
+            raise SampleTooLargeError(
+                f"The sample nests more than {max_depth} levels deep; send one "
+                "source record."
+            )
+        if keys > max_keys:
+            raise SampleTooLargeError(
+                f"The sample has more than {max_keys} keys; send one source record."
+            )
+        stack += [(child, depth + 1) for child in children]
 
 
 # -- Results --------------------------------------------------------------------------
@@ -973,12 +1015,20 @@ def suggest_mappings(
     fields = target_fields(target)
     if not isinstance(sample, Mapping):
         raise TypeError("The sample must be a JSON object.")
-    feedback = list(feedback)
+    check_sample_size(sample)
+    # Each candidate sees only the verdicts about its own field and key, so the work
+    # stays fields × keys however much feedback has piled up.
+    verdicts: dict[tuple[str, str], list[Feedback]] = defaultdict(list)
+    for verdict in feedback:
+        verdicts[verdict.target_field, verdict.source_key].append(verdict)
     sources = [_describe_source(p, v) for p, v in sorted(flatten(sample).items())]
     ranked: dict[str, list[Candidate]] = {}
     for target_field in fields:
         candidates = [
-            score_candidate(target_field, s, target, feedback) for s in sources
+            score_candidate(
+                target_field, s, target, verdicts.get((target_field.name, s.key), ())
+            )
+            for s in sources
         ]
         candidates.sort(key=lambda c: (-c.score, c.source_path))
         ranked[target_field.name] = candidates

@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.keyfile import legacy_development_key, load_or_create_key_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -31,14 +33,48 @@ ALLOWED_HOSTS = env.list(
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. Off by default so the demo and tests run over plain HTTP; production turns them
+# on (see .env.example), and `manage.py check --deploy` is then clean.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False
+)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+# Behind a TLS-terminating proxy: the header (and value) that proxy sets on HTTPS
+# requests, e.g. "HTTP_X_FORWARDED_PROTO,https". Only set it if the proxy always sets
+# or strips that header, or clients can claim HTTPS.
+_proxy_ssl_header = env.tuple("SECURE_PROXY_SSL_HEADER", default=())
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2 or not _proxy_ssl_header[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be two comma-separated values, the request "
+            "header as Django names it and its HTTPS value, e.g. "
+            "HTTP_X_FORWARDED_PROTO,https."
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
+
 # Keys for secrets at rest (connection passwords, API keys, webhook secrets). The first
 # key encrypts; every key decrypts, so a new key can be put in front to rotate.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
-if not FIELD_ENCRYPTION_KEYS and not (DEBUG or DEMO_MODE):
-    raise ImproperlyConfigured(
-        "FIELD_ENCRYPTION_KEYS is not set. Generate one with "
-        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
-    )
+# Development and demo: a random key made on the first run and kept under var/ (never
+# derived from the public development SECRET_KEY, so the demo's secrets stay secret).
+DEMO_ENCRYPTION_KEY_FILE = BASE_DIR / "var" / "field-encryption.key"
+if not FIELD_ENCRYPTION_KEYS:
+    if not (DEBUG or DEMO_MODE):
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS is not set. Generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+        )
+    FIELD_ENCRYPTION_KEYS = [
+        *load_or_create_key_file(DEMO_ENCRYPTION_KEY_FILE),
+        # Decrypt only: the key earlier releases derived from the public development
+        # SECRET_KEY, so a demo database made by one still opens. It protects nothing
+        # (anyone can derive it), which is why nothing is encrypted with it any more.
+        legacy_development_key(SECRET_KEY),
+    ]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,7 +85,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -170,6 +205,9 @@ if env.str("REDIS_URL", default=""):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = env.str("REDIS_URL")
 
+# Largest configuration bundle import_config reads (a real one is tens of kilobytes).
+CONFIG_BUNDLE_MAX_BYTES = env.int("CONFIG_BUNDLE_MAX_BYTES", default=5 * 1024 * 1024)
+
 # Pipeline limits.
 WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -217,8 +255,10 @@ DEMO_WEBHOOK_SECRET = env.str(
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its `WWW-Authenticate` header makes an anonymous caller's answer
+        # 401 (with session auth first, DRF answers 403 and no way to authenticate).
+        "portal.auth.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -235,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.schema.document_error_responses",
+    ],
 }
 
 EMAIL_BACKEND = env.str(
@@ -245,7 +289,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        # Masks card numbers in the whole line, tracebacks included (the record factory
+        # installed by the integrations app already masks messages and exceptions).
+        "plain": {
+            "()": "integrations.redaction.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

@@ -151,7 +151,16 @@ class HttpConnector:
         response = self.request(method, path, **kwargs)
         if response.status_code not in expect:
             raise self.error_from_response(method, path, response)
-        return decode_json(response)
+        try:
+            return decode_json(response)
+        except ValueError as exc:  # an HTML error page from a proxy, a cut-off body
+            raise ConnectorError(
+                f"{self.system} answered {method} {path} with a body that is not JSON",
+                transient=True,
+                code="BAD_RESPONSE",
+                status=response.status_code,
+                outcome_unknown=method != "GET",
+            ) from exc
 
     def error_from_response(
         self, method: str, path: str, response: requests.Response

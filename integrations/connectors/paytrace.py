@@ -249,18 +249,70 @@ def _first_message(errors: Any) -> str:
 
 
 def _read_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Read the record's `amount` as Decimal (an integral amount arrives as int)."""
+    """Read the record's `amount` as Decimal (an integral amount arrives as int).
+
+    An amount that is not one is left as it came: `normalize_record` refuses that one
+    record with InvalidRecord, rather than this call failing the whole export.
+    """
+    if not isinstance(record, dict):
+        return record
     if "amount" in record and record["amount"] not in (None, ""):
-        return {**record, "amount": parse_amount(record["amount"])}
+        try:
+            return {**record, "amount": parse_amount(record["amount"])}
+        except ValueError:
+            return record
     return record
 
 
 # Pure helpers --------------------------------------------------------------------
 
+# ASCII only: `\d` and `\s` would also take Arabic-Indic digits or ideographic spaces.
 _DATETIME = re.compile(
-    r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})\s*([AaPp][Mm])\s*$"
+    r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})\s*([AaPp][Mm])\s*",
+    re.ASCII,
 )
-_BATCH = re.compile(r"^GB(\d+)", re.IGNORECASE)
+# The years a PayTrace time may name; outside them it is a typo or an attack, and
+# date arithmetic near year 1 or 9999 would overflow.
+YEARS = range(1970, 3000)
+# An amount written in plain ASCII decimal notation (no exponent, no NaN or Infinity).
+_AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+# The largest amount a DecimalField(max_digits=14, decimal_places=2) holds.
+MAX_AMOUNT = Decimal("999999999999.99")
+# Characters no text column can hold (PostgreSQL refuses NUL; a lone surrogate cannot
+# be encoded). A str from json.loads holds a surrogate only when it was a lone one.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Longest value of each text field the pipeline reads, after trimming: the width of
+# the PaymentTransaction column it fills (a test keeps the two equal), or a bound for
+# the ones only shown or matched on.
+TEXT_LIMITS = {
+    "transaction_type": 20,
+    "invoice_id": 60,
+    "customer_reference_id": 60,
+    "customer_id": 60,
+    "description": 1000,
+    "credit_card.masked_number": 40,
+    "masked_card_number": 40,
+    "approval_code": 20,
+    "approval_message": 200,
+    "status_code": 40,
+    "status_message": 200,
+    "created.through": 40,
+}
+TRANSACTION_ID_MAX_DIGITS = 20
+RESPONSE_CODE_MAX = 999999
+
+
+class InvalidRecord(ValueError):
+    """A PayTrace record the pipeline cannot read; no retry will change it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+_BATCH = re.compile(r"^GB([0-9]+)", re.IGNORECASE)
+BATCH_NUMBER_MAX_DIGITS = 20
 # Brand from the leading digits of a masked number that shows them (`include_bin`).
 _BRANDS = (
     ("34", "American Express"),
@@ -282,7 +334,7 @@ def parse_datetime(text: str | None, time_zone: str) -> datetime | None:
     """
     if text is None or not str(text).strip():
         return None
-    match = _DATETIME.match(str(text))
+    match = _DATETIME.fullmatch(str(text))
     if not match:
         raise ValueError(
             f"not a PayTrace date and time (M/D/YYYY h:mm:ss AM/PM): {text!r}"
@@ -290,6 +342,10 @@ def parse_datetime(text: str | None, time_zone: str) -> datetime | None:
     month, day, year, hour, minute, second = (int(part) for part in match.groups()[:6])
     if not 1 <= hour <= 12:
         raise ValueError(f"hour out of range in PayTrace time {text!r}")
+    if year not in YEARS:
+        raise ValueError(
+            f"year out of range ({YEARS.start}-{YEARS.stop - 1}) in PayTrace time {text!r}"
+        )
     hour = hour % 12 + (12 if match.group(7).upper() == "PM" else 0)
     try:
         local = datetime(
@@ -304,7 +360,9 @@ def parse_amount(value: Any) -> Decimal:
     """Read an amount (int, Decimal or string) as Decimal, never through float.
 
     A float that slipped in is converted through its shortest repr (`250.5` →
-    `Decimal("250.5")`), not its binary value.
+    `Decimal("250.5")`), not its binary value. A string must be plain ASCII decimal
+    notation: no exponent, no NaN or Infinity, no Arabic-Indic or full-width digits
+    (which `Decimal()` would quietly read).
     """
     if isinstance(value, bool):
         raise ValueError(f"not an amount: {value!r}")
@@ -312,6 +370,8 @@ def parse_amount(value: Any) -> Decimal:
         amount = value
     elif isinstance(value, int):
         amount = Decimal(value)
+    elif isinstance(value, str) and not _AMOUNT.fullmatch(value.strip()):
+        raise ValueError(f"not an amount: {value!r}")
     elif isinstance(value, (float, str)):
         try:
             amount = Decimal(str(value).strip())
@@ -353,8 +413,92 @@ class PaymentRecord:
         return bool(self.batch_number) or "settled" in self.status_message.lower()
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+def _text(record: Mapping[str, Any], field: str) -> str:
+    """Read a text field (dot path) as trimmed text that fits its column."""
+    value: Any = record
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal | float):
+        raise InvalidRecord(field, "must be text")
+    text = str(value).strip()
+    if _UNSTORABLE.search(text):
+        raise InvalidRecord(field, "holds a NUL character or a lone surrogate")
+    limit = TEXT_LIMITS.get(field)
+    if limit is not None and len(text) > limit:
+        raise InvalidRecord(field, f"longer than {limit} characters")
+    return text
+
+
+def _object(record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    value = record.get(field)
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRecord(field, "must be an object")
+    return value
+
+
+def _money(record: Mapping[str, Any], field: str) -> Decimal | None:
+    """Read an amount, rounded to cents (ROUND_HALF_UP); None when empty."""
+    value = record.get(field)
+    if value in (None, ""):
+        return None
+    try:
+        amount = parse_amount(value)
+    except ValueError:
+        raise InvalidRecord(field, "not an amount in decimal notation") from None
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidRecord(field, f"larger than {MAX_AMOUNT}")
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _time(value: Any, field: str, time_zone: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRecord(field, "must be text (M/D/YYYY h:mm:ss AM/PM)")
+    try:
+        return parse_datetime(value, time_zone)
+    except ValueError:
+        raise InvalidRecord(
+            field,
+            "not a PayTrace date and time (M/D/YYYY h:mm:ss AM/PM, "
+            f"years {YEARS.start}-{YEARS.stop - 1})",
+        ) from None
+
+
+def _transaction_id(record: Mapping[str, Any]) -> str:
+    value = record.get("transaction_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= TRANSACTION_ID_MAX_DIGITS
+    ):
+        raise InvalidRecord(
+            "transaction_id",
+            f"must be PayTrace's numeric id (1-{TRANSACTION_ID_MAX_DIGITS} digits)",
+        )
+    return value
+
+
+def _response_code(record: Mapping[str, Any]) -> int | None:
+    value = record.get("response_code")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= RESPONSE_CODE_MAX
+    ):
+        return value
+    raise InvalidRecord("response_code", f"must be an integer 0-{RESPONSE_CODE_MAX}")
 
 
 def _card_brand(masked: str) -> str:
@@ -370,43 +514,43 @@ def normalize_record(record: Mapping[str, Any], time_zone: str) -> PaymentRecord
     """Turn an export record (reference §7) into a PaymentRecord.
 
     Amounts are rounded to cents (ROUND_HALF_UP); times go from the gateway's zone to
-    UTC; missing optional fields become "" or None.
+    UTC; missing optional fields become "" or None. Anything malformed raises
+    InvalidRecord naming the field (never its value, which may be card data).
     """
-    card = record.get("credit_card") or {}
-    created = record.get("created") or {}
-    masked = _text(card.get("masked_number") or record.get("masked_card_number"))
-    last4 = masked[-4:] if masked[-4:].isdigit() else ""
-    tax = record.get("tax_amount")
-    response_code = record.get("response_code")
-    status_code = _text(record.get("status_code"))
+    if not isinstance(record, Mapping):
+        raise InvalidRecord("record", "must be an object")
+    card = _object(record, "credit_card")
+    created = _object(record, "created")
+    masked = _text(record, "credit_card.masked_number") if card else ""
+    masked = masked or _text(record, "masked_card_number")
+    last4 = masked[-4:] if masked[-4:].isascii() and masked[-4:].isdigit() else ""
+    status_code = _text(record, "status_code")
     batch = _BATCH.match(status_code)
-    amount = record.get("amount")
+    if batch and len(batch.group(1)) > BATCH_NUMBER_MAX_DIGITS:
+        raise InvalidRecord("status_code", "batch number longer than 20 digits")
+    transaction_type = _text(record, "transaction_type").upper()
+    if len(transaction_type) > TEXT_LIMITS["transaction_type"]:  # "ß".upper() == "SS"
+        raise InvalidRecord("transaction_type", "longer than 20 characters")
     return PaymentRecord(
-        transaction_id=_text(record.get("transaction_id")),
-        transaction_type=_text(record.get("transaction_type")).upper(),
-        amount=parse_amount(0 if amount in (None, "") else amount).quantize(
-            CENT, rounding=ROUND_HALF_UP
-        ),
-        tax_amount=(
-            None
-            if tax in (None, "")
-            else parse_amount(tax).quantize(CENT, rounding=ROUND_HALF_UP)
-        ),
+        transaction_id=_transaction_id(record),
+        transaction_type=transaction_type,
+        amount=_money(record, "amount") or Decimal("0.00"),
+        tax_amount=_money(record, "tax_amount"),
         currency="USD",
-        invoice_id=_text(record.get("invoice_id")),
-        customer_reference_id=_text(record.get("customer_reference_id")),
-        customer_id=_text(record.get("customer_id")),
-        description=_text(record.get("description")),
+        invoice_id=_text(record, "invoice_id"),
+        customer_reference_id=_text(record, "customer_reference_id"),
+        customer_id=_text(record, "customer_id"),
+        description=_text(record, "description"),
         card_last4=last4,
         card_brand=_card_brand(masked),
-        approval_code=_text(record.get("approval_code")),
-        approval_message=_text(record.get("approval_message")),
+        approval_code=_text(record, "approval_code"),
+        approval_message=_text(record, "approval_message"),
         status_code=status_code,
-        status_message=_text(record.get("status_message")),
-        response_code=None if response_code in (None, "") else int(response_code),
-        channel=_text(created.get("through")),
-        created_at=parse_datetime(created.get("at"), time_zone),
-        settled_at=parse_datetime(record.get("settled"), time_zone),
+        status_message=_text(record, "status_message"),
+        response_code=_response_code(record),
+        channel=_text(record, "created.through"),
+        created_at=_time(created.get("at"), "created.at", time_zone),
+        settled_at=_time(record.get("settled"), "settled", time_zone),
         batch_number=batch.group(1) if batch else "",
     )
 

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from integrations.models import Posting, ReviewItem
+from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests.support import cluster
 from tests.webhooks import event_body, paytrace_record, post_event, sign
@@ -56,6 +57,7 @@ def test_a_cluster_killed_after_sage_pro_committed_posts_exactly_once(
         "/sandbox/sagepro/api/v1/_faults",
         {"mode": "slow", "seconds": 120, "delay": 2},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
     record = paytrace_record(invoice_id=invno, amount=Decimal("88.00"))
     deliver(client, secret, record)
@@ -73,6 +75,7 @@ def test_a_cluster_killed_after_sage_pro_committed_posts_exactly_once(
         "/sandbox/sagepro/api/v1/_faults",
         {"mode": "none"},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
 
     second = cluster.start(database_url())

@@ -9,6 +9,7 @@ from django.core import mail
 
 from integrations import alerts, deadletters
 from integrations.models import Alert, Event, Lease, Posting, SyncRun
+from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests.webhooks import event_body, paytrace_record, paytrace_time, post_event, sign
 
@@ -40,6 +41,7 @@ def make_dead_postings(client, secret, sage, run_tasks, amounts):
         "/sandbox/sagepro/api/v1/_faults",
         {"mode": "locked", "seconds": 3600},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
     run_tasks()
     Posting.objects.update(state=Posting.State.DEAD)  # as after the last attempt
@@ -47,6 +49,7 @@ def make_dead_postings(client, secret, sage, run_tasks, amounts):
         "/sandbox/sagepro/api/v1/_faults",
         {"mode": "none"},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
     return txids
 

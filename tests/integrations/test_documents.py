@@ -58,11 +58,15 @@ def amex_record(sage, amount="80.00", **fields):
 
 
 def correct_and_retry(admin_client, item, **values):
-    """Press "Correct values and retry…" on one review item, as a reviewer would."""
+    """Press "Correct values and retry…" on one review item, as a reviewer would.
+
+    A browser submits only the correctable fields (the others are disabled inputs).
+    """
     posting = item.posting
     current = documents.values_from_payload(posting.payload)
     form = {
-        name: "" if value is None else str(value) for name, value in current.items()
+        name: "" if current[name] is None else str(current[name])
+        for name in documents.CORRECTABLE_FIELDS
     }
     form.update(values)
     return admin_client.post(
@@ -265,12 +269,21 @@ def test_a_value_too_wide_for_sage_pro_is_caught_before_sending(
     assert "WEB ORDER FOR ACME SUPPLY CO" in item.reason
     assert not CashReceipt.objects.exists()
 
-    correct_and_retry(admin_client, item, reference="WEB-123456789")
+    # The reference is not a reviewer's to change (issue 8): the mapping is fixed.
+    refused = correct_and_retry(admin_client, item, reference="WEB-123456789")
+    assert "reference" in refused.text and "cannot be corrected" in refused.text
+    mapping.is_active = False
+    mapping.save()
+    admin_client.post(
+        "/admin/integrations/reviewitem/",
+        {"action": "retry", "_selected_action": [item.pk]},
+    )
     run_tasks()
 
     posting.refresh_from_db()
     assert posting.state == Posting.State.POSTED
-    assert CashReceipt.objects.filter(reference="WEB-123456789").count() == 1
+    assert receipts_for(record).count() == 1
+    assert not CashReceipt.objects.filter(reference="WEB-123456789").exists()
 
 
 def test_field_mappings_shape_the_document(sage, paytrace_conn):

@@ -25,6 +25,7 @@ from integrations.connectors.paytrace import (
     parse_datetime,
     parse_silent_post,
 )
+from integrations.sandbox.credentials import paytrace_headers
 from integrations.sandbox.paytrace.models import AccessToken
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "paytrace"
@@ -77,7 +78,9 @@ def sell(gateway, amount="25.00", card=VISA, **kwargs):
 
 
 def settle(http) -> dict:
-    return requests.post(f"{SANDBOX_URL}/_settle", timeout=5).json()
+    return requests.post(
+        f"{SANDBOX_URL}/_settle", headers=paytrace_headers(), timeout=5
+    ).json()
 
 
 # Pure helpers -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.db import models
 from django_q.models import OrmQ
 from standardwebhooks.webhooks import Webhook
 
+from integrations.sandbox.credentials import paytrace_headers
 from integrations.sandbox.paytrace.models import (
     MAX_DELIVERY_ATTEMPTS,
     OutboundEvent,
@@ -111,7 +112,10 @@ def export(api, transaction_id: int) -> dict:
 
 def settle(client, **body):
     return client.post(
-        f"{BASE}/_settle", data=json.dumps(body), content_type="application/json"
+        f"{BASE}/_settle",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers=paytrace_headers(),
     ).json()
 
 

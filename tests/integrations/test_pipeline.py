@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from integrations import processing
 from integrations.models import Event, PaymentTransaction, Posting, ReviewItem
+from integrations.sandbox.credentials import paytrace_headers
 from integrations.sandbox.sagepro.models import ArMast, CashReceipt
 from tests.webhooks import event_body, paytrace_record, paytrace_time, post_event, sign
 
@@ -330,7 +331,7 @@ def test_a_sandbox_payment_travels_the_whole_way(
     )
     run_tasks()  # the sandbox's delivery, then the portal's processing
     assert receipts_for(sale["transaction_id"]).count() == 1
-    client.post("/sandbox/paytrace/_settle")
+    client.post("/sandbox/paytrace/_settle", headers=paytrace_headers())
     run_tasks()
     txn = PaymentTransaction.objects.get(transaction_id=str(sale["transaction_id"]))
     assert txn.gateway_status == "settled"

@@ -17,9 +17,15 @@ from integrations.models import (
     SettlementBatch,
     SyncRun,
 )
+from integrations.sandbox.credentials import paytrace_headers
 from integrations.sandbox.sagepro.models import CashReceipt
 
-CARD = {"card_number": "4111111111111111", "expiration_month": 12, "expiration_year": 2030, "csc": "123"}
+CARD = {
+    "card_number": "4111111111111111",
+    "expiration_month": 12,
+    "expiration_year": 2030,
+    "csc": "123",
+}
 
 
 def receipts(txid):
@@ -27,11 +33,15 @@ def receipts(txid):
 
 
 def sale(connection, invno, amount, *, notify):
-    return connection.paytrace().sale_keyed(amount=Decimal(amount), invoice_id=invno, notify=notify, **CARD)["transaction_id"]
+    return connection.paytrace().sale_keyed(
+        amount=Decimal(amount), invoice_id=invno, notify=notify, **CARD
+    )["transaction_id"]
 
 
 @pytest.mark.django_db
-def test_a_payment_nobody_announced_is_found_by_the_next_poll_and_posted(paytrace_conn, sage, http, run_tasks):
+def test_a_payment_nobody_announced_is_found_by_the_next_poll_and_posted(
+    paytrace_conn, sage, http, run_tasks
+):
     invno = sage.seed_invoice("ACME", "70.00")
     txid = sale(paytrace_conn, invno, "70.00", notify=False)
     run_tasks()
@@ -43,7 +53,10 @@ def test_a_payment_nobody_announced_is_found_by_the_next_poll_and_posted(paytrac
     assert run.state == SyncRun.State.SUCCEEDED
     assert (run.fetched, run.new) == (1, 1)
     assert receipts(txid).count() == 1
-    assert PaymentTransaction.objects.get(transaction_id=str(txid)).postings.get().state == Posting.State.POSTED
+    assert (
+        PaymentTransaction.objects.get(transaction_id=str(txid)).postings.get().state
+        == Posting.State.POSTED
+    )
 
     again = polling.poll(paytrace_conn)
     run_tasks()
@@ -52,7 +65,9 @@ def test_a_payment_nobody_announced_is_found_by_the_next_poll_and_posted(paytrac
 
 
 @pytest.mark.django_db
-def test_a_payment_announced_by_webhook_and_found_by_the_poll_posts_once(paytrace_conn, sage, http, run_tasks, client):
+def test_a_payment_announced_by_webhook_and_found_by_the_poll_posts_once(
+    paytrace_conn, sage, http, run_tasks, client
+):
     invno = sage.seed_invoice("ACME", "81.00")
     txid = sale(paytrace_conn, invno, "81.00", notify=True)
     # The poll runs before the worker has processed the webhook's event.
@@ -61,7 +76,12 @@ def test_a_payment_announced_by_webhook_and_found_by_the_poll_posts_once(paytrac
     run_tasks()
     assert receipts(txid).count() == 1
 
-    client.post("/sandbox/paytrace/_settle", {"notify": False}, content_type="application/json")
+    client.post(
+        "/sandbox/paytrace/_settle",
+        {"notify": False},
+        content_type="application/json",
+        headers=paytrace_headers(),
+    )
     run = polling.poll(paytrace_conn)  # the settlement nobody announced
     run_tasks()
     assert run.changed == 1
@@ -72,10 +92,17 @@ def test_a_payment_announced_by_webhook_and_found_by_the_poll_posts_once(paytrac
 
 
 @pytest.mark.django_db
-def test_the_settlement_sweep_records_batches_with_their_totals(paytrace_conn, sage, http, run_tasks, client):
+def test_the_settlement_sweep_records_batches_with_their_totals(
+    paytrace_conn, sage, http, run_tasks, client
+):
     a = sale(paytrace_conn, sage.seed_invoice("ACME", "10.00"), "10.00", notify=False)
     b = sale(paytrace_conn, sage.seed_invoice("ACME", "32.50"), "32.50", notify=False)
-    client.post("/sandbox/paytrace/_settle", {"notify": False}, content_type="application/json")
+    client.post(
+        "/sandbox/paytrace/_settle",
+        {"notify": False},
+        content_type="application/json",
+        headers=paytrace_headers(),
+    )
 
     run = polling.sweep_settlements(paytrace_conn, polling.gateway_today(paytrace_conn))
     run_tasks()
@@ -90,7 +117,9 @@ def test_the_settlement_sweep_records_batches_with_their_totals(paytrace_conn, s
 
 
 @pytest.mark.django_db
-def test_a_poll_that_cannot_reach_paytrace_is_recorded_and_lets_go_of_its_lease(paytrace_conn, http):
+def test_a_poll_that_cannot_reach_paytrace_is_recorded_and_lets_go_of_its_lease(
+    paytrace_conn, http
+):
     paytrace_conn.base_url = "http://paytrace.invalid"
     paytrace_conn.save()
     run = polling.poll(paytrace_conn)
@@ -108,7 +137,9 @@ def test_a_run_is_skipped_while_another_holds_the_lease(paytrace_conn, http):
 
 
 @pytest.mark.django_db
-def test_backfill_reads_day_by_day_with_progress(paytrace_conn, sage, http, run_tasks, capsys):
+def test_backfill_reads_day_by_day_with_progress(
+    paytrace_conn, sage, http, run_tasks, capsys
+):
     sale(paytrace_conn, sage.seed_invoice("ACME", "15.00"), "15.00", notify=False)
     since = polling.gateway_today(paytrace_conn) - timedelta(days=4)
     call_command("poll_paytrace", "--since", since.isoformat())

@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from integrations.models import Connection, PaymentStatus, Posting, ReviewItem
 from integrations.roles import FINANCE_REVIEWER
+from portal.models import ApiToken
 from tests.factories import (
     make_connection,
     make_posting,
@@ -202,10 +202,10 @@ def test_the_api_is_read_only(reviewer_api):
 
 
 def test_a_token_works_as_well_as_a_session(api):
-    token = Token.objects.create(user=make_user(group=FINANCE_REVIEWER))
+    _, key = ApiToken.objects.create_token(make_user(group=FINANCE_REVIEWER))
     make_transaction()
 
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
     assert len(results(api.get(TRANSACTIONS))) == 1
 

@@ -22,6 +22,7 @@ from integrations.models import (
     SettlementBatch,
 )
 from integrations.reconciliation import Bucket, bucket_for
+from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro import seed as sage_seed
 from tests.webhooks import event_body, paytrace_record, paytrace_time, post_event, sign
 
@@ -39,6 +40,7 @@ def set_fault(client, mode):
         f"{SAGE_API}/_faults",
         {"mode": mode, "seconds": 600},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
     assert response.status_code == 200, response.content
 

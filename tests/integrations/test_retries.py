@@ -12,6 +12,7 @@ import time_machine
 
 from integrations import processing
 from integrations.models import Posting, ReviewItem
+from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests import bridge
 from tests.webhooks import event_body, paytrace_record, post_event, sign
@@ -62,6 +63,7 @@ def fault(client, mode):
         "/sandbox/sagepro/api/v1/_faults",
         {"mode": mode, "seconds": 86400},
         content_type="application/json",
+        headers=sagepro_headers(),
     )
     assert response.status_code in (200, 201)
 
@@ -169,7 +171,9 @@ def test_a_timeout_after_sage_pro_committed_never_posts_a_second_receipt(
     ).exists()
 
 
-def test_the_sweeper_queues_due_work_once_and_recovers_lost_tasks(client, paytrace_conn, secret, sage, http, run_tasks, settings):
+def test_the_sweeper_queues_due_work_once_and_recovers_lost_tasks(
+    client, paytrace_conn, secret, sage, http, run_tasks, settings
+):
     from django_q.models import OrmQ
 
     from integrations.models import Event

@@ -403,16 +403,18 @@ def test_a_slow_fault_commits_before_it_sleeps(sandbox, client, monkeypatch):
     assert seen == [(12.0, 1)]
 
 
-def test_the_fault_endpoint_is_never_faulted_and_needs_no_key(sandbox, client):
+def test_the_fault_endpoint_is_never_faulted_and_needs_the_key(sandbox, client):
     post(client, "/_faults", {"mode": "unavailable", "seconds": 600})
 
-    shown = client.get(f"{API}/_faults")
-    cleared = client.post(
+    shown = get(client, "/_faults")
+    refused = client.post(
         f"{API}/_faults", {"mode": "none"}, content_type="application/json"
     )
+    cleared = post(client, "/_faults", {"mode": "none"})
 
     assert shown.status_code == 200
     assert shown.json()["mode"] == "unavailable"
+    assert refused.status_code == 401
     assert cleared.json()["mode"] == "none"
     assert post(client, "/_faults", {"mode": "explode"}).status_code == 400
 
@@ -459,9 +461,19 @@ def test_a_receipts_gl_account_is_kept_and_read_back(http, sage):
     from integrations.connectors.sagepro import SageProConnector
     from integrations.sandbox.sagepro.seed import today
 
-    sage_api = SageProConnector("http://testserver/sandbox/sagepro/api/v1", settings.SANDBOX_SAGEPRO_API_KEY)
+    sage_api = SageProConnector(
+        "http://testserver/sandbox/sagepro/api/v1", settings.SANDBOX_SAGEPRO_API_KEY
+    )
     invno = sage.seed_invoice("ACME", "20.00")
-    receipt = {"custno": "ACME", "date": today(), "amount": Decimal("20.00"), "method": "CARD", "reference": "777000111", "applications": [{"invno": invno, "amount": Decimal("20.00")}], "gl_account": "110000"}
+    receipt = {
+        "custno": "ACME",
+        "date": today(),
+        "amount": Decimal("20.00"),
+        "method": "CARD",
+        "reference": "777000111",
+        "applications": [{"invno": invno, "amount": Decimal("20.00")}],
+        "gl_account": "110000",
+    }
     posted = sage_api.post_cash_receipt("key-gl-1", receipt)
     found = sage_api.find_cash_receipts(reference="777000111")
     assert posted["gl_account"] == "1100-00"

@@ -2,11 +2,11 @@
 
 import pytest
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from integrations.roles import FINANCE_REVIEWER
 from mappings.models import SuggestionFeedback
+from portal.models import ApiToken
 from tests.factories import make_user
 from tests.mappings.test_suggest import V1_EXPECTED, V1_RECORD
 
@@ -219,9 +219,9 @@ def test_anonymous_callers_are_refused():
 
 def test_a_token_works_and_a_superuser_may_suggest():
     user = make_user(is_superuser=True)
-    token = Token.objects.create(user=user)
+    _, key = ApiToken.objects.create_token(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
     response = client.post(
         SUGGEST, {"target": "customer", "sample": V1_RECORD}, format="json"

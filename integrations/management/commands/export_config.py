@@ -36,10 +36,30 @@ class Command(BaseCommand):
             self.stderr.write(f"Warning: {problem} import_config will refuse it.")
         text = config_bundle.dump_bundle(bundle)
         if output:
-            Path(output).write_text(text, encoding="utf-8")
+            write(Path(output), text)
             counts = ", ".join(
                 f"{len(bundle[s.name])} {s.plural}" for s in config_bundle.SECTIONS
             )
             self.stderr.write(f"Wrote {counts} to {output}.")
         else:
             self.stdout.write(text, ending="")
+
+
+def write(path: Path, text: str) -> None:
+    """Write the bundle, or fail with one line naming the file and what to do."""
+    if path.is_dir():
+        raise CommandError(
+            f"--output {path} is a directory; name a file, e.g. {path / 'config.json'}."
+        )
+    if not path.parent.is_dir():
+        raise CommandError(
+            f"--output {path}: the folder {path.parent} does not exist; create it "
+            "first or write elsewhere."
+        )
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(
+            f"Can't write --output {path}: {exc.strerror}. Check the path and its "
+            "permissions."
+        ) from exc

@@ -1,5 +1,4 @@
 import sys
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -40,13 +39,12 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         try:
-            text = Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"Can't read {file}: {exc.strerror}.") from exc
-        try:
-            bundle = config_bundle.load_bundle(text)
-            plan = config_bundle.plan_import(bundle, environment=environment)
+            bundle = config_bundle.read_bundle(file)
         except config_bundle.BundleError as exc:
+            raise CommandError(f"{exc} Nothing changed.") from exc
+        try:
+            plan = config_bundle.plan_import(bundle, environment=environment)
+        except (config_bundle.BundleError, DatabaseError) as exc:
             raise CommandError(
                 "The bundle was not imported; nothing changed.\n" + str(exc)
             ) from exc

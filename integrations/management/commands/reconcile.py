@@ -1,21 +1,52 @@
 import json
-from datetime import date
+import re
+from datetime import date, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from integrations import reconciliation
 from integrations.connectors.base import ConnectorError
 from integrations.models import Connection
 
+# Dates are written one way only: `20261101` or `2026-W44-7` would be read as dates by
+# `date.fromisoformat`, and a typo should fail rather than reconcile some other day.
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+EARLIEST = date(2000, 1, 1)
+# How far past today a range may end (a month-end run set up in advance), and how long
+# one run may be.
+MAX_AHEAD = timedelta(days=366)
+MAX_SPAN = timedelta(days=366)
 
-def parse_day(value: str) -> date:
+
+def parse_day(value: str, option: str) -> date:
     try:
+        if not DAY.fullmatch(value):
+            raise ValueError
         return date.fromisoformat(value)
     except ValueError:
         raise CommandError(
-            f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2025-05-31."
+            f"{option} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2025-05-31."
         ) from None
+
+
+def check_range(date_from: date, date_to: date) -> None:
+    """Refuse a range no reconciliation can mean, before any run row is written."""
+    latest = timezone.now().date() + MAX_AHEAD
+    for option, day in (("--from", date_from), ("--to", date_to)):
+        if not EARLIEST <= day <= latest:
+            raise CommandError(
+                f"{option} {day} is outside the dates a run can cover "
+                f"({EARLIEST} to {latest}); check the year."
+            )
+    if date_to < date_from:
+        raise CommandError(f"--to {date_to} is before --from {date_from}; swap them.")
+    if date_to - date_from >= MAX_SPAN:
+        raise CommandError(
+            f"--from {date_from} --to {date_to} spans more than {MAX_SPAN.days} days; "
+            "reconcile a year or less per run (e.g. one month at a time)."
+        )
 
 
 class Command(BaseCommand):
@@ -42,14 +73,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        date_from, date_to = (
-            parse_day(options["date_from"]),
-            parse_day(options["date_to"]),
-        )
-        if date_to < date_from:
-            raise CommandError(
-                f"--to {date_to} is before --from {date_from}; swap them."
-            )
+        date_from = parse_day(options["date_from"], "--from")
+        date_to = parse_day(options["date_to"], "--to")
+        check_range(date_from, date_to)
         connections = self.connections(options["connection"])
         runs = []
         for connection in connections:

@@ -10,6 +10,7 @@ declined. `"notify": false` in a body makes the change without sending an event.
 The card number and CSC are checked here and never stored, logged or queued.
 """
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -75,6 +76,23 @@ def error_reply(errors: dict[str, list[str]]) -> HttpResponse:
 
 def auth_error(error: str, description: str) -> HttpResponse:
     return reply({"error": error, "error_description": description}, status=401)
+
+
+def is_sandbox_user(request: HttpRequest) -> bool:
+    """A valid bearer token, or basic auth with the sandbox API user's credentials."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return AccessToken.find_valid(credentials.strip()) is not None
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    username, _, password = decoded.partition(":")
+    return constant_time_compare(
+        username, settings.SANDBOX_PAYTRACE_USERNAME
+    ) and constant_time_compare(password, settings.SANDBOX_PAYTRACE_PASSWORD)
 
 
 def v1_endpoint(view: View) -> Callable[[HttpRequest], HttpResponse]:
@@ -453,7 +471,10 @@ def refund_for_transaction(request: HttpRequest, body: dict[str, Any]) -> HttpRe
 @csrf_exempt
 @require_POST
 def settle(request: HttpRequest) -> HttpResponse:
-    """Sandbox only, no auth: settle every approved, unsettled sale now.
+    """Sandbox only: settle every approved, unsettled sale now.
+
+    Needs the sandbox API user, as a bearer token from `oauth/token` (what a PayTrace
+    client holds) or as HTTP basic credentials (what a test or demo harness has).
 
     `POST /sandbox/paytrace/_settle` (optional JSON body `{"notify": false}`) puts all
     sales with status `Y` into a new batch: their `status_code` and `status_message`
@@ -461,6 +482,13 @@ def settle(request: HttpRequest) -> HttpResponse:
     event goes out for each. Answers `{"batch_number": <int or null>, "count": <int>}`;
     with nothing to settle no batch is made and `batch_number` is null.
     """
+    if not is_sandbox_user(request):
+        response = auth_error(
+            "invalid_token",
+            "Send a bearer token or the sandbox API user's credentials.",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="paytrace", Basic realm="paytrace"'
+        return response
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:

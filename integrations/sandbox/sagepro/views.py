@@ -373,9 +373,15 @@ def period_collection(request: HttpRequest, company: SycComp) -> HttpResponse:
 def faults(request: HttpRequest) -> HttpResponse:
     """Sandbox only: read or set the injected fault. Never faulted itself.
 
-    It needs no API key (test and demo harnesses drive it directly) and exists only
-    where the sandbox is mounted (SANDBOX_ENABLED).
+    It needs the sandbox's API key like every other call (anyone who could reach it
+    could otherwise take the gateway down) and exists only where the sandbox is
+    mounted (SANDBOX_ENABLED).
     """
+    if not is_authorized(request):
+        return error_response(
+            GatewayError(401, "UNAUTHORIZED", "missing or wrong API key"),
+            {"WWW-Authenticate": 'Bearer realm="sagepro"'},
+        )
     if request.method == "POST":
         try:
             fault = set_fault(read_json(request))

@@ -1,0 +1,69 @@
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+PREFIX_LENGTH = 8
+KEY_BYTES = 20
+
+
+def digest_of(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiTokenManager(models.Manager["ApiToken"]):
+    def create_token(
+        self, user: models.Model, name: str = ""
+    ) -> tuple["ApiToken", str]:
+        """Make a token for `user`; return the row and the key, which is shown once.
+
+        Only the key's SHA-256 digest and its first characters (to find the row and to
+        tell tokens apart in the admin) are stored.
+        """
+        token = self.model(user=user, name=name)
+        key = token.set_new_key()
+        token.save(force_insert=True)
+        return token, key
+
+    def find(self, key: str) -> "ApiToken | None":
+        """The token whose key is `key`, or None."""
+        if len(key) != 2 * KEY_BYTES or not key.isascii() or not key.isalnum():
+            return None
+        digest = digest_of(key)
+        for token in self.filter(prefix=key[:PREFIX_LENGTH]).select_related("user"):
+            if hmac.compare_digest(token.digest, digest):
+                return token
+        return None
+
+
+class ApiToken(models.Model):
+    """A read-API key, stored as its SHA-256 digest: the key itself is never kept.
+
+    Keys are 160 random bits, so an unsalted fast hash is enough: there is nothing to
+    guess from the digest, and a database leak yields no usable key.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for.")
+    prefix = models.CharField(max_length=PREFIX_LENGTH, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenManager()
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    def set_new_key(self) -> str:
+        """Give the token a new random key (not saved); return the key."""
+        key = secrets.token_hex(KEY_BYTES)
+        self.prefix, self.digest = key[:PREFIX_LENGTH], digest_of(key)
+        return key
