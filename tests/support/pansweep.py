@@ -137,18 +137,33 @@ def find_in_text(text: str, pans: Iterable[str], where: str) -> list[Finding]:
     digits = digits_of(text)
     if "%" in text or "+" in text:  # a form body stored URL-encoded
         digits += "|" + digits_of(unquote_plus(text))
-    return [Finding(p, where, _excerpt(text, p)) for p in pans if p in digits]
+    return [Finding(p, where, _excerpt(text, p)) for p in _present(digits, pans)]
 
 
 def find_in_bytes(data: bytes, pans: Iterable[str], where: str) -> list[Finding]:
-    return [Finding(p, where, "(raw bytes)") for p in pans if p.encode() in data]
+    runs = "|".join(m.decode() for m in re.findall(rb"[0-9]{13,}", data))
+    return [Finding(p, where, "(raw bytes)") for p in _present(runs, pans)]
+
+
+def _present(digits: str, pans: Iterable[str]) -> list[str]:
+    """The planted numbers that occur in `digits`, in time linear in its length.
+
+    Every window of each planted length is looked up in a set, rather than each of
+    thousands of numbers being searched for in every one of thousands of values.
+    """
+    pans = pans if isinstance(pans, (set, frozenset)) else set(pans)
+    found: list[str] = []
+    for length in {len(p) for p in pans}:
+        windows = {digits[i : i + length] for i in range(len(digits) - length + 1)}
+        found += sorted(windows & pans)
+    return found
 
 
 def sweep_database(pans: Iterable[str], using: str = "default") -> list[Finding]:
     """Read every column of every table with raw SQL and search each value."""
     from django.db import connections
 
-    pans = list(pans)
+    pans = set(pans)
     if not pans:
         return []
     connection = connections[using]
@@ -171,6 +186,7 @@ def sweep_task_payloads(pans: Iterable[str]) -> list[Finding]:
     from django_q.models import OrmQ, Schedule, Task
     from django_q.signing import SignedPackage
 
+    pans = set(pans)
     findings: list[Finding] = []
     for row in OrmQ.objects.all():
         try:
@@ -197,6 +213,7 @@ def sweep_sqlite_files(pans: Iterable[str], using: str = "default") -> list[Find
     name = str(connection.settings_dict["NAME"])
     if name == ":memory:" or "mode=memory" in name:
         return []
+    pans = set(pans)
     findings: list[Finding] = []
     for suffix in ("", "-wal", "-journal", "-shm"):
         path = Path(name + suffix)
@@ -234,7 +251,7 @@ class LogCapture(logging.Handler):
         root.setLevel(self._previous_level)
 
     def sweep(self, pans: Iterable[str]) -> list[Finding]:
-        pans = list(pans)
+        pans = set(pans)
         out: list[Finding] = []
         for line in self.lines:
             out += find_in_text(line, pans, "log")
