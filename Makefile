@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Each bootstraps .venv from pyproject.toml the first time (and again when it changes).
+# `make test-quick` is the edit-and-rerun loop: everything but the tests marked `slow`
+# (real qcluster and demo processes, the browser).
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test manage venv lint clean
+.PHONY: demo test test-quick manage venv lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,9 @@ manage: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

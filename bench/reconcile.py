@@ -110,18 +110,44 @@ def seed_size(index: int, size: int, first_day: date) -> tuple:
     from django.conf import settings
     from django.db import transaction
 
-    from integrations.models import (
-        Connection,
-        PaymentTransaction,
-        Posting,
-        ReviewItem,
-        SettlementBatch,
-    )
-    from integrations.sandbox.sagepro import keys, seed
-    from integrations.sandbox.sagepro.models import ArMast, CashReceipt, CashReceiptLine
+    from integrations.models import PaymentTransaction, Posting, ReviewItem
+    from integrations.sandbox.sagepro import seed
+    from integrations.sandbox.sagepro.models import ArMast, CashReceipt
 
     company = f"B{index}"
     seed.seed(company)
+    sagepro, paytrace = _bench_connections(index, size, company)
+    zone = ZoneInfo(settings.BUSINESS_TIME_ZONE)
+    base_id = 900_000_000 + index * 1_000_000
+    started = time.monotonic()
+    with transaction.atomic():
+        txns, invoices, batches, expected = _payments(
+            index, size, first_day, company, paytrace, base_id, zone
+        )
+        PaymentTransaction.objects.bulk_create(txns, batch_size=5000)
+        ArMast.objects.bulk_create(invoices, batch_size=5000)
+
+        postings, reviews, receipts = _outcomes(txns, company, sagepro, paytrace, zone)
+        receipts += _orphan_receipts(size, company, first_day, base_id)
+        expected["orphan_receipt"] = size // 1000
+        Posting.objects.bulk_create(postings, batch_size=5000)
+        ReviewItem.objects.bulk_create(reviews, batch_size=5000)
+        CashReceipt.objects.bulk_create(receipts, batch_size=5000)
+        _write_receipt_lines(company, receipts)
+        _write_batches(index, first_day, paytrace, zone, batches)
+    say(
+        f"  seeded {size} transactions, {len(receipts)} receipts, {len(batches)} "
+        f"batches in {time.monotonic() - started:.1f} s"
+    )
+    return paytrace, expected
+
+
+def _bench_connections(index: int, size: int, company: str) -> tuple:
+    """The Sage Pro connection for `company` and the PayTrace connection posting to it."""
+    from django.conf import settings
+
+    from integrations.models import Connection
+
     sagepro = Connection.objects.create(
         kind=Connection.Kind.SAGEPRO,
         name=f"Sage Pro bench {company}",
@@ -137,166 +163,205 @@ def seed_size(index: int, size: int, first_day: date) -> tuple:
         base_url="https://api.paytrace.example",
         sagepro=sagepro,
     )
-    zone = ZoneInfo(settings.BUSINESS_TIME_ZONE)
-    rng = random.Random(size)
-    base_id = 900_000_000 + index * 1_000_000
-    started = time.monotonic()
-    expected = dict.fromkeys(EXPECTED_BUCKET.values(), 0)
-    with transaction.atomic():
-        txns, invoices, batches = [], [], {}
-        for i in range(size):
-            kind = mix(i)
-            expected[EXPECTED_BUCKET[kind]] += 1
-            day = first_day + timedelta(days=i % DAYS)
-            created = datetime(
-                day.year, day.month, day.day, 8, tzinfo=zone
-            ) + timedelta(seconds=rng.randint(0, 36_000))
-            amount = Decimal(rng.randint(500, 250_000)) / 100
-            custno = CUSTOMERS[i % len(CUSTOMERS)]
-            invno = str(200_000 + i)
-            settles = kind not in ("declined",) and i % DAYS != DAYS - 1
-            batch = f"{index}{i % DAYS:03d}" if settles else ""
-            txns.append(
-                PaymentTransaction(
-                    connection=paytrace,
-                    transaction_id=str(base_id + i),
-                    transaction_type="REFUND" if kind == "refund" else "SALE",
-                    gateway_status={
-                        "declined": "declined",
-                        "refund": "refunded",
-                    }.get(kind, "settled" if settles else "pending_settlement"),
-                    mapped_status={"declined": "Failed", "refund": "Refunded"}.get(
-                        kind, "Paid"
-                    ),
-                    amount=amount,
-                    currency="USD",
-                    invoice_reference=invno,
-                    customer_reference=custno,
-                    batch_number=batch,
-                    created_at=created,
-                    settled_at=created + timedelta(hours=14) if settles else None,
-                )
-            )
-            invoices.append(
-                ArMast(
-                    company=company,
-                    invno=keys.pad_invno(invno),
-                    custno=keys.pad_custno(custno),
-                    invdte=day,
-                    invamt=amount,
-                    balance=amount,
-                )
-            )
-            if batch:
-                entry = batches.setdefault(batch, [0, Decimal("0.00"), []])
-                entry[0] += 1
-                entry[1] += -amount if kind == "refund" else amount
-                entry[2].append(str(base_id + i))
-        PaymentTransaction.objects.bulk_create(txns, batch_size=5000)
-        ArMast.objects.bulk_create(invoices, batch_size=5000)
+    return sagepro, paytrace
 
-        postings, reviews, receipts = [], [], []
-        for i, txn in enumerate(txns):
-            kind = mix(i)
-            if kind in ("declined", "refund"):
-                continue
-            if kind == "review":
-                reviews.append(
-                    ReviewItem(
-                        transaction=txn,
-                        kind=ReviewItem.Kind.UNMATCHED,
-                        reason="bench: no matching invoice",
-                    )
-                )
-                continue
-            state = {
-                "dead": Posting.State.DEAD,
-                "pending": Posting.State.FAILED,
-            }.get(kind, Posting.State.POSTED)
-            number = f"{i + 1:06d}"
-            postings.append(
-                Posting(
+
+def _payments(
+    index: int,
+    size: int,
+    first_day: date,
+    company: str,
+    paytrace: object,
+    base_id: int,
+    zone: ZoneInfo,
+) -> tuple[list, list, dict, dict[str, int]]:
+    """N transactions in the mix, one open invoice each, the settlement batches they
+    fall in ({number: [count, net, ids]}) and the bucket counts to expect."""
+    from integrations.models import PaymentTransaction
+    from integrations.sandbox.sagepro import keys
+    from integrations.sandbox.sagepro.models import ArMast
+
+    rng = random.Random(size)
+    expected = dict.fromkeys(EXPECTED_BUCKET.values(), 0)
+    txns, invoices, batches = [], [], {}
+    for i in range(size):
+        kind = mix(i)
+        expected[EXPECTED_BUCKET[kind]] += 1
+        day = first_day + timedelta(days=i % DAYS)
+        created = datetime(day.year, day.month, day.day, 8, tzinfo=zone) + timedelta(
+            seconds=rng.randint(0, 36_000)
+        )
+        amount = Decimal(rng.randint(500, 250_000)) / 100
+        custno = CUSTOMERS[i % len(CUSTOMERS)]
+        invno = str(200_000 + i)
+        settles = kind not in ("declined",) and i % DAYS != DAYS - 1
+        batch = f"{index}{i % DAYS:03d}" if settles else ""
+        txns.append(
+            PaymentTransaction(
+                connection=paytrace,
+                transaction_id=str(base_id + i),
+                transaction_type="REFUND" if kind == "refund" else "SALE",
+                gateway_status={
+                    "declined": "declined",
+                    "refund": "refunded",
+                }.get(kind, "settled" if settles else "pending_settlement"),
+                mapped_status={"declined": "Failed", "refund": "Refunded"}.get(
+                    kind, "Paid"
+                ),
+                amount=amount,
+                currency="USD",
+                invoice_reference=invno,
+                customer_reference=custno,
+                batch_number=batch,
+                created_at=created,
+                settled_at=created + timedelta(hours=14) if settles else None,
+            )
+        )
+        invoices.append(
+            ArMast(
+                company=company,
+                invno=keys.pad_invno(invno),
+                custno=keys.pad_custno(custno),
+                invdte=day,
+                invamt=amount,
+                balance=amount,
+            )
+        )
+        if batch:
+            entry = batches.setdefault(batch, [0, Decimal("0.00"), []])
+            entry[0] += 1
+            entry[1] += -amount if kind == "refund" else amount
+            entry[2].append(str(base_id + i))
+    return txns, invoices, batches, expected
+
+
+def _outcomes(
+    txns: list, company: str, sagepro: object, paytrace: object, zone: ZoneInfo
+) -> tuple[list, list, list]:
+    """What the pipeline left for each transaction: a posting (posted, failed or dead)
+    with a Sage Pro receipt when posted, or an open review item."""
+    from integrations.models import Posting, ReviewItem
+    from integrations.sandbox.sagepro import keys
+    from integrations.sandbox.sagepro.models import CashReceipt
+
+    postings, reviews, receipts = [], [], []
+    for i, txn in enumerate(txns):
+        kind = mix(i)
+        if kind in ("declined", "refund"):
+            continue
+        if kind == "review":
+            reviews.append(
+                ReviewItem(
                     transaction=txn,
-                    sagepro=sagepro,
-                    idempotency_key=Posting.key_for(
-                        paytrace, txn.transaction_id, Posting.Kind.CASH_RECEIPT
-                    ),
-                    state=state,
-                    document_number=number if state == Posting.State.POSTED else "",
+                    kind=ReviewItem.Kind.UNMATCHED,
+                    reason="bench: no matching invoice",
                 )
             )
-            if kind == "posted":
-                receipts.append(
-                    CashReceipt(
-                        company=company,
-                        rcptno=keys.pad_receipt_no(number),
-                        custno=keys.pad_custno(txn.customer_reference),
-                        paydate=txn.created_at.astimezone(zone).date(),
-                        amount=txn.amount,
-                        applied=txn.amount,
-                        paymeth="VISA",
-                        reference=txn.transaction_id,
-                        idemkey=postings[-1].idempotency_key,
-                    )
-                )
-        for n in range(size // 1000):
-            number = f"{size + n + 1:06d}"
+            continue
+        state = {
+            "dead": Posting.State.DEAD,
+            "pending": Posting.State.FAILED,
+        }.get(kind, Posting.State.POSTED)
+        number = f"{i + 1:06d}"
+        postings.append(
+            Posting(
+                transaction=txn,
+                sagepro=sagepro,
+                idempotency_key=Posting.key_for(
+                    paytrace, txn.transaction_id, Posting.Kind.CASH_RECEIPT
+                ),
+                state=state,
+                document_number=number if state == Posting.State.POSTED else "",
+            )
+        )
+        if kind == "posted":
             receipts.append(
                 CashReceipt(
                     company=company,
                     rcptno=keys.pad_receipt_no(number),
-                    custno=keys.pad_custno("ACME"),
-                    paydate=first_day + timedelta(days=n % DAYS),
-                    amount=Decimal("50.00"),
-                    unapplied=Decimal("50.00"),
+                    custno=keys.pad_custno(txn.customer_reference),
+                    paydate=txn.created_at.astimezone(zone).date(),
+                    amount=txn.amount,
+                    applied=txn.amount,
                     paymeth="VISA",
-                    reference=str(base_id + 900_000 + n),
-                    idemkey=f"orphan-{n}",
+                    reference=txn.transaction_id,
+                    idemkey=postings[-1].idempotency_key,
                 )
             )
-        expected["orphan_receipt"] = size // 1000
-        Posting.objects.bulk_create(postings, batch_size=5000)
-        ReviewItem.objects.bulk_create(reviews, batch_size=5000)
-        CashReceipt.objects.bulk_create(receipts, batch_size=5000)
-        CashReceiptLine.objects.bulk_create(
-            [
-                CashReceiptLine(
-                    company=company,
-                    receipt=r,
-                    rcptno=r.rcptno,
-                    invno=keys.pad_invno(str(200_000 + int(r.rcptno) - 1)),
-                    custno=r.custno,
-                    requested=r.amount,
-                    amount=r.amount,
-                )
-                for r in receipts
-                if r.applied
-            ],
-            batch_size=5000,
+    return postings, reviews, receipts
+
+
+def _orphan_receipts(size: int, company: str, first_day: date, base_id: int) -> list:
+    """N/1000 Sage Pro receipts no PayTrace transaction explains."""
+    from integrations.sandbox.sagepro import keys
+    from integrations.sandbox.sagepro.models import CashReceipt
+
+    receipts = []
+    for n in range(size // 1000):
+        number = f"{size + n + 1:06d}"
+        receipts.append(
+            CashReceipt(
+                company=company,
+                rcptno=keys.pad_receipt_no(number),
+                custno=keys.pad_custno("ACME"),
+                paydate=first_day + timedelta(days=n % DAYS),
+                amount=Decimal("50.00"),
+                unapplied=Decimal("50.00"),
+                paymeth="VISA",
+                reference=str(base_id + 900_000 + n),
+                idemkey=f"orphan-{n}",
+            )
         )
-        SettlementBatch.objects.bulk_create(
-            [
-                SettlementBatch(
-                    connection=paytrace,
-                    batch_number=number,
-                    settled_at=datetime(
-                        first_day.year, first_day.month, first_day.day, 23, tzinfo=zone
-                    )
-                    + timedelta(days=int(number[len(str(index)) :])),
-                    transaction_count=count,
-                    net_amount=net,
-                    sales_count=count,
-                    sales_amount=net,
-                    transaction_ids=ids,
-                )
-                for number, (count, net, ids) in batches.items()
-            ]
-        )
-    say(
-        f"  seeded {size} transactions, {len(receipts)} receipts, {len(batches)} "
-        f"batches in {time.monotonic() - started:.1f} s"
+    return receipts
+
+
+def _write_receipt_lines(company: str, receipts: list) -> None:
+    """One application line per applied receipt, to the invoice of its transaction."""
+    from integrations.sandbox.sagepro import keys
+    from integrations.sandbox.sagepro.models import CashReceiptLine
+
+    CashReceiptLine.objects.bulk_create(
+        [
+            CashReceiptLine(
+                company=company,
+                receipt=r,
+                rcptno=r.rcptno,
+                invno=keys.pad_invno(str(200_000 + int(r.rcptno) - 1)),
+                custno=r.custno,
+                requested=r.amount,
+                amount=r.amount,
+            )
+            for r in receipts
+            if r.applied
+        ],
+        batch_size=5000,
     )
-    return paytrace, expected
+
+
+def _write_batches(
+    index: int, first_day: date, paytrace: object, zone: ZoneInfo, batches: dict
+) -> None:
+    """One settlement batch per day, its totals those of its transactions."""
+    from integrations.models import SettlementBatch
+
+    SettlementBatch.objects.bulk_create(
+        [
+            SettlementBatch(
+                connection=paytrace,
+                batch_number=number,
+                settled_at=datetime(
+                    first_day.year, first_day.month, first_day.day, 23, tzinfo=zone
+                )
+                + timedelta(days=int(number[len(str(index)) :])),
+                transaction_count=count,
+                net_amount=net,
+                sales_count=count,
+                sales_amount=net,
+                transaction_ids=ids,
+            )
+            for number, (count, net, ids) in batches.items()
+        ]
+    )
 
 
 def register_bridge(mock: "responses.RequestsMock") -> None:  # noqa: F821

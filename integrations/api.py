@@ -5,7 +5,6 @@ the django-q2 task that processes it, in one database transaction (the ORM broke
 lives in the same database), so the two commit or roll back together.
 """
 
-import json
 import logging
 import re
 import time
@@ -27,7 +26,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from integrations import processing
 from integrations.connectors.paytrace import parse_silent_post
 from integrations.inbound import (
     BodyError,
@@ -39,13 +37,8 @@ from integrations.inbound import (
     webhook_for,
     webhook_id_problem,
 )
-from integrations.models import Connection, Event, InboundDelivery, ReviewItem
-from integrations.redaction import (
-    mask_card_numbers,
-    redact_data,
-    redact_headers,
-    redact_text,
-)
+from integrations.models import Connection, Event, InboundDelivery
+from integrations.queueing import queue, record_and_queue
 
 logger = logging.getLogger(__name__)
 
@@ -70,29 +63,14 @@ class RawBodyParser(BaseParser):
         return b""
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+class Refused(Exception):
+    """A delivery refused with an HTTP status and a machine-readable reason."""
 
-
-def _storable(text: str) -> str:
-    """Text a column can hold: PostgreSQL refuses NUL, which a raw body may carry."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
-def _masked(text: str) -> tuple[str, bool]:
-    masked, found = redact_text(text)
-    return _storable(masked), found
-
-
-def _masked_headers(request: HttpRequest) -> tuple[dict[str, str], bool]:
-    """The request's headers, secrets and card data masked (names as well)."""
-    headers, found = {}, False
-    for name, value in request.headers.items():
-        masked_name, hit = mask_card_numbers(_storable(name))
-        headers[masked_name] = _storable(value)
-        found = found or hit
-    headers, hit = redact_headers(headers)
-    return headers, found or hit
+    def __init__(
+        self, code: int, reason: str, detail: str, errors: dict | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.detail, self.errors = code, reason, detail, errors
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -102,18 +80,24 @@ def _content_length(request: HttpRequest) -> int:
         return 0
 
 
-def _new_delivery(
-    request: HttpRequest, slug: str, connection: Connection | None, **fields: Any
-) -> InboundDelivery:
-    """The delivery row for a request, every text masked before it is stored."""
-    delivery = InboundDelivery(
-        connection=connection,
-        connection_slug=_masked(slug)[0][:60],
-        remote_addr=_client_ip(request),
-        **fields,
-    )
-    delivery.headers, delivery.contains_card_data = _masked_headers(request)
-    return delivery
+def _read_body(request: HttpRequest, delivery: InboundDelivery) -> bytes:
+    """The body's bytes, read only when the declared length is within the limit.
+
+    The delivery's `body_size` is the declared length when that is over the limit,
+    else the length read, so one comparison with the limit covers both.
+    """
+    declared = _content_length(request)
+    if declared > settings.WEBHOOK_MAX_BODY_BYTES:
+        delivery.body_size = declared
+        return b""
+    raw = request.body
+    delivery.body_size = len(raw)
+    return raw
+
+
+def _check_size(delivery: InboundDelivery, detail: str) -> None:
+    if delivery.body_size > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise Refused(413, "body_too_large", detail)
 
 
 _webhook_cache: dict[str, tuple[float, Connection | None, list[str]]] = {}
@@ -145,40 +129,31 @@ def _webhook_connection(slug: str) -> tuple[Connection | None, list[str]]:
     return connection, secrets
 
 
-def _reject(
-    delivery: InboundDelivery,
-    code: int,
-    reason: str,
-    detail: str,
-    *,
-    errors: dict | None = None,
-) -> Response:
-    """Record a refused delivery with its machine-readable reason, and answer it.
-
-    DRF's messages and ours name fields, not values; they are masked all the same,
-    on the row and in the answer.
-    """
-    if not delivery.signature_result:
-        delivery.signature_result = InboundDelivery.SignatureResult.INVALID
-    detail, _ = _masked(detail)
-    if errors:
-        errors, _ = redact_data(json.loads(json.dumps(errors)))
-    delivery.failure_reason = reason
-    delivery.failure_detail = json.dumps(errors) if errors else detail
-    delivery.response_status = code
-    delivery.save()
+def _reject(delivery: InboundDelivery, refusal: Refused) -> Response:
+    """Record a refused delivery with its machine-readable reason, and answer it."""
+    detail, errors = delivery.record_refusal(
+        refusal.code, refusal.reason, refusal.detail, refusal.errors
+    )
     logger.warning(
         "webhook rejected slug=%s status=%s reason=%s",
         delivery.connection_slug,
-        code,
-        reason,
+        refusal.code,
+        refusal.reason,
     )
-    body: dict[str, Any] = {"status": "rejected", "reason": reason}
+    body: dict[str, Any] = {"status": "rejected", "reason": refusal.reason}
     if detail:
         body["detail"] = detail
     if errors:
         body["errors"] = errors
-    return Response(body, status=code)
+    return Response(body, status=refusal.code)
+
+
+def _check_connection(connection: Connection | None) -> Connection:
+    if connection is None or not connection.is_active:
+        raise Refused(
+            404, "unknown_connection", "No active PayTrace connection at this address."
+        )
+    return connection
 
 
 # Each space-separated entry of `webhook-signature` is `v<n>,<base64 signature>`.
@@ -192,20 +167,20 @@ def _is_malformed_signature(headers: dict[str, str]) -> bool:
     return bool(entries) and not all(map(_SIGNATURE_ENTRY.fullmatch, entries))
 
 
-def _verify(
-    raw: str, headers: dict[str, str], secrets: list[str]
-) -> tuple[bool, str, str]:
+def _check_signature(raw: str, headers: dict[str, str], secrets: list[str]) -> None:
     """Check a Standard Webhooks signature against every active secret (rotation).
 
     A stored secret that cannot be decoded is skipped: an older secret that still
     matches keeps working, and a bad one never turns a delivery into a 500.
     """
     if not secrets:
-        return False, "no_active_secret", "The connection has no active webhook secret."
+        raise Refused(
+            401, "no_active_secret", "The connection has no active webhook secret."
+        )
     headers = {name.lower(): value for name, value in headers.items()}
     if _is_malformed_signature(headers):
-        return (
-            False,
+        raise Refused(
+            401,
             "malformed_signature_header",
             "Each webhook-signature entry must be v<n>,<base64 signature>.",
         )
@@ -217,13 +192,13 @@ def _verify(
             continue
         try:
             webhook.verify(raw, headers, json_parse=False)
-            return True, "", ""
+            return
         except WebhookVerificationError as exc:
             detail = str(exc)
             reason = _VERIFY_REASONS.get(detail, "signature_invalid")
             if reason != "signature_mismatch":
                 break  # header and timestamp problems are the same for every secret
-    return False, reason, detail
+    raise Refused(401, reason, detail)
 
 
 _REJECTED = inline_serializer(
@@ -308,144 +283,99 @@ class PayTraceWebhookView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         connection, secrets = _webhook_connection(slug)
-        webhook_id = request.headers.get("webhook-id", "")
-        delivery = _new_delivery(
-            request, slug, connection, kind=InboundDelivery.Kind.WEBHOOK
+        delivery = InboundDelivery.from_request(
+            request, slug, connection, InboundDelivery.Kind.WEBHOOK
         )
-        # The event id as stored: card-number runs inside an id are masked with
-        # letters keyed on the number, so two ids never become one. An id that is
-        # nothing but a card number, or too long to keep whole, is refused below;
-        # the row keeps a masked, cut copy.
-        event_id, id_has_card = mask_card_numbers(_storable(webhook_id), keyed=True)
-        delivery.webhook_id = event_id[:200]
-        delivery.contains_card_data = delivery.contains_card_data or id_has_card
-
-        if connection is None or not connection.is_active:
-            return _reject(
-                delivery,
-                404,
-                "unknown_connection",
-                "No active PayTrace connection at this address.",
-            )
-
-        length = _content_length(request)
-        if length > settings.WEBHOOK_MAX_BODY_BYTES:
-            delivery.body_size = length
-            return _reject(
-                delivery,
-                413,
-                "body_too_large",
-                f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.",
-            )
-        raw_bytes = request.body
-        delivery.body_size = len(raw_bytes)
-        if len(raw_bytes) > settings.WEBHOOK_MAX_BODY_BYTES:
-            return _reject(
-                delivery,
-                413,
-                "body_too_large",
-                f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes.",
-            )
         try:
-            raw = raw_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            delivery.body, _ = _masked(raw_bytes.decode("utf-8", errors="replace"))
-            return _reject(delivery, 400, "invalid_encoding", "The body is not UTF-8.")
-        delivery.body, body_has_card = _masked(raw)
-        delivery.contains_card_data = delivery.contains_card_data or body_has_card
+            event = _checked_event(request, delivery, connection, secrets)
+        except Refused as refusal:
+            return _reject(delivery, refusal)
+        return _store_and_queue(delivery, event)
 
-        ok, reason, detail = _verify(raw, dict(request.headers), secrets)
-        if not ok:
-            return _reject(delivery, 401, reason, detail)
-        delivery.signature_result = InboundDelivery.SignatureResult.VALID
 
-        if problem := webhook_id_problem(webhook_id):
-            return _reject(delivery, 400, "invalid_webhook_id", problem)
+def _checked_event(
+    request: Request,
+    delivery: InboundDelivery,
+    connection: Connection | None,
+    secrets: list[str],
+) -> Event:
+    """The event a webhook request carries, once every check has passed (each
+    failure raises `Refused`); the delivery keeps what was read, masked."""
+    webhook_id = request.headers.get("webhook-id", "")
+    id_has_card = delivery.keep_webhook_id(webhook_id)
+    connection = _check_connection(connection)
+    raw_bytes = _read_body(request, delivery)
+    _check_size(
+        delivery, f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes."
+    )
+    try:
+        raw = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        delivery.keep_body(raw_bytes.decode("utf-8", errors="replace"))
+        raise Refused(400, "invalid_encoding", "The body is not UTF-8.") from None
+    body_has_card = delivery.keep_body(raw)
+    delivery.contains_card_data = delivery.contains_card_data or body_has_card
+
+    _check_signature(raw, dict(request.headers), secrets)
+    delivery.signature_result = InboundDelivery.SignatureResult.VALID
+
+    if problem := webhook_id_problem(webhook_id):
+        raise Refused(400, "invalid_webhook_id", problem)
+    try:
+        body = load_json(raw)
+    except BodyError as exc:
+        raise Refused(400, exc.reason, exc.detail) from None
+    data, errors = validate_event(body, connection.time_zone)
+    if errors:
+        fields = ", ".join(error_fields(errors))
+        raise Refused(400, "invalid_shape", f"Invalid fields: {fields}.", errors)
+    event = Event.from_delivery(
+        delivery, data, body, has_card=body_has_card or id_has_card
+    )
+    delivery.contains_card_data = (
+        delivery.contains_card_data or event.contains_card_data
+    )
+    return event
+
+
+def _store_and_queue(delivery: InboundDelivery, event: Event) -> Response:
+    """Store the event and queue it, with the delivery that points at it, in one
+    transaction; a repeat of its id is stored as a delivery of the stored event."""
+    with transaction.atomic():
         try:
-            body = load_json(raw)
-        except BodyError as exc:
-            return _reject(delivery, 400, exc.reason, exc.detail)
-        data, errors = validate_event(body, connection.time_zone)
-        if errors:
-            fields = error_fields(errors)
+            stored, created = record_and_queue(event)
+        except IntegrityError:
+            # Not a repeat: any other refusal by the database is ours, and is
+            # recorded as such rather than mislabelled.
+            logger.exception(
+                "webhook event not stored slug=%s", delivery.connection_slug
+            )
             return _reject(
                 delivery,
-                400,
-                "invalid_shape",
-                f"Invalid fields: {', '.join(fields)}.",
-                errors=errors,
+                Refused(
+                    500,
+                    "event_not_stored",
+                    "The event could not be stored; retry later.",
+                ),
             )
-
-        payload, payload_has_card = redact_data(body)
-        has_card = body_has_card or payload_has_card or id_has_card
-        delivery.contains_card_data = delivery.contains_card_data or has_card
-        return self._accept(delivery, connection, data, payload, has_card)
-
-    def _accept(
-        self,
-        delivery: InboundDelivery,
-        connection: Connection,
-        data: dict,
-        payload: dict,
-        has_card: bool,
-    ) -> Response:
-        # Three writes: the event (in a savepoint, so a duplicate id is harmless even
-        # under concurrency), the delivery that points at it, and the queued task.
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    event = Event.objects.create(
-                        connection=connection,
-                        event_id=delivery.webhook_id,
-                        source=Event.Source.WEBHOOK,
-                        type=data["type"],
-                        occurred_at=data["occurred_at"],
-                        transaction_id=data["data"]["transaction_id"],
-                        payload=payload,
-                        contains_card_data=has_card,
-                        received_at=delivery.received_at,
-                    )
-            except IntegrityError:
-                # A duplicate only if the event is there: any other refusal by the
-                # database is ours, and is recorded as such rather than mislabelled.
-                delivery.event = Event.objects.filter(
-                    connection=connection, event_id=delivery.webhook_id
-                ).first()
-                if delivery.event is None:
-                    logger.exception(
-                        "webhook event not stored slug=%s", delivery.connection_slug
-                    )
-                    return _reject(
-                        delivery,
-                        500,
-                        "event_not_stored",
-                        "The event could not be stored; retry later.",
-                    )
-                delivery.response_status = 200
-                delivery.save()
-                return Response(
-                    {"status": "duplicate", "event": delivery.event_id},
-                    status=status.HTTP_200_OK,
-                )
-            delivery.event = event
-            delivery.response_status = 202
-            delivery.save()
-            if has_card:
-                ReviewItem.objects.create(
-                    kind=ReviewItem.Kind.CARD_DATA,
-                    event=event,
-                    reason=f"Event {event.event_id} from {connection.slug} carried card data (masked before storage). Ask the sender to stop sending it.",
-                )
-            processing.queue("process_event", event.pk)
-        logger.info(
-            "webhook queued event=%s type=%s connection=%s",
-            event.pk,
-            event.type,
-            connection.slug,
-        )
-        return Response(
-            {"status": "queued", "event": event.pk}, status=status.HTTP_202_ACCEPTED
-        )
+        delivery.event = stored
+        delivery.response_status = 202 if created else 200
+        delivery.save()
+        if not created:
+            return Response(
+                {"status": "duplicate", "event": stored.pk}, status=status.HTTP_200_OK
+            )
+        if stored.contains_card_data:
+            stored.open_card_data_review()
+    logger.info(
+        "webhook queued event=%s type=%s connection=%s",
+        stored.pk,
+        stored.type,
+        stored.connection.slug,
+    )
+    return Response(
+        {"status": "queued", "event": stored.pk}, status=status.HTTP_202_ACCEPTED
+    )
 
 
 class SilentPostView(APIView):
@@ -480,55 +410,52 @@ class SilentPostView(APIView):
         connection = Connection.objects.filter(
             slug=slug, kind=Connection.Kind.PAYTRACE
         ).first()
-        delivery = _new_delivery(
+        delivery = InboundDelivery.from_request(
             request,
             slug,
             connection,
-            kind=InboundDelivery.Kind.SILENT_POST,
+            InboundDelivery.Kind.SILENT_POST,
             signature_result=InboundDelivery.SignatureResult.UNSIGNED,
         )
-        if connection is None or not connection.is_active:
-            return _reject(
-                delivery,
-                404,
-                "unknown_connection",
-                "No active PayTrace connection at this address.",
-            )
-        length = _content_length(request)
-        if length > settings.WEBHOOK_MAX_BODY_BYTES:
-            delivery.body_size = length
-            return _reject(delivery, 413, "body_too_large", "Body too large.")
-        raw_bytes = request.body
-        delivery.body_size = len(raw_bytes)
-        text = raw_bytes.decode("utf-8", errors="replace")
-        if request.content_type == "application/x-www-form-urlencoded":
-            # Kept decoded: `+` and percent-escapes would hide a card number from
-            # the masking (`3761+1114+…`, `%34%31…`).
-            text = unquote_plus(text)
-        body, body_has_card = _masked(text)
-        delivery.body = body
-        delivery.contains_card_data = delivery.contains_card_data or body_has_card
-        if len(raw_bytes) > settings.WEBHOOK_MAX_BODY_BYTES:
-            return _reject(delivery, 413, "body_too_large", "Body too large.")
         try:
-            parm_list = request.POST.get("parmList", "")
-        except (APIException, SuspiciousOperation, ValueError):
-            return _reject(
-                delivery,
-                400,
-                "invalid_form",
-                "Send parmList as application/x-www-form-urlencoded or multipart form data.",
-            )
-        fields = parse_silent_post(parm_list)
-        transaction_id = fields.get("TRANSACTIONID", "").strip()
-        if problem := silent_post_id_problem(transaction_id):
-            return _reject(delivery, 400, "invalid_shape", problem)
-        delivery.webhook_id = f"silent-post:{transaction_id}"
+            delivery.webhook_id = _checked_silent_post(request, delivery, connection)
+        except Refused as refusal:
+            return _reject(delivery, refusal)
         delivery.response_status = 202
         with transaction.atomic():
             delivery.save()
-            processing.queue("confirm_silent_post", delivery.pk)
+            queue("confirm_silent_post", delivery.pk)
         return Response(
             {"status": "queued", "delivery": delivery.pk},
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+def _checked_silent_post(
+    request: Request, delivery: InboundDelivery, connection: Connection | None
+) -> str:
+    """The id a silent post is recorded under, once its form has been read (each
+    failure raises `Refused`); the delivery keeps the body, masked."""
+    _check_connection(connection)
+    raw_bytes = _read_body(request, delivery)
+    text = raw_bytes.decode("utf-8", errors="replace")
+    if request.content_type == "application/x-www-form-urlencoded":
+        # Kept decoded: `+` and percent-escapes would hide a card number from
+        # the masking (`3761+1114+…`, `%34%31…`).
+        text = unquote_plus(text)
+    body_has_card = delivery.keep_body(text)
+    delivery.contains_card_data = delivery.contains_card_data or body_has_card
+    _check_size(delivery, "Body too large.")
+    try:
+        parm_list = request.POST.get("parmList", "")
+    except (APIException, SuspiciousOperation, ValueError):
+        raise Refused(
+            400,
+            "invalid_form",
+            "Send parmList as application/x-www-form-urlencoded or multipart form data.",
+        ) from None
+    fields = parse_silent_post(parm_list)
+    transaction_id = fields.get("TRANSACTIONID", "").strip()
+    if problem := silent_post_id_problem(transaction_id):
+        raise Refused(400, "invalid_shape", problem)
+    return f"silent-post:{transaction_id}"

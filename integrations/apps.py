@@ -8,7 +8,9 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from integrations import checks, roles, schedules  # noqa: F401 - registers checks and signals
         from integrations.carddata import install as install_card_data_net
+        from integrations.config.versioning import register_connection
         from integrations.redaction import install_log_redaction
 
         install_log_redaction()
+        register_connection()
         install_card_data_net()

@@ -20,8 +20,9 @@ from typing import Any
 from django.db import models
 from picklefield.fields import PickledObjectField
 
+from integrations.cardnumbers import might_hold_card_number
 from integrations.crypto import EncryptedTextField
-from integrations.redaction import mask_value, might_hold_card_number
+from integrations.redaction import mask_value
 
 # "app_label.model.field" of the columns whose exact value is the point.
 EXEMPT_COLUMNS = frozenset(

@@ -12,7 +12,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
-from integrations import processing
+from integrations import processing, review
 from integrations.models import Lease, Posting
 
 LEASE_NAME = "dead-letter-replay"
@@ -53,7 +53,7 @@ def replay(
     counts = {"replayed": 0, "posted": 0, "still_failing": 0}
     try:
         for posting in dead_letters(ids=ids, since=since):
-            if not processing.retry_posting(posting, user, queue_send=False):
+            if not review.retry_posting(posting, user, queue_send=False):
                 continue
             counts["replayed"] += 1
             outcome = processing.send_posting(posting.pk)

@@ -170,24 +170,7 @@ class ReceiptDocument:
 
 
 def load_gl_rules(connection: Connection) -> list[gl.GlRuleData]:
-    return [
-        gl.GlRuleData(
-            account=row.account,
-            name=row.name,
-            id=row.pk,
-            priority=row.priority,
-            transaction_types=gl.split_list(row.transaction_types),
-            card_brands=gl.split_list(row.card_brands),
-            channels=gl.split_list(row.channels),
-            amount_min=row.amount_min,
-            amount_max=row.amount_max,
-            currency=row.currency.strip().upper(),
-            customer_pattern=row.customer_pattern,
-            invoice_pattern=row.invoice_pattern,
-            product_category=row.product_category,
-        )
-        for row in GlRule.objects.filter(connection=connection, is_active=True)
-    ]
+    return GlRule.rules_for(connection)
 
 
 def load_field_mappings(
@@ -318,12 +301,6 @@ def preview_cash_receipt(
 # --- building ---------------------------------------------------------------------------
 
 
-def posting_date(txn: PaymentTransaction) -> date:
-    """The Sage Pro posting date: the payment's creation day in the business time zone."""
-    when = txn.created_at or txn.first_seen_at
-    return fm.business_date(when, settings.BUSINESS_TIME_ZONE)
-
-
 def override_problems(
     overrides: Mapping[str, Any], payment_day: date, today: date
 ) -> list[fm.FieldProblem]:
@@ -374,7 +351,7 @@ def override_problems(
 def check_overrides(overrides: Mapping[str, Any], txn: PaymentTransaction) -> None:
     """Refuse a reviewer's corrections unless every one may be applied."""
     today = fm.business_date(timezone.now(), settings.BUSINESS_TIME_ZONE)
-    problems = override_problems(overrides, posting_date(txn), today)
+    problems = override_problems(overrides, txn.posting_date(), today)
     if problems:
         raise OverrideError("; ".join(p.describe() for p in problems))
 
@@ -447,7 +424,7 @@ def build_cash_receipt(
     source_conn = txn.connection
     sage_conn = sage_conn or source_conn.sagepro
     base = (sage_conn.base_currency if sage_conn else "USD").upper() or "USD"
-    day = posting_date(txn)
+    day = txn.posting_date()
     problems: list[fm.FieldProblem] = []
     notes: list[str] = []
     origin: dict[str, str] = {}
@@ -764,13 +741,13 @@ def refused_field(code: str, payload: Mapping[str, Any]) -> str:
     return f" (field {name}: {fm.display_value(value)})"
 
 
-# `Posting.last_error` starts with this when our own validation stopped the document:
+# The problem summary of a document our own validation stopped (`Posting.not_sent`):
 # nothing was sent, so it may be built again from the current rows.
 NOT_SENT = "Not sent to Sage Pro: "
 
 
 def needs_rebuild(posting: Posting) -> bool:
-    return not posting.payload or posting.last_error.startswith(NOT_SENT)
+    return not posting.payload or posting.not_sent
 
 
 def problem_summary(problems: list[fm.FieldProblem]) -> str:
@@ -780,7 +757,7 @@ def problem_summary(problems: list[fm.FieldProblem]) -> str:
 def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
     """The document to send for `posting` now, validated against Sage Pro.
 
-    While our own validation has stopped it (nothing reached Sage Pro: `NOT_SENT`), the
+    While our own validation has stopped it (nothing reached Sage Pro: `not_sent`), the
     document is built again from the current rows (a fixed GL rule or a new rate takes
     effect);
     otherwise the stored payload is kept, so a retry after an unknown outcome sends the
@@ -824,7 +801,7 @@ def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
         origin["gl_account"] = f"{who} {chosen.get('name', '')}".strip()
     refusals = override_problems(
         overrides,
-        posting_date(txn),
+        txn.posting_date(),
         fm.business_date(timezone.now(), settings.BUSINESS_TIME_ZONE),
     )
     for target, raw in _applicable(overrides).items():

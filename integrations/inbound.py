@@ -22,6 +22,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
+from integrations.cardnumbers import mask_card_numbers
 from integrations.connectors.paytrace import (
     MAX_AMOUNT,
     RESPONSE_CODE_MAX,
@@ -32,7 +33,6 @@ from integrations.connectors.paytrace import (
     normalize_record,
     parse_datetime,
 )
-from integrations.redaction import mask_card_numbers
 
 EVENT_TYPES = (
     "transaction.approved",
@@ -481,7 +481,7 @@ class CreatedSerializer(serializers.Serializer):
 
 
 class RecordSerializer(serializers.Serializer):
-    """Every field of a PayTrace export record (reference §7) the pipeline reads."""
+    """Every field of a PayTrace export record the pipeline reads."""
 
     transaction_id = TransactionIdField()
     transaction_type = _text("transaction_type")

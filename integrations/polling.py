@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
 from integrations import processing
@@ -38,11 +38,11 @@ from integrations.models import (
     SettlementBatch,
     SyncRun,
 )
+from integrations.queueing import record_and_queue
 from integrations.redaction import redact_data
 
 logger = logging.getLogger(__name__)
 
-EXPORTED = "transaction.exported"
 LEASE_SECONDS = 15 * 60
 CHUNK_DAYS = 1  # a backfill asks for one gateway day at a time, to show progress
 
@@ -154,23 +154,15 @@ def feed_records(
 def _queue_event(connection: Connection, record: dict[str, Any], rec: Any) -> bool:
     settled = rec.settled_at.isoformat() if rec.settled_at else ""
     event_id = f"poll:{rec.transaction_id}:{rec.status_code}:{settled}:{rec.amount}"
-    data, has_card = redact_data(record)
-    with transaction.atomic():
-        event, created = Event.objects.get_or_create(
-            connection=connection,
-            event_id=event_id[:200],
-            defaults={
-                "source": Event.Source.POLL,
-                "type": EXPORTED,
-                "occurred_at": rec.settled_at or rec.created_at or timezone.now(),
-                "transaction_id": rec.transaction_id,
-                "payload": {"type": EXPORTED, "data": data},
-                "contains_card_data": has_card,
-            },
-        )
-        if created:
-            processing.queue("process_event", event.pk)
-    return created
+    event = Event.from_export(
+        connection,
+        event_id,
+        record,
+        source=Event.Source.POLL,
+        transaction_id=rec.transaction_id,
+        occurred_at=rec.settled_at or rec.created_at,
+    )
+    return record_and_queue(event)[1]
 
 
 def _queue_unreadable(connection: Connection, record: Any, exc: Exception) -> bool:
@@ -181,28 +173,22 @@ def _queue_unreadable(connection: Connection, record: Any, exc: Exception) -> bo
         connection.slug,
         processing.describe_failure(exc),
     )
-    data, has_card = redact_data(record)
+    data, _ = redact_data(record)
     text = json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
     txid = str(record.get("transaction_id", "")) if isinstance(record, dict) else ""
     try:
-        with transaction.atomic():
-            event, created = Event.objects.get_or_create(
-                connection=connection,
-                event_id=f"poll:unreadable:{digest[:32]}",
-                defaults={
-                    "source": Event.Source.POLL,
-                    "type": EXPORTED,
-                    "occurred_at": timezone.now(),
-                    "transaction_id": txid
-                    if processing.TRANSACTION_ID.fullmatch(txid)
-                    else "",
-                    "payload": {"type": EXPORTED, "data": data},
-                    "contains_card_data": has_card,
-                },
+        _, created = record_and_queue(
+            Event.from_export(
+                connection,
+                f"poll:unreadable:{digest[:32]}",
+                record,
+                source=Event.Source.POLL,
+                transaction_id=txid
+                if processing.TRANSACTION_ID.fullmatch(txid)
+                else "",
             )
-            if created:
-                processing.queue("process_event", event.pk)
+        )
     except (DatabaseError, ValueError) as db_exc:  # NaN, a surrogate, too deep
         logger.warning(
             "poll of %s: an unreadable record cannot be stored either: %s",

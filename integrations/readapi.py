@@ -4,7 +4,7 @@ GET only. A caller needs a session or token and the model's `view_` permission, 
 both groups in `integrations.roles` have.
 """
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Prefetch, QuerySet
 from django.urls import include, path
 from django_filters import rest_framework as filters
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -12,7 +12,8 @@ from rest_framework import permissions, routers, viewsets
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from integrations.models import PaymentStatus, PaymentTransaction, Posting, ReviewItem
+from integrations.models import PaymentStatus, PaymentTransaction, ReviewItem
+from integrations.queries import with_cash_receipt
 from integrations.serializers import ReviewItemSerializer, TransactionSerializer
 
 app_name = "api"
@@ -53,13 +54,6 @@ class ReviewItemFilter(filters.FilterSet):
         fields = ["kind", "state", "transaction_id"]
 
 
-def _cash_receipt(field: str) -> Subquery:
-    postings = Posting.objects.filter(
-        transaction=OuterRef("pk"), kind=Posting.Kind.CASH_RECEIPT
-    ).values(field)
-    return Subquery(postings[:1])
-
-
 class TransactionViewSet(viewsets.ReadOnlyModelViewSet):
     """PayTrace transactions, newest first, with their Sage Pro cash receipt."""
 
@@ -73,11 +67,7 @@ class TransactionViewSet(viewsets.ReadOnlyModelViewSet):
             "kind"
         )
         return (
-            PaymentTransaction.objects.select_related("connection")
-            .annotate(
-                receipt_state=_cash_receipt("state"),
-                receipt_number=_cash_receipt("document_number"),
-            )
+            with_cash_receipt(PaymentTransaction.objects.select_related("connection"))
             .prefetch_related(
                 Prefetch(
                     "review_items", queryset=open_items, to_attr="open_review_items"

@@ -3,7 +3,7 @@
 Which transactions: those of one PayTrace connection created on `date_from`..`date_to`
 (both inclusive) in settings.BUSINESS_TIME_ZONE, by PayTrace's created time (the time
 the portal first saw it when PayTrace gave none) — the same day rule that dates the
-receipt (`processing.posting_date`).
+receipt (`PaymentTransaction.posting_date`).
 
 Buckets. The rules are tried in this order and the first that matches wins, so every
 transaction lands in exactly one bucket:
@@ -56,7 +56,6 @@ from django.utils import timezone
 
 from integrations.models import (
     Connection,
-    PaymentStatus,
     PaymentTransaction,
     Posting,
     ReconciliationLine,
@@ -64,7 +63,7 @@ from integrations.models import (
     ReviewItem,
     SettlementBatch,
 )
-from integrations.processing import RECEIPT_TYPES
+from integrations.models.payments import is_receipt_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +96,6 @@ def day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     start = datetime.combine(date_from, time.min, tzinfo=zone)
     end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=zone)
     return start, end
-
-
-def wants_receipt(mapped_status: str, transaction_type: str) -> bool:
-    """Whether this payment's status calls for a Sage Pro cash receipt."""
-    return (
-        mapped_status == PaymentStatus.PAID
-        and (transaction_type or "").upper() in RECEIPT_TYPES
-    )
 
 
 def bucket_for(
@@ -264,7 +255,7 @@ class _Reconciliation:
         self.say(f"{connection.slug}: {summarize(run)}")
 
     def _line(self, row: dict, receipt: dict | None) -> ReconciliationLine:
-        needs = wants_receipt(row["mapped_status"], row["transaction_type"])
+        needs = is_receipt_wanted(row["mapped_status"], row["transaction_type"])
         state = row["receipt__state"]
         bucket = bucket_for(
             needs_receipt=needs,
@@ -427,7 +418,9 @@ def _detail(bucket: str, row: dict, receipt: dict | None) -> str:
     if bucket == Bucket.DEAD:
         return f"Posting gave up: {row['receipt__last_error'] or 'no error recorded'}"
     if bucket == Bucket.IN_REVIEW:
-        if receipt and not wants_receipt(row["mapped_status"], row["transaction_type"]):
+        if receipt and not is_receipt_wanted(
+            row["mapped_status"], row["transaction_type"]
+        ):
             return f"PayTrace says {status}, but Sage Pro receipt {receipt['receipt_no']} is live: reverse it."
         if row["review_kind"]:
             return f"Open review item: {ReviewItem.Kind(row['review_kind']).label}."

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.models import PaymentTransaction, Posting, ReviewItem
+from integrations.queries import WithCashReceipt
 
 
 class TransactionSerializer(serializers.ModelSerializer):
@@ -44,12 +45,13 @@ class TransactionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_document_number(self, obj: PaymentTransaction) -> str | None:
+    def get_document_number(self, obj: WithCashReceipt) -> str | None:
         return obj.receipt_number or None
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_open_review_kinds(self, obj: PaymentTransaction) -> list[str]:
-        return [item.kind for item in obj.open_review_items]
+        # `open_review_items` is the viewset's prefetch.
+        return [item.kind for item in obj.open_review_items]  # type: ignore[attr-defined]
 
 
 class ReviewItemSerializer(serializers.ModelSerializer):

@@ -6,7 +6,9 @@ POST only. A caller needs a session or token and may add or change field mapping
 into plain values, call it, and store new verdicts.
 """
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
 from django.urls import path
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, parsers, permissions, serializers, status
@@ -17,13 +19,13 @@ from rest_framework.views import APIView
 from mappings.models import SuggestionFeedback
 from mappings.suggest import (
     MAX_SAMPLE_DEPTH,
-    TARGETS,
     Feedback,
     SampleTooLargeError,
     check_sample_size,
-    source_key,
     suggest_mappings,
 )
+from mappings.suggest_targets import TARGETS
+from mappings.suggest_words import source_key
 
 app_name = "mappings_api"
 
@@ -41,7 +43,7 @@ def record_feedback(
     target_field: str,
     source_path: str,
     accepted: bool,
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
 ) -> SuggestionFeedback:
     return SuggestionFeedback.objects.create(
         document=document,
@@ -60,7 +62,7 @@ class BoundedJSONParser(parsers.JSONParser):
         self,
         stream: object,
         media_type: str | None = None,
-        parser_context: dict | None = None,
+        parser_context: dict[str, Any] | None = None,
     ) -> object:
         try:
             return super().parse(stream, media_type, parser_context)
@@ -106,7 +108,7 @@ class SuggestRequestSerializer(serializers.Serializer):
         help_text="One source record (a JSON object), e.g. a PayTrace export record."
     )
 
-    def validate_sample(self, value: object) -> dict:
+    def validate_sample(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError(
                 "The sample must be a JSON object: one source record."
@@ -147,7 +149,7 @@ class FeedbackSerializer(serializers.Serializer):
     source_key = serializers.CharField(read_only=True)
     id = serializers.IntegerField(read_only=True)
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         fields = [f.name for f in TARGETS.get(attrs["target"], ())]
         if attrs["target_field"] not in fields:
             raise serializers.ValidationError(

@@ -357,6 +357,28 @@ def resolve_path(source: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class FieldRule:
+    """One field mapping as a plain value: `target_field` ← `source_path`, transformed.
+
+    A blank `source_path` is a constant: the transforms start from None.
+    """
+
+    target_field: str
+    source_path: str = ""
+    transforms: tuple[Mapping[str, Any], ...] = ()
+    document: str = "cash_receipt"
+    id: int | None = None
+
+    def value_from(self, source: Mapping[str, Any], ctx: TransformContext) -> Any:
+        """The target's value for `source`; raises TransformError, TypeError or ValueError."""
+        raw = resolve_path(source, self.source_path) if self.source_path else None
+        return apply_transforms(raw, self.transforms, ctx)
+
+    def converts_currency(self) -> bool:
+        return any(t.get("op") == "convert_currency" for t in self.transforms)
+
+
 # --- target specs and validation --------------------------------------------------------
 
 
@@ -436,7 +458,8 @@ class Period:
 
 def period_problem(day: date, periods: Sequence[Period]) -> tuple[str, str] | None:
     """Why Sage Pro would refuse a document dated `day`: its error code and a message,
-    or None (sage-pro.md §4.1; the codes are the gateway's, docs/sagepro-gateway.md)."""
+    or None (Sage Pro refuses documents outside an open period; the codes are the
+    gateway's, see docs/sagepro-gateway.md)."""
     current = next((p.yearprd for p in periods if p.current), "")
     for period in periods:
         if period.bdate <= day <= period.edate:

@@ -1,7 +1,7 @@
 """GL-account rules: which Sage Pro account a payment is booked to, and why.
 
-Pure functions over plain values. `GlRule` rows are loaded into `GlRuleData` by
-`integrations.documents`; a transaction is described by `GlFacts`. Rules are tried in
+Pure functions over plain values. `GlRule` rows become `GlRuleData` through
+`GlRule.as_rule()`; a transaction is described by `GlFacts`. Rules are tried in
 order (priority, then id); the first that matches wins, and every rule gets a line in
 the trace saying whether it matched and, if not, why it was skipped. When no rule
 matches, the connection's suspense account is used and the trace says so.
@@ -36,12 +36,6 @@ def normalize_card_brand(value: str) -> str:
 def account_key(value: str) -> str:
     """Compare accounts the way Sage does: trimmed, upper case, without the mask's `-`."""
     return str(value or "").strip().upper().replace("-", "")
-
-
-def split_list(values: str | Iterable[str]) -> tuple[str, ...]:
-    """`"SALE, capture"` → `("SALE", "CAPTURE")`; blanks dropped."""
-    items = values.split(",") if isinstance(values, str) else values
-    return tuple(v.strip().upper() for v in items if v and v.strip())
 
 
 @dataclass(frozen=True)
@@ -172,6 +166,7 @@ def choose_gl_account(
             )
             continue
         if not reason:
+            assert winner is not None  # a rule that matches is the winner when first
             reason = f"would match, but rule #{winner.id} {winner.name} matched first"
         steps.append(GlStep(rule.id, rule.name, SKIPPED, reason, rule.account))
     if winner is not None:

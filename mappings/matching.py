@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
 from fnmatch import fnmatchcase
+from typing import Literal
 
 from rapidfuzz import fuzz
+
+from mappings.kinds import ReviewKind
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -240,11 +244,19 @@ class Earlier:
     paid_on: date | None
 
 
+class Action(StrEnum):
+    """What the pipeline does with a payment."""
+
+    APPLY = "apply"
+    ON_ACCOUNT = "on_account"  # kept as unapplied cash
+    REVIEW = "review"
+
+
 @dataclass
 class Decision:
-    action: str  # "apply", "on_account" (unapplied cash) or "review"
+    action: Action
     reason: str
-    review_kind: str = ""  # unmatched, overpayment, underpayment, possible_duplicate
+    review_kind: ReviewKind | Literal[""] = ""
     invoice: Invoice | None = None
     applied: Decimal = ZERO
     unapplied: Decimal = ZERO
@@ -295,14 +307,26 @@ def decide(
     if dupes:
         ids = ", ".join(d.transaction_id for d in dupes)
         return Decision(
-            "on_account",
+            Action.ON_ACCOUNT,
             f"Same card •••• {payment.card_last4}, amount {payment.amount} and invoice {payment.reference} as transaction {ids}: kept as unapplied cash for a person to check.",
-            "possible_duplicate",
+            ReviewKind.POSSIBLE_DUPLICATE,
             rule=rule,
             unapplied=payment.amount,
             candidates=ranked,
         )
+    found = _find_invoice(payment, invoices, rule, ranked)
+    if isinstance(found, Decision):
+        return found
+    return _decide_amount(payment, found, rule, ranked)
 
+
+def _find_invoice(
+    payment: Payment,
+    invoices: Sequence[Invoice],
+    rule: Rule,
+    ranked: list[Candidate],
+) -> Invoice | Decision:
+    """The one invoice the reference names and the payment may pay, or why not."""
     wanted = {"exact"} | (
         {"normalized"} if rule.reference_mode == "normalized" else set()
     )
@@ -318,17 +342,18 @@ def decide(
             if payment.reference
             else "The payment names no invoice."
         )
-        return Decision("review", why, "unmatched", rule=rule, candidates=ranked)
+        return Decision(
+            Action.REVIEW, why, ReviewKind.UNMATCHED, rule=rule, candidates=ranked
+        )
     if len(matches) > 1:
         names = ", ".join(f"{m.invno} ({m.custno})" for m in matches)
         return Decision(
-            "review",
+            Action.REVIEW,
             f"Reference {payment.reference} fits more than one invoice: {names}. Choose one.",
-            "unmatched",
+            ReviewKind.UNMATCHED,
             rule=rule,
             candidates=ranked,
         )
-
     invoice = matches[0]
     if (
         rule.require_same_customer
@@ -336,18 +361,18 @@ def decide(
         and payment.customer.strip().upper() != invoice.custno.strip().upper()
     ):
         return Decision(
-            "review",
+            Action.REVIEW,
             f"Invoice {invoice.invno} belongs to customer {invoice.custno}, but the payment names customer {payment.customer}.",
-            "unmatched",
+            ReviewKind.UNMATCHED,
             invoice=invoice,
             rule=rule,
             candidates=ranked,
         )
     if invoice.balance <= 0:
         return Decision(
-            "on_account",
+            Action.ON_ACCOUNT,
             f"Invoice {invoice.invno} is already paid: this payment is kept as unapplied cash on {invoice.custno}'s account.",
-            "possible_duplicate",
+            ReviewKind.POSSIBLE_DUPLICATE,
             invoice=invoice,
             unapplied=payment.amount,
             rule=rule,
@@ -355,21 +380,27 @@ def decide(
         )
     if not rule.auto_apply:
         return Decision(
-            "review",
+            Action.REVIEW,
             f"Rule {rule.name} sends matches to a person.",
-            "unmatched",
+            ReviewKind.UNMATCHED,
             invoice=invoice,
             rule=rule,
             candidates=ranked,
         )
+    return invoice
 
+
+def _decide_amount(
+    payment: Payment, invoice: Invoice, rule: Rule, ranked: list[Candidate]
+) -> Decision:
+    """Apply a payment to its invoice: in full, with the excess on account, or partly."""
     tolerance = rule.tolerance_for(invoice.balance)
     diff = payment.amount - invoice.balance
     if diff > tolerance:
         return Decision(
-            "apply",
+            Action.APPLY,
             f"Paid {diff} more than invoice {invoice.invno}'s balance {invoice.balance}: the balance is applied and {diff} kept as unapplied cash.",
-            "overpayment",
+            ReviewKind.OVERPAYMENT,
             invoice=invoice,
             applied=invoice.balance,
             unapplied=diff,
@@ -378,7 +409,7 @@ def decide(
         )
     if diff >= 0:
         return Decision(
-            "apply",
+            Action.APPLY,
             f"Applied to invoice {invoice.invno}.",
             invoice=invoice,
             applied=invoice.balance,
@@ -393,7 +424,7 @@ def decide(
             else f"partial payments allowed by rule {rule.name}"
         )
         return Decision(
-            "apply",
+            Action.APPLY,
             f"Applied to invoice {invoice.invno}; {-diff} stays open ({why}).",
             invoice=invoice,
             applied=payment.amount,
@@ -401,9 +432,9 @@ def decide(
             candidates=ranked,
         )
     return Decision(
-        "review",
+        Action.REVIEW,
         f"Paid {-diff} less than invoice {invoice.invno}'s balance {invoice.balance}, beyond the tolerance of {tolerance}.",
-        "underpayment",
+        ReviewKind.UNDERPAYMENT,
         invoice=invoice,
         rule=rule,
         candidates=ranked,

@@ -2,7 +2,11 @@ from decimal import Decimal
 
 from django.db import models
 
+from mappings import matching
+from mappings.fields import FieldRule
+from mappings.gl import GlRuleData
 from mappings.status import DEFAULT_RULES, StatusRule
+from mappings.text import split_list
 
 
 class PaymentStatus(models.TextChoices):
@@ -104,13 +108,13 @@ class StatusMap(models.Model):
         ]
 
     @classmethod
-    def seed_defaults(cls, connection: object) -> int:
+    def seed_defaults(cls, connection: models.Model) -> int:
         """Give a connection the default map, unless it already has one."""
-        if cls.objects.filter(connection=connection).exists():
+        if StatusMap.objects.filter(connection_id=connection.pk).exists():
             return 0
-        cls.objects.bulk_create(
-            cls(
-                connection=connection,
+        StatusMap.objects.bulk_create(
+            StatusMap(
+                connection_id=connection.pk,
                 priority=rule.priority,
                 event_type=rule.event_type,
                 transaction_type=rule.transaction_type,
@@ -124,10 +128,6 @@ class StatusMap(models.Model):
             for rule in DEFAULT_RULES
         )
         return len(DEFAULT_RULES)
-
-
-def _split(values: str) -> list[str]:
-    return [v.strip().upper() for v in values.split(",") if v.strip()]
 
 
 class GlRule(models.Model):
@@ -186,6 +186,31 @@ class GlRule(models.Model):
     def __str__(self) -> str:
         return f"{self.name} → {self.account}"
 
+    def as_rule(self) -> GlRuleData:
+        return GlRuleData(
+            account=self.account,
+            name=self.name,
+            id=self.pk,
+            priority=self.priority,
+            transaction_types=split_list(self.transaction_types),
+            card_brands=split_list(self.card_brands),
+            channels=split_list(self.channels),
+            amount_min=self.amount_min,
+            amount_max=self.amount_max,
+            currency=self.currency.strip().upper(),
+            customer_pattern=self.customer_pattern,
+            invoice_pattern=self.invoice_pattern,
+            product_category=self.product_category,
+        )
+
+    @classmethod
+    def rules_for(cls, connection: object) -> list[GlRuleData]:
+        """The connection's active rules, as plain values, in the order they are tried."""
+        return [
+            row.as_rule()
+            for row in cls.objects.filter(connection=connection, is_active=True)
+        ]
+
 
 class FieldMapping(models.Model):
     """Target field of a Sage Pro document ← a source path and a chain of transforms."""
@@ -233,6 +258,27 @@ class FieldMapping(models.Model):
         return (
             f"{self.document}.{self.target_field} ← {self.source_path or '(constant)'}"
         )
+
+    def as_rule(self) -> FieldRule:
+        return FieldRule(
+            target_field=self.target_field,
+            source_path=self.source_path,
+            transforms=tuple(self.transforms),
+            document=self.document,
+            id=self.pk,
+        )
+
+    @classmethod
+    def rules_for(
+        cls, connection: object, document: str = Document.CASH_RECEIPT
+    ) -> list[FieldRule]:
+        """The connection's active mappings of `document`, as plain values, in order."""
+        return [
+            row.as_rule()
+            for row in cls.objects.filter(
+                connection=connection, document=document, is_active=True
+            )
+        ]
 
 
 class CurrencyRate(models.Model):
@@ -368,3 +414,30 @@ class MatchingRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.priority})"
+
+    def as_rule(self) -> matching.Rule:
+        return matching.Rule(
+            name=self.name,
+            reference_mode=self.reference_mode,
+            strip_prefixes=split_list(self.strip_prefixes, upper=False),
+            tolerance_type=self.tolerance_type,
+            tolerance_value=self.tolerance_value,
+            require_same_customer=self.require_same_customer,
+            auto_apply=self.auto_apply,
+            allow_partial=self.allow_partial,
+            customer_pattern=self.customer_pattern,
+            channels=split_list(self.channels, upper=False),
+            amount_min=self.amount_min,
+            amount_max=self.amount_max,
+            duplicate_window_days=self.duplicate_window_days,
+            priority=self.priority,
+            id=self.pk,
+        )
+
+    @classmethod
+    def rules_for(cls, connection: object) -> list[matching.Rule]:
+        """The connection's active rules, as plain values."""
+        return [
+            row.as_rule()
+            for row in cls.objects.filter(connection=connection, is_active=True)
+        ]

@@ -89,7 +89,8 @@ def map_status(facts: StatusFacts, rules: Sequence[StatusRule]) -> StatusRule | 
 
 # The defaults every new PayTrace connection starts with: the seed documents' three
 # (Approved → Paid, Declined → Failed, Refunded → Refunded) by event type, then the
-# export `status_code` meanings of the PayTrace reference (§7.2) for polled or
+# meanings PayTrace documents for the export's `status_code` (GB* settled, Y pending
+# settlement, N with a message saying void, decline or authorisation) for polled or
 # confirmed records. Refund transactions never post a receipt.
 DEFAULT_RULES: tuple[StatusRule, ...] = (
     StatusRule(

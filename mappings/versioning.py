@@ -1,7 +1,8 @@
 """Version history of the configuration, and rolling a row back to an earlier version.
 
-Versioned: connections, status maps, GL rules, field mappings, matching rules and
-currency rates.
+Versioned: the rule models of this app (status maps, GL rules, field mappings, matching
+rules, currency rates) and whatever other apps register with `register()` (connections
+register from `integrations.config.versioning`).
 
 django-reversion stores a copy of a row (a `Version`) each time it is saved inside a
 revision; the revision says who and when. Admin requests get their revision from
@@ -19,16 +20,21 @@ Two gaps in plain django-reversion are closed here:
 - reversion records saves, not deletions. Each deletion is recorded here as a version
   of the row as it was, in a revision commented "Deleted" with the user; rows deleted in
   one transaction (a connection and its status maps) share that revision. Rolling back
-  to it creates the row again, and a connection gets back the rows deleted with it.
+  to it creates the row again, and an owner registered with `owns_rows_by` (a
+  connection) gets back the rows deleted with it.
 """
+
+from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, cast
 
 import reversion
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.db import IntegrityError, models, transaction
@@ -39,9 +45,6 @@ from django.utils.encoding import force_str
 from reversion.models import Revision, Version
 from reversion.revisions import _get_options
 
-# Left out of a connection's versions: the secret, and timestamps that change on every
-# save (they would make every version differ from the last).
-CONNECTION_EXCLUDE = ("password", "created_at", "updated_at")
 BASELINE_COMMENT = "Baseline: the stored state before its first recorded change"
 DELETED_COMMENT = "Deleted"
 
@@ -50,6 +53,10 @@ DELETED_COMMENT = "Deleted"
 _deletions: ContextVar[tuple[object, Revision] | None] = ContextVar(
     "config_deletions", default=None
 )
+
+# Registered models in registration order, each with the field its owned rows point at
+# it by ("" when a rollback of it restores nothing else).
+_registered: dict[type[models.Model], str] = {}
 
 
 class RollbackError(Exception):
@@ -82,7 +89,31 @@ class ConfigRevisionMiddleware:
 
 
 def versioned_models() -> list[type[models.Model]]:
-    from integrations.models import Connection
+    return list(_registered)
+
+
+def register(
+    model: type[models.Model],
+    *,
+    exclude: tuple[str, ...] = (),
+    owns_rows_by: str = "",
+) -> None:
+    """Version `model` (once), leaving `exclude` out of its versions.
+
+    `owns_rows_by` names the field (e.g. `connection_id`) by which other versioned rows
+    belong to `model`: rolling back a deleted one recreates the rows deleted with it.
+    """
+    if reversion.is_registered(model):
+        return
+    reversion.register(model, exclude=exclude)
+    _registered[model] = owns_rows_by
+    pre_save.connect(_record_baseline_before_save, sender=model)
+    pre_delete.connect(_record_deletion, sender=model)
+    post_save.connect(_comment_from_admin_log, sender=LogEntry)
+
+
+def register_models() -> None:
+    """Register this app's configuration models with reversion (from `ready()`)."""
     from mappings.models import (
         CurrencyRate,
         FieldMapping,
@@ -91,25 +122,19 @@ def versioned_models() -> list[type[models.Model]]:
         StatusMap,
     )
 
-    return [Connection, StatusMap, GlRule, FieldMapping, MatchingRule, CurrencyRate]
+    for model in (StatusMap, GlRule, FieldMapping, MatchingRule, CurrencyRate):
+        register(model)
 
 
-def register_models() -> None:
-    """Register the configuration models with reversion (once; called from `ready()`)."""
-    from integrations.models import Connection
-
-    for model in versioned_models():
-        if reversion.is_registered(model):
-            continue
-        exclude = CONNECTION_EXCLUDE if model is Connection else ()
-        reversion.register(model, exclude=exclude)
-        pre_save.connect(_record_baseline_before_save, sender=model)
-        pre_delete.connect(_record_deletion, sender=model)
-    post_save.connect(_comment_from_admin_log, sender=LogEntry)
+def versioned_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    return [
+        cast("models.Field[Any, Any]", model._meta.get_field(name))
+        for name in _get_options(model).fields
+    ]
 
 
-def versioned_fields(model: type[models.Model]) -> list[models.Field]:
-    return [model._meta.get_field(name) for name in _get_options(model).fields]
+def _related_model(field: models.Field[Any, Any]) -> type[models.Model]:
+    return cast("type[models.Model]", field.related_model)
 
 
 # Baselines ------------------------------------------------------------------------------
@@ -171,7 +196,8 @@ def _deletion_revision() -> Revision:
 
 
 def is_deletion(version: Version) -> bool:
-    return version.revision.comment.startswith(DELETED_COMMENT)
+    comment: str = version.revision.comment
+    return comment.startswith(DELETED_COMMENT)
 
 
 def _write_version(obj: models.Model, revision: Revision) -> None:
@@ -230,16 +256,20 @@ def previous_version(version: Version) -> Version | None:
 
 def versions_of(version: Version) -> models.QuerySet[Version]:
     """Every version of the row `version` belongs to, newest first."""
-    return Version.objects.filter(
+    versions: models.QuerySet[Version] = Version.objects.filter(
         content_type_id=version.content_type_id,
         object_id=version.object_id,
         db=version.db,
     ).select_related("revision__user")
+    return versions
 
 
 def current_object(version: Version) -> models.Model | None:
     """The row as it is now, or None when it has been deleted."""
-    return version._model._base_manager.filter(pk=version.object_id).first()
+    obj: models.Model | None = version._model._base_manager.filter(
+        pk=version.object_id
+    ).first()
+    return obj
 
 
 def diff_versions(before: Version | None, after: Version) -> list[FieldChange]:
@@ -272,11 +302,11 @@ def diff_current(version: Version) -> list[FieldChange]:
     ]
 
 
-def _display(field: models.Field, value: object) -> str:
+def _display(field: models.Field[Any, Any], value: object) -> str:
     if value is None:
         return "(none)"
     if isinstance(field, models.ForeignKey):
-        related = field.related_model._base_manager.filter(pk=value).first()
+        related = _related_model(field)._base_manager.filter(pk=value).first()
         return f"{related} (#{value})" if related else f"#{value} (deleted)"
     if isinstance(field, models.JSONField):
         return json.dumps(value, sort_keys=True)
@@ -288,7 +318,7 @@ def _display(field: models.Field, value: object) -> str:
 # Rolling back ---------------------------------------------------------------------------
 
 
-def can_roll_back(user: object, version: Version) -> bool:
+def can_roll_back(user: User | AnonymousUser, version: Version) -> bool:
     """Change permission on the model; recreating a deleted row needs add too."""
     opts = version._model._meta
     perms = [f"{opts.app_label}.change_{opts.model_name}"]
@@ -312,12 +342,10 @@ def roll_back(version: Version, user: object) -> models.Model:
 
 
 def _restore(version: Version) -> models.Model:
-    from integrations.models import Connection
-
     model = version._model
     obj = current_object(version)
     creating = obj is None
-    if creating:
+    if obj is None:
         obj = model()
     values = version.field_dict
     for field in versioned_fields(model):
@@ -340,29 +368,31 @@ def _restore(version: Version) -> models.Model:
             f"{model._meta.verbose_name} {obj} can't be restored: it clashes with an "
             f"existing row ({exc}). Change or delete that row first."
         ) from exc
-    if creating and isinstance(obj, Connection):
-        _restore_deleted_with(obj)
+    owner_field = _registered.get(model, "")
+    if creating and owner_field:
+        _restore_deleted_with(obj, owner_field)
     return obj
 
 
-def _check_references(obj: models.Model, fields: list[models.Field]) -> None:
+def _check_references(obj: models.Model, fields: list[models.Field[Any, Any]]) -> None:
     for field in fields:
         if not isinstance(field, models.ForeignKey):
             continue
         value = getattr(obj, field.attname)
-        if value is None or field.related_model._base_manager.filter(pk=value).exists():
+        related = _related_model(field)
+        if value is None or related._base_manager.filter(pk=value).exists():
             continue
         raise RollbackError(
             f"{type(obj)._meta.verbose_name} {obj} points to "
-            f"{field.related_model._meta.verbose_name} #{value}, which has been "
+            f"{related._meta.verbose_name} #{value}, which has been "
             "deleted. Roll that back first."
         )
 
 
-def _restore_deleted_with(connection: models.Model) -> None:
-    """Bring back the rows that were deleted in the same transaction as `connection`."""
+def _restore_deleted_with(owner: models.Model, owner_field: str) -> None:
+    """Bring back the rows that were deleted in the same transaction as `owner`."""
     last = (
-        Version.objects.get_for_object(connection)
+        Version.objects.get_for_object(owner)
         .select_related("revision")
         .order_by("-pk")
         .first()
@@ -370,6 +400,6 @@ def _restore_deleted_with(connection: models.Model) -> None:
     if last is None or not is_deletion(last):
         return
     for version in last.revision.version_set.exclude(pk=last.pk).order_by("pk"):
-        belongs = version.field_dict.get("connection_id") == connection.pk
+        belongs = version.field_dict.get(owner_field) == owner.pk
         if belongs and current_object(version) is None:
             _restore(version)

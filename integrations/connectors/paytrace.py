@@ -1,11 +1,12 @@
 """PayTrace JSON API v1: the connector and the helpers that read its records.
 
-Reference: /work/shared/reference/paytrace-api.md (§2.2 token, §3 envelope, §4 paths,
-§6 codes, §7 export record, §8.3 silent post). Every call is a POST; every body
-carries `integrator_id`. Replies are read by `success` first and `response_code`
-second. A `success: false` reply raises a permanent ConnectorError whose `code` is the
-first PayTrace error code and whose `detail` is the whole `errors` object; a decline
-is an answer rather than an error, so `sale_keyed` returns it.
+Written against PayTrace's JSON API v1 documentation (the OAuth token, the reply
+envelope, the paths, the error codes, the export record and the legacy silent post).
+Every call is a POST; every body carries `integrator_id`. Replies are read by
+`success` first and `response_code` second. A `success: false` reply raises a
+permanent ConnectorError whose `code` is the first PayTrace error code and whose
+`detail` is the whole `errors` object; a decline is an answer rather than an error,
+so `sale_keyed` returns it.
 
 The helpers at the bottom are pure (no database, no HTTP) so the mapping code and its
 tests can use them on stored records.
@@ -511,7 +512,7 @@ def _card_brand(masked: str) -> str:
 
 
 def normalize_record(record: Mapping[str, Any], time_zone: str) -> PaymentRecord:
-    """Turn an export record (reference §7) into a PaymentRecord.
+    """Turn a record of PayTrace's transaction export into a PaymentRecord.
 
     Amounts are rounded to cents (ROUND_HALF_UP); times go from the gateway's zone to
     UTC; missing optional fields become "" or None. Anything malformed raises
@@ -556,7 +557,7 @@ def normalize_record(record: Mapping[str, Any], time_zone: str) -> PaymentRecord
 
 
 def parse_silent_post(parm_list: str) -> dict[str, str]:
-    """Split a legacy silent post's `parmList` (`NAME~value|NAME~value|`, §8.3).
+    """Split a legacy silent post's `parmList` (`NAME~value|NAME~value|`).
 
     Pairs end with a pipe (a missing last one is fine); a value may be empty or hold
     further `~` characters, since only the first one separates name from value.

@@ -11,7 +11,11 @@ from integrations.sandbox.sagepro import seed
 from integrations.sandbox.sagepro.models import CashReceipt
 from mappings.models import FieldMapping, GlRule
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 PASSWORD = "admin-pass-2025"
 

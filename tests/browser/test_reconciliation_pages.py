@@ -20,7 +20,6 @@ from integrations.models import (
     SettlementBatch,
     SyncRun,
 )
-from integrations.processing import posting_date
 from tests.factories import (
     make_event,
     make_posting,
@@ -28,7 +27,11 @@ from tests.factories import (
     make_transaction,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 PASSWORD = "controller-pass-2025"
 DAYS = 30
@@ -98,7 +101,7 @@ def month_of_payments(live_connections):
                     f"key-{number}",
                     {
                         "custno": "ACME",
-                        "date": posting_date(txn),
+                        "date": txn.posting_date(),
                         "amount": amount,
                         "method": "VISA",
                         "reference": txn.transaction_id,

@@ -18,7 +18,11 @@ from tests.factories import make_user
 from tests.queue import run_queued_tasks
 from tests.webhooks import event_body, paytrace_record, post_event, sign
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 PASSWORD = "reviewer-pass-2025"
 SLUG = "paytrace-prod"

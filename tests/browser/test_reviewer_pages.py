@@ -16,7 +16,11 @@ from tests.factories import (
     make_user,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 PASSWORD = "reviewer-pass-2025"
 UNMATCHED_REASON = "Invoice 0000010999 was not found in Sage Pro."

@@ -6,7 +6,11 @@ from integrations.models import Connection
 from mappings.models import FieldMapping, SuggestionFeedback
 from tests.factories import make_connection, make_user
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 PASSWORD = "mapping-admin-pass-2025"
 

@@ -8,7 +8,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.admin import format_age
+from integrations import review
+from integrations.admin.base import format_age
 from integrations.models import (
     Connection,
     PaymentStatus,
@@ -548,6 +549,26 @@ def test_apply_to_an_unknown_invoice_reports_why(
     assert not txn.postings.exists()
 
 
+def test_a_programming_error_in_a_decision_is_not_shown_as_a_refusal(
+    reviewer_client, monkeypatch
+):
+    # Only review.ReviewError is a reviewer-facing refusal; anything else is a bug
+    # and must surface as one, never as a message on the page.
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a refusal")
+
+    monkeypatch.setattr(review, "dismiss_review_item", broken)
+    item = make_review_item()
+    action = {"action": "dismiss", "_selected_action": [item.pk], "confirm": "yes"}
+
+    with pytest.raises(ValueError, match="a bug"):
+        reviewer_client.post(url("reviewitem_changelist"), action | {"reason": "x"})
+    with pytest.raises(ValueError, match="a bug"):
+        reviewer_client.post(
+            url("reviewitem_decide", item.pk, "dismiss"), {"reason": "x"}
+        )
+
+
 def test_apply_without_an_invoice_number_shows_the_form_again(reviewer_client):
     item = make_review_item()
 
@@ -585,7 +606,7 @@ def test_dismiss_needs_a_reason_and_records_the_decision(reviewer_client):
     assert "Test charge, refunded" in page.text
 
 
-def test_assign_to_me(reviewer_client, reviewer):
+def test_assign_to_me_makes_the_reviewer_the_assignee(reviewer_client, reviewer):
     item = make_review_item()
 
     reviewer_client.post(

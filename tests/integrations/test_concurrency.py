@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from integrations import processing
+from integrations import review
 from integrations.models import Event, Posting, ReviewItem
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests.webhooks import event_body, paytrace_record, post_event, sign
@@ -68,7 +68,7 @@ def test_two_reviewers_applying_the_same_payment_at_once_make_one_receipt(
     users = [django_user_model.objects.create_user(f"r{i}") for i in range(2)]
 
     postings = run_at_once(
-        2, lambda i: processing.apply_review_item(item, invno, users[i]).pk
+        2, lambda i: review.apply_review_item(item, invno, users[i]).pk
     )
     run_tasks()
 
@@ -105,7 +105,7 @@ def test_retry_now_pressed_twice_at_once_posts_once(
         headers=auth,
     )
 
-    results = run_at_once(2, lambda i: processing.retry_posting(posting))
+    results = run_at_once(2, lambda i: review.retry_posting(posting))
     run_tasks()
 
     assert sorted(results) == [False, True]

@@ -15,7 +15,7 @@ from integrations.sandbox.sagepro.models import CashReceipt
 from tests.support import cluster
 from tests.webhooks import event_body, paytrace_record, post_event, sign
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def database_url() -> str:

@@ -325,6 +325,7 @@ def demo_process(tmp_path):
     process.stop()
 
 
+@pytest.mark.slow  # a real `manage.py demo` process tree
 def test_demo_starts_the_product_and_stops_it_on_ctrl_c(demo_process):
     health = demo_process.wait_until_ready()
     assert health["status"] == "ok"
@@ -345,6 +346,7 @@ def test_demo_starts_the_product_and_stops_it_on_ctrl_c(demo_process):
     assert "Traceback" not in demo_process.output()
 
 
+@pytest.mark.slow  # a real `manage.py demo` process tree
 def test_demo_stops_everything_when_a_child_dies(demo_process):
     demo_process.wait_until_ready()
     pids = demo_process.child_pids()

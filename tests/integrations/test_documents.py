@@ -80,7 +80,7 @@ def correct_and_retry(admin_client, item, **values):
     )
 
 
-# --- GL rules (acceptance 2) ---------------------------------------------------------
+# --- GL rules -------------------------------------------------------------------------
 
 
 def test_the_highest_priority_rule_wins_and_the_posting_keeps_the_trace(
@@ -179,7 +179,7 @@ def test_rules_but_no_match_and_no_suspense_account_is_a_validation_item(
     assert not receipts_for(record).exists()
 
 
-# --- validation, correction, retry (acceptance 3) ---------------------------------------
+# --- validation, correction, retry ------------------------------------------------------
 
 
 def test_an_inactive_account_stops_the_send_and_a_correction_posts_once(
@@ -269,7 +269,7 @@ def test_a_value_too_wide_for_sage_pro_is_caught_before_sending(
     assert "WEB ORDER FOR ACME SUPPLY CO" in item.reason
     assert not CashReceipt.objects.exists()
 
-    # The reference is not a reviewer's to change (issue 8): the mapping is fixed.
+    # The reference is not a reviewer's to change: the mapping is fixed.
     refused = correct_and_retry(admin_client, item, reference="WEB-123456789")
     assert "reference" in refused.text and "cannot be corrected" in refused.text
     mapping.is_active = False
@@ -355,7 +355,7 @@ def test_an_unknown_transform_names_the_mapping_row(sage, paytrace_conn):
     assert f"FieldMapping #{mapping.pk}" in problem.rule
 
 
-# --- currency (acceptance 5) -------------------------------------------------------------
+# --- currency -----------------------------------------------------------------------------
 
 
 def euro_payment(paytrace_conn, sage, amount="100.00", invamt="500.00"):
@@ -423,7 +423,7 @@ def test_a_foreign_payment_without_a_rate_goes_to_review(
     assert not CashReceipt.objects.exists()
 
 
-# --- preview (§4) -------------------------------------------------------------------------
+# --- preview -------------------------------------------------------------------------------
 
 
 def test_the_preview_shows_the_document_and_sends_nothing(

@@ -252,7 +252,7 @@ def test_a_database_refusal_is_not_mistaken_for_a_duplicate(paytrace_conn, secre
     client = Client(raise_request_exception=False)
     body = event_body("transaction.approved", paytrace_record())
     with mock.patch.object(
-        Event.objects, "create", side_effect=IntegrityError("CHECK constraint failed")
+        Event, "save", side_effect=IntegrityError("CHECK constraint failed")
     ):
         response = _deliver(client, body, secret)
 
@@ -461,7 +461,7 @@ def test_a_silent_post_that_is_not_a_form_is_refused_and_recorded(
     ],
 )
 def test_a_malformed_secret_is_refused_when_saved(paytrace_conn, secret, message):
-    from integrations.admin import WebhookSecretForm
+    from integrations.admin.connections import WebhookSecretForm
     from integrations.models import WebhookSecret
 
     form = WebhookSecretForm(
@@ -473,7 +473,7 @@ def test_a_malformed_secret_is_refused_when_saved(paytrace_conn, secret, message
 
 
 def test_a_good_secret_is_accepted(paytrace_conn, secret):
-    from integrations.admin import WebhookSecretForm
+    from integrations.admin.connections import WebhookSecretForm
     from integrations.models import WebhookSecret
 
     form = WebhookSecretForm(

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from integrations import processing
+from integrations import processing, review
 from integrations.models import Event, PaymentTransaction, Posting, ReviewItem
 from integrations.sandbox.credentials import paytrace_headers
 from integrations.sandbox.sagepro.models import ArMast, CashReceipt
@@ -248,10 +248,8 @@ def test_a_failed_post_is_retried_from_the_admin_action_once(
     assert posting.next_attempt_at is not None
 
     set_fault(client, settings, "none")
-    assert processing.retry_posting(posting) is True
-    assert (
-        processing.retry_posting(posting) is False
-    )  # the second press finds it pending
+    assert review.retry_posting(posting) is True
+    assert review.retry_posting(posting) is False  # the second press finds it pending
     run_tasks()
     posting.refresh_from_db()
     assert posting.state == Posting.State.POSTED
@@ -267,10 +265,10 @@ def test_a_reviewer_applies_an_unmatched_payment_once(
     deliver("transaction.approved", record)
     item = ReviewItem.objects.get(kind=ReviewItem.Kind.UNMATCHED)
 
-    with pytest.raises(ValueError, match="not found"):
-        processing.apply_review_item(item, "77777777", reviewer)
-    posting = processing.apply_review_item(item, invno, reviewer)
-    same = processing.apply_review_item(item, invno, reviewer)  # pressed twice
+    with pytest.raises(review.ReviewError, match="not found"):
+        review.apply_review_item(item, "77777777", reviewer)
+    posting = review.apply_review_item(item, invno, reviewer)
+    same = review.apply_review_item(item, invno, reviewer)  # pressed twice
     run_tasks()
 
     assert same.pk == posting.pk
@@ -280,8 +278,8 @@ def test_a_reviewer_applies_an_unmatched_payment_once(
     item.refresh_from_db()
     assert item.state == ReviewItem.State.RESOLVED and item.resolved_by == reviewer
     assert item.decisions.get().action == "apply"
-    with pytest.raises(ValueError, match="already posted"):
-        processing.apply_review_item(item, invno, reviewer)
+    with pytest.raises(review.ReviewError, match="already posted"):
+        review.apply_review_item(item, invno, reviewer)
 
 
 def test_a_silent_post_is_confirmed_by_lookup_before_it_posts(
@@ -392,7 +390,7 @@ def test_an_unmapped_status_waits_for_a_map_row_then_a_retry_posts_it(
         payment_status="Paid",
         action="post_receipt",
     )
-    processing.retry_review_item(item, django_user_model.objects.create_user("ivy"))
+    review.retry_review_item(item, django_user_model.objects.create_user("ivy"))
     run_tasks()
 
     assert receipts_for(record["transaction_id"]).count() == 1

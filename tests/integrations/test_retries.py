@@ -10,8 +10,8 @@ import requests
 import responses
 import time_machine
 
-from integrations import processing
-from integrations.models import Posting, ReviewItem
+from integrations import processing, review
+from integrations.models import Posting, ReviewItem, failures
 from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests import bridge
@@ -47,14 +47,12 @@ class _Edge(random.Random):
 def test_the_backoff_schedule_doubles_from_30_s_to_an_hour_with_jitter(
     attempt, ceiling
 ):
-    assert processing.backoff_delay(attempt, _Edge("high")) == timedelta(
-        seconds=ceiling
-    )
-    assert processing.backoff_delay(attempt, _Edge("low")) == timedelta(
+    assert failures.backoff_delay(attempt, _Edge("high")) == timedelta(seconds=ceiling)
+    assert failures.backoff_delay(attempt, _Edge("low")) == timedelta(
         seconds=ceiling / 2
     )
     for _ in range(50):
-        delay = processing.backoff_delay(attempt).total_seconds()
+        delay = failures.backoff_delay(attempt).total_seconds()
         assert ceiling / 2 <= delay <= ceiling
 
 
@@ -121,8 +119,8 @@ def test_a_posting_backs_off_goes_dead_and_retry_now_posts_it_once(
 
         fault(client, "none")
         assert [
-            processing.retry_posting(posting),
-            processing.retry_posting(posting),
+            review.retry_posting(posting),
+            review.retry_posting(posting),
         ] == [True, False]
         run_tasks()
     posting.refresh_from_db()

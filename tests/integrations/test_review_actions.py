@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations import processing
+from integrations import review
 from integrations.models import Posting, ReviewItem
 from integrations.sandbox.sagepro.models import ArMast, CashReceipt
 from mappings.models import MatchingRule
@@ -88,9 +88,7 @@ def test_with_a_strict_rule_an_underpayment_waits_for_a_reviewer(
     item = item_for(txid, "underpayment")
     assert not Posting.objects.exists()
 
-    processing.apply_review_item(
-        item, invno, django_user_model.objects.create_user("rev")
-    )
+    review.apply_review_item(item, invno, django_user_model.objects.create_user("rev"))
     run_tasks()
     assert balance(invno) == Decimal("10.00")
 
@@ -103,12 +101,12 @@ def test_a_reviewer_splits_a_payment_across_invoices(
     item = item_for(txid, "unmatched")
     reviewer = django_user_model.objects.create_user("rev")
 
-    with pytest.raises(ValueError, match="more than invoice"):
-        processing.apply_review_item_split(item, [(a, Decimal("61.00"))], reviewer)
-    posting = processing.apply_review_item_split(
+    with pytest.raises(review.ReviewError, match="more than invoice"):
+        review.apply_review_item_split(item, [(a, Decimal("61.00"))], reviewer)
+    posting = review.apply_review_item_split(
         item, [(a, Decimal("60.00")), (b, None)], reviewer
     )
-    again = processing.apply_review_item_split(
+    again = review.apply_review_item_split(
         item, [(a, Decimal("60.00")), (b, None)], reviewer
     )
     run_tasks()
@@ -125,29 +123,27 @@ def test_a_reviewer_splits_a_payment_across_invoices(
 def test_a_split_across_two_customers_is_refused(pay, sage, django_user_model):
     a, b = sage.seed_invoice("ACME", "60.00"), sage.seed_invoice("BLUEOX", "70.00")
     item = item_for(pay("NOPE", "100.00"), "unmatched")
-    with pytest.raises(ValueError, match="different customers"):
-        processing.apply_review_item_split(item, [(a, None), (b, None)])
+    with pytest.raises(review.ReviewError, match="different customers"):
+        review.apply_review_item_split(item, [(a, None), (b, None)])
 
 
 def test_a_reviewer_posts_a_payment_on_account(pay, sage, run_tasks):
     txid = pay("", "45.00")
     item = item_for(txid, "unmatched")
-    processing.post_on_account(item, custno="acme")
+    review.post_on_account(item, custno="acme")
     run_tasks()
     assert receipt(txid).unapplied == Decimal("45.00")
     assert receipt(txid).custno.strip() == "ACME"
-    with pytest.raises(ValueError):
-        processing.post_on_account(
-            item_for(pay("", "46.00"), "unmatched"), custno="NOBODY"
-        )
+    with pytest.raises(review.ReviewError):
+        review.post_on_account(item_for(pay("", "46.00"), "unmatched"), custno="NOBODY")
 
 
 def test_marking_a_duplicate_and_notes_are_recorded(pay, sage, django_user_model):
     item = item_for(pay("NOPE", "12.00"), "unmatched")
     reviewer = django_user_model.objects.create_user("rev")
-    processing.annotate_review_item(item, "Customer says they paid twice", reviewer)
-    processing.mark_duplicate(item, reviewer, "refund at the gateway")
-    processing.mark_duplicate(item, reviewer, "refund at the gateway")  # pressed twice
+    review.annotate_review_item(item, "Customer says they paid twice", reviewer)
+    review.mark_duplicate(item, reviewer, "refund at the gateway")
+    review.mark_duplicate(item, reviewer, "refund at the gateway")  # pressed twice
 
     item.refresh_from_db()
     assert item.state == ReviewItem.State.RESOLVED
@@ -162,7 +158,7 @@ def test_candidates_rank_the_referenced_invoice_first_with_its_parts(pay, sage):
     )  # a reference Sage Pro cannot find as is
     from integrations.models import PaymentTransaction
 
-    found = processing.invoice_candidates(
+    found = review.invoice_candidates(
         PaymentTransaction.objects.get(transaction_id=txid)
     )
     assert len(found) == 3

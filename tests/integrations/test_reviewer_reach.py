@@ -1,4 +1,4 @@
-"""A reviewer cannot change money or identity (issue 8).
+"""A reviewer cannot change money or identity.
 
 The receipt is always for what PayTrace collected; the customer, invoice and reference
 change only through the apply decisions. Every path a reviewer has is tried: the
@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from integrations import documents, processing, reconciliation
+from integrations import documents, reconciliation, review
 from integrations.models import PaymentTransaction, Posting, ReviewDecision, ReviewItem
 from integrations.roles import FINANCE_REVIEWER
 from integrations.sandbox.sagepro.models import CashReceipt
@@ -145,7 +145,7 @@ def test_a_tampered_correction_of_money_or_identity_is_refused_and_sends_nothing
     assert not stopped.decisions.filter(action="correct").exists()
 
 
-def test_the_attack_of_issue_8_posts_nothing_for_400(
+def test_correcting_a_25_payment_to_400_with_every_field_posts_nothing(
     reviewer_client, stopped, run_tasks
 ):
     """Correct and retry with amount=400.00 against a 25.00 payment, every other
@@ -187,7 +187,7 @@ def test_a_corrected_date_outside_the_payment_and_today_is_refused(
     reviewer_client, stopped, run_tasks, days, message
 ):
     txn = stopped.transaction
-    payment_day = documents.posting_date(txn)
+    payment_day = txn.posting_date()
     day = payment_day + timedelta(days=days)
 
     response = correct(reviewer_client, stopped, date=day.isoformat())
@@ -277,7 +277,7 @@ def test_stored_overrides_of_identity_are_refused(stopped, run_tasks, name):
     posting = stopped.posting
     Posting.objects.filter(pk=posting.pk).update(overrides={name: "OTHER"})
 
-    processing.retry_review_item(stopped)
+    review.retry_review_item(stopped)
     run_tasks()
 
     posting.refresh_from_db()
@@ -377,8 +377,8 @@ def test_a_split_amount_that_is_not_in_cents_is_refused(pay, sage, amount):
     a = sage.seed_invoice("ACME", "60.00")
     item = ReviewItem.objects.get(transaction=pay("100.00", invoice_id="NOPE"))
 
-    with pytest.raises(ValueError, match="not an amount in cents"):
-        processing.apply_review_item_split(item, [(a, Decimal(amount))])
+    with pytest.raises(review.ReviewError, match="not an amount in cents"):
+        review.apply_review_item_split(item, [(a, Decimal(amount))])
 
 
 def test_a_rebuilt_receipt_stays_on_the_account_it_was_posted_on(
@@ -392,14 +392,14 @@ def test_a_rebuilt_receipt_stays_on_the_account_it_was_posted_on(
     GlRule.objects.create(
         connection=paytrace_conn, name="Old bank", priority=1, account="6900-00"
     )
-    processing.post_on_account(item, custno="ACME")
+    review.post_on_account(item, custno="ACME")
     run_tasks()
     stopped = ReviewItem.objects.get(transaction=txn, kind=ReviewItem.Kind.VALIDATION)
 
     Posting.objects.filter(pk=stopped.posting_id).update(
         overrides={"gl_account": "1100-00"}
     )
-    processing.retry_review_item(stopped)
+    review.retry_review_item(stopped)
     run_tasks()
 
     receipt = receipts(txn).get()
@@ -414,7 +414,7 @@ def test_a_corrected_split_keeps_its_applications(pay, sage, paytrace_conn, run_
     GlRule.objects.create(
         connection=paytrace_conn, name="Old bank", priority=1, account="6900-00"
     )
-    processing.apply_review_item_split(
+    review.apply_review_item_split(
         ReviewItem.objects.get(transaction=txn), [(a, Decimal("60.00")), (b, None)]
     )
     run_tasks()
@@ -423,7 +423,7 @@ def test_a_corrected_split_keeps_its_applications(pay, sage, paytrace_conn, run_
     Posting.objects.filter(pk=stopped.posting_id).update(
         overrides={"gl_account": "1100-00"}
     )
-    processing.retry_review_item(stopped)
+    review.retry_review_item(stopped)
     run_tasks()
 
     receipt = receipts(txn).get()
@@ -438,7 +438,7 @@ def test_a_corrected_split_keeps_its_applications(pay, sage, paytrace_conn, run_
 
 
 def test_a_receipt_for_another_amount_is_not_reconciled_as_posted(pay, paytrace_conn):
-    """Whatever wrote it (the attack of issue 8, or an edit in Sage Pro), a receipt
+    """Whatever wrote it (a reviewer's correction, or an edit in Sage Pro), a receipt
     for more than PayTrace collected is not filed under "posted"."""
     txn = pay("25.00")
     receipts(txn).update(amount=Decimal("400.00"))

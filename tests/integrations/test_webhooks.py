@@ -234,16 +234,14 @@ def test_an_event_and_its_task_commit_or_roll_back_together(paytrace_conn, secre
         raise RuntimeError("crash after enqueue")
 
     body = event_body("transaction.approved", paytrace_record())
-    with mock.patch(
-        "integrations.processing.async_task", side_effect=enqueue_then_fail
-    ):
+    with mock.patch("integrations.queueing.async_task", side_effect=enqueue_then_fail):
         response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 500
     assert Event.objects.count() == 0  # ...and rolls back with the event
     assert OrmQ.objects.count() == 0
 
     with mock.patch(
-        "integrations.processing.async_task", side_effect=RuntimeError("broker down")
+        "integrations.queueing.async_task", side_effect=RuntimeError("broker down")
     ):
         response = post_event(client, SLUG, body, sign(body, secret))
     assert response.status_code == 500

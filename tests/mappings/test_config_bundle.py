@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection as db_connection
 from reversion.models import Revision, Version
 
+from integrations import config as config_bundle
+from integrations.config import apply as applying
 from integrations.models import Connection, WebhookSecret
-from mappings import config_bundle
 from mappings.models import (
     CurrencyRate,
     FieldMapping,
@@ -398,14 +399,14 @@ def test_an_error_while_applying_rolls_everything_back(config, tmp_path, monkeyp
     bundle["currency_rates"][0]["rate"] = "0.80000000"
     path = write(tmp_path, bundle)
     before = export_text()
-    apply_rows = config_bundle._apply_rows
+    apply_rows = applying._apply_rows
 
     def fail_on_rates(plan, section, by_slug):
         if section is config_bundle.CURRENCY_RATES:
             raise config_bundle.BundleError(["disk on fire"])
         apply_rows(plan, section, by_slug)
 
-    monkeypatch.setattr(config_bundle, "_apply_rows", fail_on_rates)
+    monkeypatch.setattr(applying, "_apply_rows", fail_on_rates)
 
     with pytest.raises(CommandError, match="disk on fire"):
         import_file(path, "--yes")

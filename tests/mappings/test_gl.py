@@ -11,8 +11,8 @@ from mappings.gl import (
     chart_from,
     choose_gl_account,
     normalize_card_brand,
-    split_list,
 )
+from mappings.text import split_list
 
 SALE = GlFacts(
     transaction_type="SALE",

@@ -11,8 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection as db_connection
 
+from integrations import config as config_bundle
+from integrations.config import plan as planning
 from integrations.models import ReconciliationRun
-from mappings import config_bundle
 from tests.mappings import test_config_bundle
 from tests.mappings.test_config_bundle import export_text, import_file, write
 
@@ -75,13 +76,13 @@ def test_the_bundle_is_checked_before_the_write_transaction_begins(
     path = write(tmp_path, bundle)
     outside = len(db_connection.atomic_blocks)
     depths = []
-    validate = config_bundle._validate
+    validate = planning.validate_records
 
     def record_depth(bundle):
         depths.append(len(db_connection.atomic_blocks))
         return validate(bundle)
 
-    monkeypatch.setattr(config_bundle, "_validate", record_depth)
+    monkeypatch.setattr(planning, "validate_records", record_depth)
 
     import_file(path, "--yes")
 

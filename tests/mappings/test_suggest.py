@@ -14,7 +14,7 @@ from mappings.suggest import (
     value_shape,
 )
 
-# The v1 export record of paytrace-api.md §7.
+# A record of PayTrace's v1 transaction export (`transactions/export/by_id`).
 V1_RECORD = {
     "transaction_id": 500000123,
     "transaction_type": "SALE",

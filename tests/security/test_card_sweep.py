@@ -1,4 +1,4 @@
-"""Every card-number disguise from issue 8, committed, then searched for everywhere.
+"""Every card-number disguise the fuzzers plant, committed, then searched for everywhere.
 
 Unlike the rolled-back fuzz examples, these requests are committed as in production, so
 the SQLite file and its WAL are searched as bytes too (a value masked after it was

@@ -3,8 +3,7 @@
 Every documented operation (webhook endpoints, read API, mapping API) gets generated
 cases, positive and negative, sent as a superuser with an API token. `not_a_server_error` must hold for every
 case; the conformance checks (status code, content type, response schema) are
-collected separately, because the schema's documentation of 4xx answers is still
-being completed (issue 8).
+collected separately, because the schema does not yet document every 4xx answer.
 """
 
 import contextlib

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mappings import config_bundle
+from integrations import config
 
 
 class Command(BaseCommand):
@@ -29,16 +29,16 @@ class Command(BaseCommand):
         self, *args: Any, output: str | None, slugs: list[str] | None, **options: Any
     ) -> None:
         try:
-            bundle = config_bundle.export_bundle(slugs)
-        except config_bundle.BundleError as exc:
+            bundle = config.export_bundle(slugs)
+        except config.BundleError as exc:
             raise CommandError(str(exc)) from exc
-        for problem in config_bundle.duplicate_keys(bundle):
+        for problem in config.duplicate_keys(bundle):
             self.stderr.write(f"Warning: {problem} import_config will refuse it.")
-        text = config_bundle.dump_bundle(bundle)
+        text = config.dump_bundle(bundle)
         if output:
             write(Path(output), text)
             counts = ", ".join(
-                f"{len(bundle[s.name])} {s.plural}" for s in config_bundle.SECTIONS
+                f"{len(bundle[s.name])} {s.plural}" for s in config.SECTIONS
             )
             self.stderr.write(f"Wrote {counts} to {output}.")
         else:

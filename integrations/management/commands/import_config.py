@@ -4,8 +4,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from integrations import config
 from integrations.models import Environment
-from mappings import config_bundle
 
 
 class Command(BaseCommand):
@@ -39,12 +39,12 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         try:
-            bundle = config_bundle.read_bundle(file)
-        except config_bundle.BundleError as exc:
+            bundle = config.read_bundle(file)
+        except config.BundleError as exc:
             raise CommandError(f"{exc} Nothing changed.") from exc
         try:
-            plan = config_bundle.plan_import(bundle, environment=environment)
-        except (config_bundle.BundleError, DatabaseError) as exc:
+            plan = config.plan_import(bundle, environment=environment)
+        except (config.BundleError, DatabaseError) as exc:
             raise CommandError(
                 "The bundle was not imported; nothing changed.\n" + str(exc)
             ) from exc
@@ -62,13 +62,13 @@ class Command(BaseCommand):
                 raise CommandError("Not applied; nothing changed.")
         self.stdout.write(f"Applying: {plan.summary()}")
         try:
-            plan = config_bundle.apply_bundle(
+            plan = config.apply_bundle(
                 bundle,
                 comment=f"Imported from {file}",
                 environment=environment,
                 progress=self.stdout.write,
             )
-        except (config_bundle.BundleError, DatabaseError) as exc:
+        except (config.BundleError, DatabaseError) as exc:
             raise CommandError(
                 "The bundle was not imported; nothing changed.\n" + str(exc)
             ) from exc

@@ -5,18 +5,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from integrations.admin.base import ReadOnlyAdmin
 from integrations.sandbox.paytrace.models import Batch, OutboundEvent, Transaction
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OutboundEventInline(admin.TabularInline):

@@ -4,7 +4,7 @@ Card data: a transaction keeps the last four digits and the brand, never the ful
 number or the CSC (PCI DSS). Those arrive in the sale request and go no further than
 the view that validates them.
 
-Events: real PayTrace sends no webhooks (reference §8). The sandbox relays every
+Events: real PayTrace sends no webhooks of its own. The sandbox relays every
 change as a Standard Webhooks event so the demo runs push-driven; each event is a row
 written in the same database transaction as the change it reports, and its delivery
 is queued in that transaction too (the django-q2 ORM broker shares the database).
@@ -309,7 +309,7 @@ class Transaction(models.Model):
         return refund
 
     def as_record(self) -> dict[str, Any]:
-        """Render the transaction as a v1 export record (reference §7)."""
+        """Render the transaction as a record of the v1 transaction export."""
         billing = self.billing_address or {}
         shipping = self.shipping_address or {}
         return {

@@ -1,4 +1,5 @@
-"""The PayTrace v1 JSON API, emulated (reference §2.2, §3, §4, §6, §7, §11).
+"""The PayTrace v1 JSON API, emulated: OAuth tokens, keyed sales, voids, refunds, the
+transaction exports and the batch exports.
 
 Every call is a POST. `/oauth/token` takes a form; `/v1/...` takes JSON with a bearer
 token and an `integrator_id`. Failures answer HTTP 400 with `success: false`, a
@@ -40,7 +41,7 @@ from integrations.sandbox.paytrace.models import (
 )
 from integrations.sandbox.paytrace.records import dumps, format_gateway_time
 
-# Error codes from reference §6.2. REQUEST_ERROR is the sandbox's own code for a
+# PayTrace's documented error codes. REQUEST_ERROR is the sandbox's own code for a
 # malformed request (missing integrator_id, bad JSON, bad dates): PayTrace's code for
 # those is not documented.
 REQUEST_ERROR = "1"
@@ -375,7 +376,7 @@ def matches_text(text: str) -> Q:
 
 
 def filter_by_type(found: QuerySet[Transaction], kind: str) -> QuerySet[Transaction]:
-    """Apply the export's `transaction_type` filter values (reference §4.2)."""
+    """Apply the export's `transaction_type` filter values."""
     if kind == "VOID":
         return found.filter(response_code=109)
     if kind == "SETTLED":
@@ -502,7 +503,7 @@ def settle(request: HttpRequest) -> HttpResponse:
 
 
 def batch_summary(batch: Batch) -> dict[str, Any]:
-    """A batch summary. PayTrace's JSON names for these are unverified (reference §4.2):
+    """A batch summary. PayTrace's JSON names for these are unverified:
     these follow the legacy API's fields (number, date, counts and amounts)."""
     sales = [
         t

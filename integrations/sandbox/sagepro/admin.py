@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
+from integrations.admin.base import ReadOnlyAdmin
+
 from .models import (
     ArCust,
     ArMast,
@@ -15,17 +17,6 @@ from .models import (
     SycDfis,
     SysData,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(ArCust)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from . import keys
 from .models import (
@@ -252,7 +253,8 @@ def check_gl_account(company: SycComp, glacnt: str) -> str:
 
 
 def check_period(company: SycComp, date: datetime.date) -> SycDfis:
-    """Refuse a date outside a defined, open, non-future fiscal period (§4.1)."""
+    """Refuse a date outside a defined, open, non-future fiscal period
+    (docs/sagepro-gateway.md §4.3)."""
     period = SycDfis.objects.filter(
         compid=company.compid, bdate__lte=date, edate__gte=date, deleted=False
     ).first()
@@ -284,6 +286,9 @@ def receipt_number(number: int) -> str:
     return keys.pad_receipt_no(f"{number:06d}")
 
 
+Application = tuple[ArMast, Decimal, Decimal]  # invoice, requested, applied
+
+
 def post_cash_receipt(
     company: SycComp, idempotency_key: str, body: Any
 ) -> tuple[CashReceipt, bool]:
@@ -299,11 +304,7 @@ def post_cash_receipt(
        each invoice's balance; the rest stays on the receipt as unapplied cash.
     6. Update ARMAST, ARCUST (BALANCE, LASTPAY, LPYMT), write receipt and lines.
     """
-    key = idempotency_key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise ValidationError(
-            {"Idempotency-Key": [f"header is required, at most {MAX_KEY_LENGTH} chars"]}
-        )
+    key = _check_idempotency_key(idempotency_key)
     request = ReceiptRequest.parse(body)
     fingerprint = request.fingerprint()
     compid = company.compid
@@ -311,107 +312,171 @@ def post_cash_receipt(
     with transaction.atomic():
         counter = lock_counter(compid, "AR", "RCPTNO")
         live = CashReceipt.objects.filter(company=compid, deleted=False)
-        existing = live.filter(idemkey=key).first()
-        if existing is not None:
-            if existing.reqhash == fingerprint:
-                # Same hash, so the same account: echo it (see `receipt_gl_account`).
-                existing.glacnt = _account_code(company, request.gl_account)
-                return existing, False
-            raise GatewayError(
-                409,
-                "IDEMPOTENCY_CONFLICT",
-                f"Idempotency-Key {key!r} was used for a different request "
-                f"(receipt {existing.rcptno.strip()})",
-            )
-        duplicate = live.filter(reference=request.reference).first()
-        if duplicate is not None:
-            raise GatewayError(
-                409,
-                "DUPLICATE_RECEIPT",
-                f"reference {request.reference!r} is already on receipt "
-                f"{duplicate.rcptno.strip()}",
-            )
+        replay = _replay(company, live, key, fingerprint, request)
+        if replay is not None:
+            return replay, False
+        _refuse_duplicate_reference(live, request)
 
-        customer = (
-            ArCust.objects.select_for_update()
-            .filter(company=compid, custno=request.custno, deleted=False)
-            .first()
-        )
-        if customer is None:
-            raise refuse(
-                "CUSTOMER_NOT_FOUND", f"no customer {request.custno.strip()!r}"
-            )
+        customer = _lock_customer(compid, request)
         check_period(company, request.date)
         account = check_gl_account(company, request.gl_account)
-        requested_total = sum((amount for _, amount in request.applications), ZERO)
-        if requested_total > request.amount:
-            raise refuse(
-                "OVER_APPLICATION",
-                f"applications total {requested_total} exceeds the receipt amount "
-                f"{request.amount}",
-            )
+        _refuse_over_application(request)
+        plan = _plan_applications(compid, request)
 
-        invnos = [invno for invno, _ in request.applications]
-        invoices = {
-            inv.invno: inv
-            for inv in ArMast.objects.select_for_update()
-            .live()
-            .filter(company=compid, invno__in=invnos)
-            .order_by("invno")
-        }
-        plan: list[tuple[ArMast, Decimal, Decimal]] = []
-        for invno, requested in request.applications:
-            invoice = invoices.get(invno)
-            if invoice is None or invoice.custno != request.custno:
-                raise refuse(
-                    "INVOICE_NOT_FOUND",
-                    f"no invoice {invno.strip()!r} for customer "
-                    f"{request.custno.strip()!r}",
-                )
-            if invoice.balance <= ZERO:
-                raise refuse(
-                    "INVOICE_NOT_OPEN",
-                    f"invoice {invno.strip()!r} has no balance to pay "
-                    f"(balance {invoice.balance})",
-                )
-            plan.append((invoice, requested, min(requested, invoice.balance)))
-
-        applied_total = sum((applied for _, _, applied in plan), ZERO)
-        number = counter.take_next(
-            lambda n: CashReceipt.objects.filter(
-                company=compid, rcptno=receipt_number(n)
-            ).exists()
+        receipt = _write_receipt(
+            compid, counter, key, fingerprint, request, account, plan
         )
-        receipt = CashReceipt.objects.create(
-            company=compid,
-            rcptno=receipt_number(number),
-            custno=request.custno,
-            paydate=request.date,
-            amount=request.amount,
-            applied=applied_total,
-            unapplied=request.amount - applied_total,
-            paymeth=request.method,
-            reference=request.reference,
-            idemkey=key,
-            reqhash=fingerprint,
-            glacnt=account,
-        )
-        for invoice, requested, applied in plan:
-            invoice.apply_payment(applied)
-            CashReceiptLine.objects.create(
-                company=compid,
-                receipt=receipt,
-                rcptno=receipt.rcptno,
-                invno=invoice.invno,
-                custno=invoice.custno,
-                requested=requested,
-                amount=applied,
-            )
-        customer.lastpay = request.date
-        customer.lpymt = request.amount
-        customer.save(update_fields=["lastpay", "lpymt"])
-        customer.recompute_balance()
+        _update_customer(customer, request)
     return receipt, True
+
+
+def _check_idempotency_key(idempotency_key: str) -> str:
+    """The key, stripped; refused when empty or too long."""
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ValidationError(
+            {"Idempotency-Key": [f"header is required, at most {MAX_KEY_LENGTH} chars"]}
+        )
+    return key
+
+
+def _replay(
+    company: SycComp,
+    live: QuerySet[CashReceipt],
+    key: str,
+    fingerprint: str,
+    request: ReceiptRequest,
+) -> CashReceipt | None:
+    """Step 2: the stored receipt for a repeated request; 409 for another request
+    under the same key; None for a new key."""
+    existing = live.filter(idemkey=key).first()
+    if existing is None:
+        return None
+    if existing.reqhash == fingerprint:
+        # Same hash, so the same account: echo it (see `receipt_gl_account`).
+        existing.glacnt = _account_code(company, request.gl_account)
+        return existing
+    raise GatewayError(
+        409,
+        "IDEMPOTENCY_CONFLICT",
+        f"Idempotency-Key {key!r} was used for a different request "
+        f"(receipt {existing.rcptno.strip()})",
+    )
+
+
+def _refuse_duplicate_reference(
+    live: QuerySet[CashReceipt], request: ReceiptRequest
+) -> None:
+    """Step 3: one live receipt per reference."""
+    duplicate = live.filter(reference=request.reference).first()
+    if duplicate is not None:
+        raise GatewayError(
+            409,
+            "DUPLICATE_RECEIPT",
+            f"reference {request.reference!r} is already on receipt "
+            f"{duplicate.rcptno.strip()}",
+        )
+
+
+def _lock_customer(compid: str, request: ReceiptRequest) -> ArCust:
+    customer = (
+        ArCust.objects.select_for_update()
+        .filter(company=compid, custno=request.custno, deleted=False)
+        .first()
+    )
+    if customer is None:
+        raise refuse("CUSTOMER_NOT_FOUND", f"no customer {request.custno.strip()!r}")
+    return customer
+
+
+def _refuse_over_application(request: ReceiptRequest) -> None:
+    requested_total = sum((amount for _, amount in request.applications), ZERO)
+    if requested_total > request.amount:
+        raise refuse(
+            "OVER_APPLICATION",
+            f"applications total {requested_total} exceeds the receipt amount "
+            f"{request.amount}",
+        )
+
+
+def _plan_applications(compid: str, request: ReceiptRequest) -> list[Application]:
+    """Step 5: lock the invoices and apply at most each one's balance."""
+    invnos = [invno for invno, _ in request.applications]
+    invoices = {
+        inv.invno: inv
+        for inv in ArMast.objects.select_for_update()
+        .live()
+        .filter(company=compid, invno__in=invnos)
+        .order_by("invno")
+    }
+    plan: list[Application] = []
+    for invno, requested in request.applications:
+        invoice = invoices.get(invno)
+        if invoice is None or invoice.custno != request.custno:
+            raise refuse(
+                "INVOICE_NOT_FOUND",
+                f"no invoice {invno.strip()!r} for customer {request.custno.strip()!r}",
+            )
+        if invoice.balance <= ZERO:
+            raise refuse(
+                "INVOICE_NOT_OPEN",
+                f"invoice {invno.strip()!r} has no balance to pay "
+                f"(balance {invoice.balance})",
+            )
+        plan.append((invoice, requested, min(requested, invoice.balance)))
+    return plan
+
+
+def _write_receipt(
+    compid: str,
+    counter: SysData,
+    key: str,
+    fingerprint: str,
+    request: ReceiptRequest,
+    account: str,
+    plan: list[Application],
+) -> CashReceipt:
+    """Step 6: number the receipt, write it and its lines, pay the invoices."""
+    applied_total = sum((applied for _, _, applied in plan), ZERO)
+    number = counter.take_next(
+        lambda n: CashReceipt.objects.filter(
+            company=compid, rcptno=receipt_number(n)
+        ).exists()
+    )
+    receipt = CashReceipt.objects.create(
+        company=compid,
+        rcptno=receipt_number(number),
+        custno=request.custno,
+        paydate=request.date,
+        amount=request.amount,
+        applied=applied_total,
+        unapplied=request.amount - applied_total,
+        paymeth=request.method,
+        reference=request.reference,
+        idemkey=key,
+        reqhash=fingerprint,
+        glacnt=account,
+    )
+    for invoice, requested, applied in plan:
+        invoice.apply_payment(applied)
+        CashReceiptLine.objects.create(
+            company=compid,
+            receipt=receipt,
+            rcptno=receipt.rcptno,
+            invno=invoice.invno,
+            custno=invoice.custno,
+            requested=requested,
+            amount=applied,
+        )
+    return receipt
+
+
+def _update_customer(customer: ArCust, request: ReceiptRequest) -> None:
+    """Step 6, ARCUST: the last payment and the balance."""
+    customer.lastpay = request.date
+    customer.lpymt = request.amount
+    customer.save(update_fields=["lastpay", "lpymt"])
+    customer.recompute_balance()
 
 
 def reverse_cash_receipt(company: SycComp, receipt_no: str) -> CashReceipt:

@@ -1,6 +1,6 @@
 """Sage Pro's tables, as the sandbox stores them.
 
-One Django model per Sage Pro table (see docs/sagepro-gateway.md and sage-pro.md §2-3),
+One Django model per Sage Pro table (see docs/sagepro-gateway.md §6),
 with a 2-character `company` column instead of one table per company (`ARCUST01`).
 Columns follow Sage's habits: fixed-width character keys stored padded, no NULLs
 (blank strings, zeros and `EMPTY_DATE` instead), money in Currency-like decimals, and a

@@ -97,116 +97,159 @@ def period_flags(offset: int) -> dict[str, bool]:
     }
 
 
+# invno, custno, invamt, paidamt, artype, invdte, deleted
+InvoiceRow = tuple[str, str, Decimal, Decimal, str, datetime.date, bool]
+
+
 def seed(company: str = "01") -> dict[str, int]:
     """Create the demo company; return how many rows of each kind were created."""
     rng = random.Random(RANDOM_SEED)
-    created = dict.fromkeys(
-        ["company", "periods", "gl_accounts", "customers", "invoices"], 0
-    )
     now = today()
     with transaction.atomic():
-        _, made = SycComp.objects.update_or_create(
-            compid=company,
-            defaults={
-                "compname": "Sandbox Trading Co",
-                "curyr": f"{now.year:04d}",
-                "curprd": f"{now.month:02d}",
-                "deleted": False,
-            },
-        )
-        created["company"] += made
-        for offset in PERIOD_OFFSETS:
-            start = month_start(offset, now)
-            end = month_start(offset + 1, now) - datetime.timedelta(days=1)
-            _, made = SycDfis.objects.update_or_create(
-                compid=company,
-                yearprd=f"{start.year:04d}{start.month:02d}",
-                defaults={"bdate": start, "edate": end, **period_flags(offset)},
-            )
-            created["periods"] += made
-        for segid, mask in (("1", "XXXX"), ("2", "XX")):
-            GlStru.objects.get_or_create(
-                compid=company,
-                segid=segid,
-                defaults={"seglen": len(mask), "segmask": mask},
-            )
-        for glacnt, gldesc, glstat, deleted in GL_ACCOUNTS:
-            _, made = GlAcnt.objects.get_or_create(
-                company=company,
-                glacnt=glacnt,
-                defaults={"gldesc": gldesc, "glstat": glstat, "deleted": deleted},
-            )
-            created["gl_accounts"] += made
-        for custno, name, city, state, credstat in CUSTOMERS:
-            _, made = ArCust.objects.get_or_create(
-                company=company,
-                custno=keys.pad_custno(custno),
-                defaults={
-                    "name": name,
-                    "contact": "Accounts Payable",
-                    "address1": f"{rng.randint(100, 9999)} Main St",
-                    "city": city,
-                    "state": state,
-                    "country": "USA",
-                    "phone": f"555-01{rng.randint(10, 99)}",
-                    "email": f"ap@{custno.lower()}.example",
-                    "pterms": "Net 30",
-                    "credlimit": Decimal(rng.choice([5000, 10000, 25000])),
-                    "aracct": "1200-00",
-                    "credstat": credstat,
-                },
-            )
-            created["customers"] += made
-
-        invoices = []
-        for i in range(OPEN_INVOICE_COUNT):
-            invamt = (Decimal(rng.randint(2_500, 250_000)) / 100).quantize(CENT)
-            # Every fifth invoice is partially paid.
-            paidamt = (invamt * Decimal("0.30")).quantize(CENT) if i % 5 == 2 else ZERO
-            invoices.append(
-                (
-                    str(FIRST_INVNO + i),
-                    INVOICED[i % len(INVOICED)],
-                    invamt,
-                    paidamt,
-                    "",
-                    now - datetime.timedelta(days=rng.randint(1, 75)),
-                    False,
-                )
-            )
-        n = FIRST_INVNO + OPEN_INVOICE_COUNT
-        invoices += [
-            # Fully paid: the zero-balance customer has history but owes nothing.
-            (str(n), "ZEROBL", Decimal("120.00"), Decimal("120.00"), "", now, False),
-            # A credit memo: ARTYPE 'C', negative amounts.
-            (str(n + 1), "IRONWD", Decimal("-75.00"), ZERO, "C", now, False),
-            # A deleted row still in the file (FoxPro keeps it until PACK).
-            (str(n + 2), "ACME", Decimal("300.00"), ZERO, "", now, True),
-        ]
-        for invno, custno, invamt, paidamt, artype, invdte, deleted in invoices:
-            _, made = ArMast.objects.get_or_create(
-                company=company,
-                invno=keys.pad_invno(invno),
-                defaults={
-                    "custno": keys.pad_custno(custno),
-                    "invamt": invamt,
-                    "paidamt": paidamt,
-                    "balance": invamt - paidamt,
-                    "artype": artype,
-                    "invdte": invdte,
-                    "ornum": f"{int(invno) + 4_043_000:>10}",
-                    "deleted": deleted,
-                },
-            )
-            created["invoices"] += made
-
-        SysData.objects.get_or_create(company=company, module="AR", counter="RCPTNO")
-        SysData.objects.get_or_create(
-            company=company, module="AR", counter="INVNO", defaults={"nextno": n + 3}
-        )
+        created = {
+            "company": _seed_company(company, now),
+            "periods": _seed_periods(company, now),
+            "gl_accounts": _seed_gl_accounts(company),
+            "customers": _seed_customers(company, rng),
+        }
+        rows = _invoice_rows(rng, now)
+        created["invoices"] = _seed_invoices(company, rows)
+        _seed_counters(company, next_invno=FIRST_INVNO + len(rows))
         for customer in ArCust.objects.filter(company=company):
             customer.recompute_balance()
     return created
+
+
+def _seed_company(company: str, now: datetime.date) -> int:
+    """SYCCOMP, its current period always today's month."""
+    _, made = SycComp.objects.update_or_create(
+        compid=company,
+        defaults={
+            "compname": "Sandbox Trading Co",
+            "curyr": f"{now.year:04d}",
+            "curprd": f"{now.month:02d}",
+            "deleted": False,
+        },
+    )
+    return int(made)
+
+
+def _seed_periods(company: str, now: datetime.date) -> int:
+    """The fiscal calendar around today (see the module docstring)."""
+    created = 0
+    for offset in PERIOD_OFFSETS:
+        start = month_start(offset, now)
+        end = month_start(offset + 1, now) - datetime.timedelta(days=1)
+        _, made = SycDfis.objects.update_or_create(
+            compid=company,
+            yearprd=f"{start.year:04d}{start.month:02d}",
+            defaults={"bdate": start, "edate": end, **period_flags(offset)},
+        )
+        created += made
+    return created
+
+
+def _seed_gl_accounts(company: str) -> int:
+    """The account structure (XXXX-XX) and the chart of accounts."""
+    for segid, mask in (("1", "XXXX"), ("2", "XX")):
+        GlStru.objects.get_or_create(
+            compid=company,
+            segid=segid,
+            defaults={"seglen": len(mask), "segmask": mask},
+        )
+    created = 0
+    for glacnt, gldesc, glstat, deleted in GL_ACCOUNTS:
+        _, made = GlAcnt.objects.get_or_create(
+            company=company,
+            glacnt=glacnt,
+            defaults={"gldesc": gldesc, "glstat": glstat, "deleted": deleted},
+        )
+        created += made
+    return created
+
+
+def _seed_customers(company: str, rng: random.Random) -> int:
+    created = 0
+    for custno, name, city, state, credstat in CUSTOMERS:
+        _, made = ArCust.objects.get_or_create(
+            company=company,
+            custno=keys.pad_custno(custno),
+            defaults={
+                "name": name,
+                "contact": "Accounts Payable",
+                "address1": f"{rng.randint(100, 9999)} Main St",
+                "city": city,
+                "state": state,
+                "country": "USA",
+                "phone": f"555-01{rng.randint(10, 99)}",
+                "email": f"ap@{custno.lower()}.example",
+                "pterms": "Net 30",
+                "credlimit": Decimal(rng.choice([5000, 10000, 25000])),
+                "aracct": "1200-00",
+                "credstat": credstat,
+            },
+        )
+        created += made
+    return created
+
+
+def _invoice_rows(rng: random.Random, now: datetime.date) -> list[InvoiceRow]:
+    """The open invoices (round robin over INVOICED), then three special rows."""
+    rows: list[InvoiceRow] = []
+    for i in range(OPEN_INVOICE_COUNT):
+        invamt = (Decimal(rng.randint(2_500, 250_000)) / 100).quantize(CENT)
+        # Every fifth invoice is partially paid.
+        paidamt = (invamt * Decimal("0.30")).quantize(CENT) if i % 5 == 2 else ZERO
+        rows.append(
+            (
+                str(FIRST_INVNO + i),
+                INVOICED[i % len(INVOICED)],
+                invamt,
+                paidamt,
+                "",
+                now - datetime.timedelta(days=rng.randint(1, 75)),
+                False,
+            )
+        )
+    n = FIRST_INVNO + OPEN_INVOICE_COUNT
+    rows += [
+        # Fully paid: the zero-balance customer has history but owes nothing.
+        (str(n), "ZEROBL", Decimal("120.00"), Decimal("120.00"), "", now, False),
+        # A credit memo: ARTYPE 'C', negative amounts.
+        (str(n + 1), "IRONWD", Decimal("-75.00"), ZERO, "C", now, False),
+        # A deleted row still in the file (FoxPro keeps it until PACK).
+        (str(n + 2), "ACME", Decimal("300.00"), ZERO, "", now, True),
+    ]
+    return rows
+
+
+def _seed_invoices(company: str, rows: list[InvoiceRow]) -> int:
+    created = 0
+    for invno, custno, invamt, paidamt, artype, invdte, deleted in rows:
+        _, made = ArMast.objects.get_or_create(
+            company=company,
+            invno=keys.pad_invno(invno),
+            defaults={
+                "custno": keys.pad_custno(custno),
+                "invamt": invamt,
+                "paidamt": paidamt,
+                "balance": invamt - paidamt,
+                "artype": artype,
+                "invdte": invdte,
+                "ornum": f"{int(invno) + 4_043_000:>10}",
+                "deleted": deleted,
+            },
+        )
+        created += made
+    return created
+
+
+def _seed_counters(company: str, next_invno: int) -> None:
+    """SYSDATA: the receipt counter, and the invoice counter past the seeded ones."""
+    SysData.objects.get_or_create(company=company, module="AR", counter="RCPTNO")
+    SysData.objects.get_or_create(
+        company=company, module="AR", counter="INVNO", defaults={"nextno": next_invno}
+    )
 
 
 def seed_customer(

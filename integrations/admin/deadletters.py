@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from integrations import processing
+from integrations import review
 from integrations.deadletters import dead_letters
 from integrations.models import DeadLetter
 
@@ -73,7 +73,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     )
     def replay_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        processing.queue_replay(ids=ids, user_id=request.user.pk)
+        review.queue_replay(ids=ids, user_id=request.user.pk)
         self.message_user(
             request,
             f"Queued a replay of {len(ids)} dead letter(s), oldest payment first.",
@@ -104,7 +104,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             since = form.cleaned_data["since"]
             count = dead_letters(since=since).count()
-            processing.queue_replay(since=since, user_id=request.user.pk)
+            review.queue_replay(since=since, user_id=request.user.pk)
             self.message_user(
                 request,
                 f"Queued a replay of {count} dead letter(s) since {since:%Y-%m-%d %H:%M} UTC, oldest payment first.",

@@ -7,24 +7,26 @@ the line list, filtered by run, and in the CSV export.
 """
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from integrations.admin import PortalMedia, ReadOnlyAdmin, _change_link, _short
+from integrations.admin.base import PortalMedia, ReadOnlyAdmin, change_link, short
 from integrations.models import (
     ReconciliationLine,
     ReconciliationRun,
     SettlementBatch,
     SyncRun,
 )
+from integrations.reconciliation import line_rows
 
 Bucket = ReconciliationLine.Bucket
 DIFFERENCES_SHOWN = 200
@@ -55,33 +57,19 @@ def csv_rows(runs: QuerySet) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_HEADER)
     for run in runs.select_related("connection"):
-        lines = (
-            ReconciliationLine.objects.filter(run=run)
-            .order_by("bucket", "transaction_id", "pk")
-            .values_list(
-                "bucket", "transaction_id", "receipt_no", "amount", "currency", "detail"
-            )
-        )
-        for (
-            bucket,
-            transaction_id,
-            receipt_no,
-            amount,
-            currency,
-            detail,
-        ) in lines.iterator(chunk_size=2000):
+        for line in line_rows([run]):
             yield writer.writerow(
                 [
                     run.pk,
-                    run.connection.slug,
+                    line["connection"],
                     run.date_from,
                     run.date_to,
-                    bucket,
-                    transaction_id,
-                    receipt_no,
-                    amount,
-                    currency,
-                    detail,
+                    line["bucket"],
+                    line["transaction_id"],
+                    line["receipt_no"],
+                    line["amount"],
+                    line["currency"],
+                    line["detail"],
                 ]
             )
 
@@ -92,7 +80,9 @@ def csv_response(runs: QuerySet, filename: str) -> StreamingHttpResponse:
     return response
 
 
-def _table(headers: list[str], rows: list[list[object]], css: str = "") -> SafeString:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], css: str = ""
+) -> SafeString:
     head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
     body = format_html_join(
         "",
@@ -161,7 +151,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def csv_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+    def csv_view(self, request: HttpRequest, run_id: int) -> HttpResponseBase:
         run = get_object_or_404(ReconciliationRun, pk=run_id)
         if not self.has_view_permission(request, run):
             return HttpResponse(status=403)
@@ -171,7 +161,9 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         )
 
     @admin.action(description="Export lines as CSV", permissions=["view"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> StreamingHttpResponse:
         return csv_response(queryset.order_by("pk"), "reconciliation.csv")
 
     @admin.display(description="Batches", ordering="ties_out")
@@ -253,12 +245,12 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         rows = [
             [
                 line.get_bucket_display(),
-                _change_link(line.payment, line.transaction_id)
+                change_link(line.payment, line.transaction_id)
                 if line.payment
                 else line.transaction_id,
                 line.receipt_no or "—",
                 f"{line.amount} {line.currency}",
-                _short(line.detail, 140),
+                short(line.detail, 140),
             ]
             for line in lines
         ]
@@ -316,7 +308,7 @@ class ReconciliationLineAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Run", ordering="run")
     def run_link(self, obj: ReconciliationLine) -> SafeString:
-        return _change_link(
+        return change_link(
             obj.run, f"#{obj.run_id} {obj.run.date_from}…{obj.run.date_to}"
         )
 
@@ -398,4 +390,4 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Error", ordering="error")
     def error_short(self, obj: SyncRun) -> str:
-        return _short(obj.error)
+        return short(obj.error)

@@ -1,4 +1,5 @@
-"""Status maps, GL-account rules and exchange rates: edited by integration admins.
+"""Status maps, GL-account rules, matching rules and exchange rates: edited by
+integration admins.
 
 The GL rules' "Test rules" page runs the rules on a stored transaction or a pasted
 PayTrace record and shows the reasoning, without writing anything.
@@ -98,7 +99,8 @@ class GlRuleForm(forms.ModelForm):
     chart_warning = ""
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         account = (data.get("account") or "").strip()
         sage_conn = sage_connection_for(data.get("connection"))
         if not account or sage_conn is None:
@@ -211,7 +213,8 @@ class GlRuleTestForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         connection = data.get("connection")
         transaction_id = (data.get("transaction_id") or "").strip()
         raw = (data.get("record") or "").strip()
@@ -311,7 +314,3 @@ class MatchingRuleAdmin(admin.ModelAdmin):
         if obj.tolerance_type == MatchingRule.Tolerance.FIXED:
             return f"{obj.tolerance_value.quantize(Decimal('0.01'))} fixed"
         return "exact amount"
-
-
-# Field mappings have their own module: the suggestion helper lives with them.
-from mappings import fieldmapping_admin  # noqa: E402,F401

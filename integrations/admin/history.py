@@ -16,6 +16,7 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 from reversion.models import Version
 
+from integrations.admin.base import ReadOnlyAdmin
 from integrations.models import Connection
 from mappings import versioning
 
@@ -54,7 +55,7 @@ class ModelFilter(admin.SimpleListFilter):
 
 
 @admin.register(Version)
-class ConfigurationHistoryAdmin(admin.ModelAdmin):
+class ConfigurationHistoryAdmin(ReadOnlyAdmin):
     list_display = ("number", "model_label", "object_label", "when", "who", "comment")
     list_display_links = ("number", "object_label")
     list_filter = (ModelFilter,)
@@ -73,18 +74,11 @@ class ConfigurationHistoryAdmin(admin.ModelAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(_viewable_type_ids(request))
 
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_view_permission(
+        self, request: HttpRequest, obj: Version | None = None
+    ) -> bool:
         allowed = _viewable_type_ids(request)
         return obj.content_type_id in allowed if obj else bool(allowed)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.display(description="Version", ordering="pk")
     def number(self, obj: Version) -> str:

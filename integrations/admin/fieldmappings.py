@@ -1,4 +1,4 @@
-"""Admin for field mappings, with the "Suggest mappings…" helper (issue 4 §5).
+"""Admin for field mappings, with the "Suggest mappings…" helper.
 
 The helper page takes a connection, a document and a sample record, shows one row per
 target field with the suggested source path, its confidence and reasons, and lets the
@@ -13,16 +13,18 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from integrations.models import Connection
 from mappings.api import load_feedback, record_feedback
 from mappings.models import FieldMapping
-from mappings.suggest import TARGETS, Suggestion, suggest_mappings
+from mappings.suggest import Suggestion, suggest_mappings
+from mappings.suggest_targets import TARGETS
 
-# The sample the page starts with: a PayTrace v1 export record (paytrace-api.md §7).
+# The sample the page starts with: a PayTrace v1 export record.
 EXAMPLE_SAMPLE = {
     "transaction_id": 500000123,
     "transaction_type": "SALE",
@@ -59,11 +61,13 @@ EXAMPLE_SAMPLE = {
 }
 
 
+def _source_connections() -> QuerySet[Connection]:
+    return Connection.objects.exclude(kind=Connection.Kind.SAGEPRO).order_by("name")
+
+
 class SuggestForm(forms.Form):
     connection = forms.ModelChoiceField(
-        queryset=Connection.objects.exclude(kind=Connection.Kind.SAGEPRO).order_by(
-            "name"
-        ),
+        queryset=_source_connections(),
         help_text="The source connection the mapping belongs to.",
     )
     document = forms.ChoiceField(
@@ -119,7 +123,7 @@ class FieldMappingAdmin(admin.ModelAdmin):
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict | None = None
-    ) -> TemplateResponse:
+    ) -> HttpResponse:
         extra_context = {
             **(extra_context or {}),
             "may_suggest": self.may_suggest(request),
@@ -135,9 +139,7 @@ class FieldMappingAdmin(admin.ModelAdmin):
             form = SuggestForm(
                 initial={
                     "sample": json.dumps(EXAMPLE_SAMPLE, indent=2),
-                    "connection": SuggestForm.base_fields[
-                        "connection"
-                    ].queryset.first(),
+                    "connection": _source_connections().first(),
                 }
             )
         rows: list[dict] = []

@@ -1,0 +1,307 @@
+"""The review queue's parts: its state filter, what each kind asks of a reviewer, the
+small forms of an item's page and bulk actions, and decisions in words."""
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from integrations import documents
+from integrations.models import ReviewDecision, ReviewItem
+from mappings import fields as fm
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
+
+
+class ReviewStateFilter(admin.SimpleListFilter):
+    """Filter by state, showing open items unless asked otherwise."""
+
+    title = "state"
+    parameter_name = "state"
+    default = ReviewItem.State.OPEN
+    ALL = "all"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [*ReviewItem.State.choices, (self.ALL, "All")]
+
+    def choices(self, changelist: ChangeList) -> Iterator["_ListFilterChoices"]:
+        current = self.value() or self.default
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: value}
+                ),
+                "display": label,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value() or self.default
+        return queryset if value == self.ALL else queryset.filter(state=value)
+
+
+# What a reviewer is asked to do, per kind: a column in the queue, a line on the page.
+SUGGESTED_ACTIONS: dict[str, str] = {
+    ReviewItem.Kind.UNMATCHED: (
+        "Apply to the best candidate invoice, split across invoices, "
+        "post on account, or dismiss"
+    ),
+    ReviewItem.Kind.OVERPAYMENT: (
+        "Nothing to post: confirm the unapplied cash (dismiss with a note), "
+        "or apply the rest to another invoice in Sage Pro"
+    ),
+    ReviewItem.Kind.UNDERPAYMENT: (
+        "Apply anyway (the invoice stays open for the rest), or dismiss"
+    ),
+    ReviewItem.Kind.POSSIBLE_DUPLICATE: (
+        "Mark as duplicate (refund at the gateway), or dismiss as genuine"
+    ),
+    ReviewItem.Kind.VALIDATION: "Correct the values and retry",
+    ReviewItem.Kind.DEAD: "Retry once Sage Pro is reachable",
+    ReviewItem.Kind.UNMAPPED_STATUS: "Add the status to the status map, then retry",
+    ReviewItem.Kind.CARD_DATA: "Tell the sender to stop sending card data; dismiss",
+    ReviewItem.Kind.REVERSAL: "Reverse the receipt in Sage Pro; dismiss",
+}
+# Kinds about where the money goes: their page lists candidate invoices.
+MONEY_KINDS = {
+    ReviewItem.Kind.UNMATCHED,
+    ReviewItem.Kind.UNDERPAYMENT,
+    ReviewItem.Kind.OVERPAYMENT,
+    ReviewItem.Kind.POSSIBLE_DUPLICATE,
+}
+RETRY_KINDS = {
+    ReviewItem.Kind.VALIDATION,
+    ReviewItem.Kind.DEAD,
+    ReviewItem.Kind.UNMAPPED_STATUS,
+}
+CANDIDATE_PARTS = [
+    ("reference", "Reference"),
+    ("amount", "Amount"),
+    ("customer", "Customer"),
+    ("date", "Date"),
+    ("history", "History"),
+]
+
+
+class ApplyToInvoiceForm(forms.Form):
+    invno = forms.CharField(
+        label="Sage Pro invoice number",
+        max_length=20,
+        help_text="The open invoice this payment pays.",
+    )
+
+
+class DismissForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why nothing needs to be posted; kept with the item's decisions.",
+    )
+
+
+class DuplicateForm(forms.Form):
+    note = forms.CharField(
+        label="Note",
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Optional: which payment it duplicates, what happens to the money.",
+    )
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label="Note", max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class OnAccountForm(forms.Form):
+    custno = forms.CharField(
+        label="Sage Pro customer",
+        required=False,
+        max_length=20,
+        help_text="Blank: the customer the payment names.",
+    )
+
+
+class SplitForm(forms.Form):
+    """Rows of invoice number and amount; a blank amount takes what is left."""
+
+    ROWS = 4
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for n in range(1, self.ROWS + 1):
+            self.fields[f"invno_{n}"] = forms.CharField(
+                label=f"Invoice {n}", required=False, max_length=20
+            )
+            self.fields[f"amount_{n}"] = forms.DecimalField(
+                label=f"Amount {n}",
+                required=False,
+                max_digits=14,
+                decimal_places=2,
+                min_value=Decimal("0.01"),
+            )
+
+    def rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
+        return [
+            (self[f"invno_{n}"], self[f"amount_{n}"]) for n in range(1, self.ROWS + 1)
+        ]
+
+    def clean(self) -> dict:
+        super().clean()
+        data = self.cleaned_data
+        allocations = []
+        for n in range(1, self.ROWS + 1):
+            invno = (data.get(f"invno_{n}") or "").strip()
+            amount = data.get(f"amount_{n}")
+            if amount is not None and not invno:
+                raise forms.ValidationError(f"Row {n} has an amount but no invoice.")
+            if invno:
+                allocations.append((invno, amount))
+        if not allocations:
+            raise forms.ValidationError("Name at least one invoice.")
+        data["allocations"] = allocations
+        return data
+
+
+# The buttons and small forms on an item's page; each posts to its own URL.
+DECISION_FORMS: dict[str, type[forms.Form]] = {
+    "apply": ApplyToInvoiceForm,
+    "split": SplitForm,
+    "on_account": OnAccountForm,
+    "duplicate": DuplicateForm,
+    "note": NoteForm,
+    "dismiss": DismissForm,
+    "retry": forms.Form,
+}
+
+
+class CorrectValuesForm(forms.Form):
+    """The fields of the cash receipt, filled with the current values.
+
+    Only `documents.CORRECTABLE_FIELDS` can be edited. The amount, customer, invoice
+    and reference are shown read-only, never taken from the request, and a request
+    that carries one anyway is refused with the field named.
+    """
+
+    def __init__(self, *args: Any, values: dict, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for spec in fm.CASH_RECEIPT_SPECS:
+            reason = documents.PROTECTED_FIELDS.get(spec.name)
+            self.fields[spec.name] = forms.CharField(
+                label=spec.name,
+                required=False,
+                initial=fm.display_value(values.get(spec.name)),
+                max_length=100,
+                disabled=spec.name not in documents.CORRECTABLE_FIELDS,
+                help_text=f"Not correctable: {reason}." if reason else spec.describe(),
+            )
+
+    def clean(self) -> dict:
+        super().clean()
+        data = self.cleaned_data
+        for name in self.fields:
+            if name not in documents.CORRECTABLE_FIELDS and name in self.data:
+                reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
+                self.add_error(name, f"cannot be corrected here: {reason}.")
+        return data
+
+    def corrections(self) -> dict[str, str]:
+        """The correctable fields the reviewer changed, as text (one left out of the
+        request is unchanged, not blanked)."""
+        return {
+            name: self.cleaned_data[name].strip()
+            for name in documents.CORRECTABLE_FIELDS
+            if name in self.data
+            and self.cleaned_data[name].strip() != self[name].initial.strip()
+        }
+
+
+def form_problem(form: forms.Form) -> str:
+    problems = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        problems += [f"{label}: {e}" if label else str(e) for e in errors]
+    return " ".join(problems)
+
+
+def describe_decision(decision: ReviewDecision) -> str:
+    """A decision's detail in words, for the item's page."""
+    detail = decision.detail or {}
+    if decision.action == "apply" and detail.get("allocations"):
+        applied = ", ".join(
+            f"{inv} ({amount})" for inv, amount in detail["allocations"]
+        )
+        return f"Applied to {applied}"
+    if decision.action == "on_account":
+        return f"Posted on account of customer {detail.get('custno', '?')}"
+    if decision.action == "mark_duplicate":
+        return "Marked as a duplicate" + (
+            f": {detail['note']}" if detail.get("note") else ""
+        )
+    if decision.action == "note":
+        return detail.get("note", "")
+    if decision.action == "dismiss":
+        return f"Dismissed: {detail.get('reason', '')}"
+    if decision.action == "retry":
+        what = detail.get("what") or f"posting {detail.get('posting', '?')}"
+        return f"Retried {what}"
+    if decision.action == "correct":
+        fields = ", ".join(detail.get("overrides") or {}) or "nothing"
+        return f"Corrected {fields} and retried"
+    return json.dumps(detail, sort_keys=True, default=str)
+
+
+class ActionPage(NamedTuple):
+    """The page a bulk action shows to ask for its input."""
+
+    action: str
+    title: str
+    submit: str
+    intro: str
+
+
+ACTION_PAGES = {
+    "apply": ActionPage(
+        action="apply_to_invoice",
+        title="Apply to an invoice",
+        submit="Apply",
+        intro="Apply these payments in Sage Pro to the invoice number below.",
+    ),
+    "duplicate": ActionPage(
+        action="mark_duplicate",
+        title="Mark as duplicate",
+        submit="Mark as duplicate",
+        intro=(
+            "Record that these payments duplicate others. Nothing more is "
+            "posted for them; unapplied cash already booked stays for the "
+            "refund."
+        ),
+    ),
+    "correct": ActionPage(
+        action="correct_and_retry",
+        title="Correct values and retry",
+        submit="Save and retry",
+        intro=(
+            "Correct the fields Sage Pro would refuse. The corrected values "
+            "are checked again before the receipt is sent. The amount, "
+            "customer, invoice and reference are the payment's and cannot "
+            "be corrected here."
+        ),
+    ),
+    "dismiss": ActionPage(
+        action="dismiss",
+        title="Dismiss review items",
+        submit="Dismiss",
+        intro="Close these items without posting anything.",
+    ),
+}

@@ -1,0 +1,74 @@
+"""Records of everything that crosses the boundary, and the state of every payment.
+
+One module per job: `storage` (what every row must hold to be stored), `connections`,
+`inbound` (deliveries and events), `payments` (transactions, history, postings),
+`review` (review items and decisions) and `operations` (leases, runs, batches,
+reconciliations, alerts). Import the models from here.
+"""
+
+from integrations.models.connections import Connection, Environment, WebhookSecret
+from integrations.models.inbound import Event, InboundDelivery
+from integrations.models.operations import (
+    Alert,
+    Lease,
+    ReconciliationLine,
+    ReconciliationRun,
+    SettlementBatch,
+    SyncRun,
+)
+from integrations.models.payments import (
+    GATEWAY_STATUS_RANK,
+    DeadLetter,
+    PaymentTransaction,
+    Posting,
+    TransactionHistory,
+)
+from integrations.models.review import ReviewDecision, ReviewItem
+from integrations.models.storage import (
+    CENT,
+    MAX_JSON_DEPTH,
+    InvalidAmountError,
+    StorableValuesMixin,
+    TooDeeplyNestedError,
+    is_nested_deeper,
+    money_in_range,
+    money_limit,
+    money_problem,
+    storable_text,
+    validate_time_zone,
+)
+from mappings.models import GatewayStatus, PaymentStatus  # noqa: F401 - re-exported
+
+__all__ = [
+    "CENT",
+    "GATEWAY_STATUS_RANK",
+    "MAX_JSON_DEPTH",
+    "Alert",
+    "Connection",
+    "DeadLetter",
+    "Environment",
+    "Event",
+    "GatewayStatus",
+    "InboundDelivery",
+    "InvalidAmountError",
+    "Lease",
+    "PaymentStatus",
+    "PaymentTransaction",
+    "Posting",
+    "ReconciliationLine",
+    "ReconciliationRun",
+    "ReviewDecision",
+    "ReviewItem",
+    "SettlementBatch",
+    "StorableValuesMixin",
+    "SyncRun",
+    "TooDeeplyNestedError",
+    "TransactionHistory",
+    "WebhookSecret",
+    "is_nested_deeper",
+    "money_in_range",
+    "money_limit",
+    "money_problem",
+    "storable_text",
+    "validate_time_zone",
+]

@@ -1,0 +1,143 @@
+"""The external systems the portal talks to, and their webhook signing secrets."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from integrations.crypto import EncryptedTextField
+from integrations.models.storage import validate_time_zone
+
+
+class Environment(models.TextChoices):
+    DEV = "dev", "Development"
+    QA = "qa", "QA"
+    PROD = "prod", "Production"
+
+
+class Connection(models.Model):
+    """One external system the portal talks to, with its credentials encrypted at rest."""
+
+    class Kind(models.TextChoices):
+        PAYTRACE = "paytrace", "PayTrace"
+        SAGEPRO = "sagepro", "Sage Pro gateway"
+        STOREFRONT = "storefront", "eCommerce storefront"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=60, unique=True)
+    environment = models.CharField(
+        max_length=10, choices=Environment.choices, default=Environment.DEV
+    )
+    base_url = models.URLField(
+        max_length=300,
+        help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL.",
+    )
+    username = models.CharField(
+        max_length=200, blank=True, help_text="PayTrace API user."
+    )
+    password = EncryptedTextField(
+        blank=True, help_text="PayTrace API password or Sage Pro gateway API key."
+    )
+    integrator_id = models.CharField(
+        max_length=40, blank=True, help_text="PayTrace integrator id."
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        default="America/Los_Angeles",
+        validators=[validate_time_zone],
+        help_text="Zone of the gateway's local times (PayTrace dates carry none).",
+    )
+    company_id = models.CharField(
+        max_length=2,
+        blank=True,
+        default="01",
+        help_text="Sage Pro company id (2 characters).",
+    )
+    sagepro = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        limit_choices_to={"kind": "sagepro"},
+        related_name="payment_sources",
+        help_text="For a PayTrace connection: the Sage Pro company its payments post to.",
+    )
+    payment_method = models.CharField(
+        max_length=20,
+        default="CARD",
+        help_text="Sage Pro receipt method for these payments.",
+    )
+    suspense_account = models.CharField(
+        max_length=24, blank=True, help_text="GL account used when no GL rule matches."
+    )
+    base_currency = models.CharField(
+        max_length=3, default="USD", help_text="Sage Pro company's base currency."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.environment})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        creating = self._state.adding
+        super().save(*args, **kwargs)
+        if creating and self.kind == self.Kind.PAYTRACE:
+            from mappings.models import StatusMap
+
+            StatusMap.seed_defaults(self)
+
+    def active_webhook_secrets(self) -> list[str]:
+        now = timezone.now()
+        return [
+            s.secret
+            for s in self.webhook_secrets.filter(is_active=True)
+            if s.expires_at is None or s.expires_at > now
+        ]
+
+    def paytrace(self):  # noqa: ANN201 - import cycle
+        from integrations.connectors.paytrace import PayTraceConnector
+
+        return PayTraceConnector(
+            self.base_url,
+            self.username,
+            self.password,
+            self.integrator_id,
+            self.time_zone,
+            timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
+        )
+
+    def sage(self):  # noqa: ANN201 - import cycle
+        from integrations.connectors.sagepro import SageProConnector
+
+        return SageProConnector(
+            self.base_url,
+            self.password,
+            self.company_id or "01",
+            timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
+        )
+
+
+class WebhookSecret(models.Model):
+    """A signing secret for inbound webhooks. Several may be active during a rotation."""
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="webhook_secrets"
+    )
+    label = models.CharField(max_length=60, blank=True)
+    secret = EncryptedTextField(help_text="Standard Webhooks secret, whsec_…")
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Stop accepting it after this time."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.label or f"secret #{self.pk}"

@@ -1,0 +1,170 @@
+"""Payments a person has to look at, and what they decided."""
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+from integrations.models.inbound import Event
+from integrations.models.payments import PaymentTransaction, Posting
+from integrations.models.storage import StorableValuesMixin
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+class ReviewItem(models.Model):
+    """A payment a person has to look at."""
+
+    class Kind(models.TextChoices):
+        UNMATCHED = "unmatched", "No matching open invoice"
+        VALIDATION = "validation", "Sage Pro refused the document"
+        DEAD = "dead", "Posting gave up after retries"
+        UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
+        CARD_DATA = "card_data", "Sender included card data"
+        REVERSAL = "reversal", "Voided or refunded after its receipt posted"
+        OVERPAYMENT = "overpayment", "Paid more than the invoice balance"
+        UNDERPAYMENT = "underpayment", "Paid less than the invoice balance"
+        POSSIBLE_DUPLICATE = "possible_duplicate", "Possibly paid twice"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Dismissed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.OPEN, db_index=True
+    )
+    transaction = models.ForeignKey(
+        PaymentTransaction,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="review_items",
+    )
+    posting = models.ForeignKey(
+        Posting,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_items",
+    )
+    event = models.ForeignKey(
+        Event,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_items",
+    )
+    reason = models.TextField()
+    error_code = models.CharField(max_length=40, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # One open item of a kind per transaction: reprocessing never piles up copies.
+            models.UniqueConstraint(
+                fields=["transaction", "kind"],
+                condition=models.Q(state="open"),
+                name="one_open_review_item_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.transaction or self.event}"
+
+    @classmethod
+    def open(
+        cls,
+        txn: PaymentTransaction | None,
+        kind: str,
+        reason: str,
+        *,
+        event: Event | None = None,
+        posting: Posting | None = None,
+        error_code: str = "",
+    ) -> "ReviewItem":
+        """Open a review item, or refresh the open one of the same kind (never two)."""
+        item = (
+            cls.objects.filter(transaction=txn, kind=kind, state=cls.State.OPEN).first()
+            if txn
+            else None
+        )
+        if item is None:
+            item = cls.objects.create(
+                transaction=txn,
+                kind=kind,
+                reason=reason,
+                event=event,
+                posting=posting,
+                error_code=error_code,
+            )
+        else:
+            item.reason, item.error_code = reason, error_code
+            item.posting = posting or item.posting
+            item.save(update_fields=["reason", "error_code", "posting"])
+        if txn is not None:
+            txn.record("review_opened", f"{kind}: {reason}", event=event)
+        return item
+
+    def resolve(
+        self,
+        user: "AbstractBaseUser | None",
+        resolution: str,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """Close the item as resolved by `user`, and record the decision on it and on
+        its transaction's history."""
+        self.state = self.State.RESOLVED
+        self.resolved_at = timezone.now()
+        self.resolved_by = user if getattr(user, "pk", None) else None
+        self.resolution = resolution
+        self.save()
+        ReviewDecision.objects.create(
+            item=self, user=self.resolved_by, action=action, detail=detail
+        )
+        if self.transaction:
+            self.transaction.record(
+                f"review_{action}", f"{resolution} by {user or 'system'}", user=user
+            )
+
+
+class ReviewDecision(StorableValuesMixin, models.Model):
+    """Who decided what about a review item, and when. Never edited."""
+
+    item = models.ForeignKey(
+        ReviewItem, on_delete=models.CASCADE, related_name="decisions"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL
+    )
+    action = models.CharField(max_length=40)
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.user} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,19 @@
+"""Why a payment waits for a person: the review kinds the matcher and the pipeline open.
+
+`integrations.models.ReviewItem.Kind` is this enum, so a decision's kind and the stored
+review item's kind cannot drift apart by spelling.
+"""
+
+from django.db.models import TextChoices
+
+
+class ReviewKind(TextChoices):
+    UNMATCHED = "unmatched", "No matching open invoice"
+    VALIDATION = "validation", "Sage Pro refused the document"
+    DEAD = "dead", "Posting gave up after retries"
+    UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
+    CARD_DATA = "card_data", "Sender included card data"
+    REVERSAL = "reversal", "Voided or refunded after its receipt posted"
+    OVERPAYMENT = "overpayment", "Paid more than the invoice balance"
+    UNDERPAYMENT = "underpayment", "Paid less than the invoice balance"
+    POSSIBLE_DUPLICATE = "possible_duplicate", "Possibly paid twice"
