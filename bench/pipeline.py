@@ -49,7 +49,11 @@ def post_direct(bench: harness.Bench, invoices: list) -> tuple[float, list[float
     """Post one receipt per invoice straight to the sandbox; return (seconds, latencies)."""
     from django.conf import settings
 
-    from integrations.connectors.sagepro import SageProConnector
+    from integrations.connectors.sagepro import (
+        Application,
+        CashReceipt,
+        SageProConnector,
+    )
     from integrations.sandbox.sagepro import seed
 
     today = seed.today()
@@ -68,14 +72,14 @@ def post_direct(bench: harness.Bench, invoices: list) -> tuple[float, list[float
             if item is None:
                 return
             i, (invno, custno, amount) = item
-            receipt = {
-                "custno": custno,
-                "date": today,
-                "amount": amount,
-                "method": "CARD",
-                "reference": f"direct-{i}",
-                "applications": [{"invno": invno, "amount": amount}],
-            }
+            receipt = CashReceipt(
+                custno=custno,
+                date=today,
+                amount=amount,
+                method="CARD",
+                reference=f"direct-{i}",
+                applications=(Application(invno, amount),),
+            )
             began = time.perf_counter()
             try:
                 sage.post_cash_receipt(f"direct-key-{i}", receipt)

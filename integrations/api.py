@@ -121,7 +121,7 @@ def _webhook_connection(slug: str) -> tuple[Connection | None, list[str]]:
         logger.warning(
             "connection %s has %s active webhook secret(s) that cannot be decoded; "
             "they are skipped. Replace them in the admin.",
-            connection.slug,
+            slug,
             unusable,
         )
     if ttl:
@@ -311,7 +311,9 @@ def _checked_event(
     try:
         raw = raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        delivery.keep_body(raw_bytes.decode("utf-8", errors="replace"))
+        # Invalid bytes are dropped, not replaced: one planted inside a card number
+        # (`4111\xff1111…`) must not hide it from the masking.
+        delivery.keep_body(raw_bytes.decode("utf-8", errors="ignore"))
         raise Refused(400, "invalid_encoding", "The body is not UTF-8.") from None
     body_has_card = delivery.keep_body(raw)
     delivery.contains_card_data = delivery.contains_card_data or body_has_card
@@ -438,7 +440,7 @@ def _checked_silent_post(
     failure raises `Refused`); the delivery keeps the body, masked."""
     _check_connection(connection)
     raw_bytes = _read_body(request, delivery)
-    text = raw_bytes.decode("utf-8", errors="replace")
+    text = raw_bytes.decode("utf-8", errors="ignore")  # see _checked_event
     if request.content_type == "application/x-www-form-urlencoded":
         # Kept decoded: `+` and percent-escapes would hide a card number from
         # the masking (`3761+1114+…`, `%34%31…`).

@@ -15,6 +15,7 @@ letters keyed on the whole number, so two different card numbers with the same l
 four never become one row.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
@@ -69,7 +70,7 @@ def policy_for(field: models.Field) -> str | None:
 def _is_unique(field: models.Field, model: type[models.Model]) -> bool:
     if field.unique:
         return True
-    together = [*model._meta.unique_together]
+    together: list[Sequence[str]] = [*model._meta.unique_together]
     together += [
         c.fields
         for c in model._meta.constraints
@@ -106,4 +107,4 @@ def _get_db_prep_save(self: models.Field, value: Any, connection: Any) -> Any:
 def install() -> None:
     """Put the net under every ORM write (idempotent)."""
     if models.Field.get_db_prep_save is not _get_db_prep_save:
-        models.Field.get_db_prep_save = _get_db_prep_save
+        models.Field.get_db_prep_save = _get_db_prep_save  # type: ignore[method-assign]

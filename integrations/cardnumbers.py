@@ -30,7 +30,7 @@ _DIGIT_VALUES: dict[str, int] = {
 # Characters that may separate the digit groups of one card number. Whitespace counts
 # once per run however long the run is (pretty-printed JSON), the rest one each.
 _ZERO_WIDTH = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
-_SEPARATORS = "-./_,:\\\"'[]()\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0c\uff0d\uff0e\uff0f\uff1a\u30fb"
+_SEPARATORS = "\ufffd-./_,:\\\"'[]()\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0c\uff0d\uff0e\uff0f\uff1a\u30fb"
 _JSON_ESCAPES = {
     "n": "\n",
     "t": "\t",
@@ -223,10 +223,10 @@ def _scan_stretch(
     chunk = text[start:end]
     if chunk.isascii() and chunk.isdigit():  # the common case: one run of digits
         positions = range(start, end)
-        values = [b - 48 for b in chunk.encode()]
+        values: list[int] = [b - 48 for b in chunk.encode()]
         _mask_chain(text, values, positions, range(start + 1, end + 1), keyed, out)
         return
-    values: list[int] = []
+    values = []
     starts: list[int] = []
     ends: list[int] = []
     cost = atoms = 0

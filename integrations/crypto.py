@@ -58,7 +58,7 @@ class EncryptedTextField(models.TextField):
         return decrypt(value)
 
     def get_prep_value(self, value: object) -> str | None:
-        value = super().get_prep_value(value)
-        if value is None or value == "":
-            return value
-        return encrypt(str(value))
+        prepared = super().get_prep_value(value)
+        if prepared is None or prepared == "":
+            return prepared
+        return encrypt(str(prepared))

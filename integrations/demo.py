@@ -235,6 +235,7 @@ class PaymentStream:
     @classmethod
     def for_demo(cls, **kwargs: Any) -> "PaymentStream":
         paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
+        assert paytrace.sagepro is not None, "the demo posts to Sage Pro"
         return cls(paytrace.paytrace(), paytrace.sagepro.sage(), **kwargs)
 
     def open_invoices(self) -> list[dict]:

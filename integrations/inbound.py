@@ -185,9 +185,10 @@ def check_money(data: Any) -> Decimal:
         value = Decimal(data.strip())
     else:
         raise FieldError(_MONEY_MESSAGE)
-    if not value.is_finite() or value.as_tuple().exponent > 0:
+    exponent = value.as_tuple().exponent  # "n", "N" or "F" when not finite
+    if not isinstance(exponent, int) or exponent > 0:
         raise FieldError(_MONEY_MESSAGE)
-    if value.as_tuple().exponent < -2:
+    if exponent < -2:
         raise FieldError("must have at most 2 decimal places")
     if not Decimal(0) <= value <= MAX_AMOUNT:
         raise FieldError(f"must be from 0.00 to {MAX_AMOUNT}")

@@ -22,8 +22,7 @@ Transitions of one row are its model's methods (`Event.claim`, `Posting.mark_pos
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +31,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations import documents
-from integrations.connectors.base import ConnectorError
 from integrations.connectors.paytrace import PaymentRecord, normalize_record
 from integrations.models import (
     GATEWAY_STATUS_RANK,
@@ -55,8 +53,7 @@ from integrations.models.failures import (
 from integrations.models.payments import RECEIPT_TYPES
 from integrations.queueing import queue, record_and_queue
 from integrations.redaction import redact_data
-from mappings import matching
-from mappings.models import GatewayStatus, MatchingRule, PaymentStatus, StatusMap
+from mappings.models import GatewayStatus, StatusMap
 from mappings.status import Action, StatusFacts, StatusRule, map_status
 
 logger = logging.getLogger(__name__)
@@ -221,10 +218,14 @@ def _unmapped_status(
     return Decision(txn, Action.REVIEW, "unmapped status")
 
 
+# The ranks by plain value: a row's status is a str, the table's keys are the enum.
+_RANK: dict[str, int] = {str(k): v for k, v in GATEWAY_STATUS_RANK.items()}
+
+
 def _is_stale(txn: PaymentTransaction, event: Event, rule: StatusRule) -> bool:
     """Whether the event's status is behind the one the transaction holds."""
-    old_rank = GATEWAY_STATUS_RANK.get(txn.gateway_status, 0)
-    new_rank = GATEWAY_STATUS_RANK.get(rule.gateway_status, 0)
+    old_rank = _RANK.get(txn.gateway_status, 0)
+    new_rank = _RANK.get(rule.gateway_status, 0)
     older = (
         txn.status_changed_at is not None and event.occurred_at < txn.status_changed_at
     )
@@ -268,10 +269,12 @@ def _action_for(txn: PaymentTransaction, event: Event, rule: StatusRule) -> str:
         and txn.gateway_status in (GatewayStatus.VOIDED, GatewayStatus.REFUNDED)
         and txn.postings.filter(state=Posting.State.POSTED).exists()
     ):
+        posted = txn.postings.filter(state=Posting.State.POSTED).first()
+        receipt = posted.document_number if posted else "?"
         ReviewItem.open(
             txn,
             ReviewItem.Kind.REVERSAL,
-            f"PayTrace reports {txn.gateway_status} but receipt {txn.postings.first().document_number} is posted in Sage Pro. Reverse it there.",
+            f"PayTrace reports {txn.gateway_status} but receipt {receipt} is posted in Sage Pro. Reverse it there.",
             event=event,
         )
     if action == Action.REVIEW:
@@ -324,18 +327,17 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
     invoice = (
         sage_conn.sage().get_invoice(invno) if invno else None
     )  # transient errors retry the event
-    decision = matching.decide(
-        matching_payment(txn, invno),
-        [matching_invoice(invoice)] if invoice else [],
-        matching_rules(txn.connection),
-        earlier=earlier_payments(txn),
-    )
+    decision = documents.decide_match(txn, invno, invoice)
     if decision.action == "review":
         ReviewItem.open(txn, decision.review_kind, decision.reason, event=event)
         return f"{decision.review_kind}: {decision.reason}"
-    posting = create_receipt_posting(
-        txn, sage_conn, invoice, on_account=decision.action == "on_account"
+    document = documents.build_cash_receipt(
+        txn,
+        invoice,
+        sage_conn=sage_conn,
+        applications=() if decision.action == "on_account" else None,  # unapplied
     )
+    posting = create_receipt_posting(txn, sage_conn, document)
     if decision.review_kind:
         ReviewItem.open(
             txn, decision.review_kind, decision.reason, event=event, posting=posting
@@ -346,92 +348,18 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
     )
 
 
-def matching_payment(
-    txn: PaymentTransaction, reference: str | None = None
-) -> matching.Payment:
-    return matching.Payment(
-        transaction_id=txn.transaction_id,
-        amount=txn.amount,
-        reference=txn.invoice_reference.strip() if reference is None else reference,
-        customer=txn.customer_reference.strip(),
-        card_last4=txn.card_last4,
-        channel=txn.channel,
-        paid_on=txn.posting_date(),
-    )
-
-
-def matching_invoice(invoice: dict) -> matching.Invoice:
-    return matching.Invoice(
-        invno=str(invoice["invno"]).strip(),
-        custno=str(invoice["custno"]).strip(),
-        balance=Decimal(invoice["balance"]),
-        invamt=Decimal(invoice.get("invamt") or 0),
-        invdte=invoice.get("invdte"),
-    )
-
-
-def matching_rules(connection: Connection) -> list[matching.Rule]:
-    return MatchingRule.rules_for(connection)
-
-
-def earlier_payments(txn: PaymentTransaction) -> list[matching.Earlier]:
-    """Paid transactions with the same card and amount, for duplicate detection."""
-    if not txn.card_last4:
-        return []
-    others = (
-        PaymentTransaction.objects.filter(
-            connection=txn.connection,
-            card_last4=txn.card_last4,
-            amount=txn.amount,
-            mapped_status=PaymentStatus.PAID,
-        )
-        .exclude(pk=txn.pk)
-        .order_by("-created_at")[:50]
-    )
-    return [
-        matching.Earlier(
-            o.transaction_id,
-            o.card_last4,
-            o.amount,
-            o.invoice_reference,
-            o.posting_date(),
-        )
-        for o in others
-    ]
-
-
-def invoice_problem(invoice: dict | None, invno: str, customer: str) -> str:
-    """Why this invoice cannot take the payment, or '' when it can."""
-    if invoice is None:
-        return f"Invoice {invno} was not found in Sage Pro."
-    if Decimal(invoice["balance"]) <= 0:
-        return f"Invoice {invno} is not open (balance {invoice['balance']})."
-    if customer and customer.strip().upper() != str(invoice["custno"]).strip().upper():
-        return f"Invoice {invno} belongs to customer {invoice['custno']}, but the payment names customer {customer}."
-    return ""
-
-
 # --- 4. the document and 5. its posting --------------------------------------------------
 
 
 def create_receipt_posting(
-    txn: PaymentTransaction,
-    sage_conn: Connection,
-    invoice: dict | None,
-    *,
-    on_account: bool = False,
+    txn: PaymentTransaction, sage_conn: Connection, document: documents.ReceiptDocument
 ) -> Posting:
-    """Create the transaction's one cash-receipt posting, applied to `invoice`.
+    """Create the transaction's one cash-receipt posting from its built `document`
+    (receipt, GL account and rule trace, exchange rate), or return the one it has.
 
-    The application is capped at the invoice's live balance; the rest stays on the
-    receipt as unapplied cash. The document (payload, GL account and rule trace,
-    exchange rate) comes from `integrations.documents`; it is validated against Sage
-    Pro's periods and chart when it is sent.
+    The document is validated against Sage Pro's periods and chart when it is sent.
     """
-    document = documents.build_cash_receipt(
-        txn, invoice, sage_conn=sage_conn, on_account=on_account
-    )
-    payload = document.payload
+    receipt = document.receipt
     kind = Posting.Kind.CASH_RECEIPT
     with transaction.atomic():
         posting, created = Posting.objects.get_or_create(
@@ -451,37 +379,20 @@ def create_receipt_posting(
             },
         )
         if created:
-            applications = payload["applications"]
+            first = receipt.applications[0] if receipt.applications else None
             txn.record(
                 "posting_created",
-                f"Cash receipt for invoice {applications[0]['invno'] if applications else '-'}"
+                f"Cash receipt for invoice {first.invno if first else '-'}"
                 + (
                     f", GL account {document.gl_account}" if document.gl_account else ""
                 ),
                 amount=txn.amount,
-                applied=applications[0]["amount"] if applications else "0.00",
+                applied=str(first.amount) if first else "0.00",
                 gl_account=document.gl_account,
                 gl_rule=document.gl_rule_id,
                 exchange_rate=document.exchange_rate,
             )
     return posting
-
-
-def _receipt_for_connector(payload: dict) -> dict:
-    receipt = {
-        "custno": payload["custno"],
-        "date": date.fromisoformat(payload["date"]),
-        "amount": Decimal(payload["amount"]),
-        "method": payload["method"],
-        "reference": payload["reference"],
-        "applications": [
-            {"invno": a["invno"], "amount": Decimal(a["amount"])}
-            for a in payload.get("applications", [])
-        ],
-    }
-    if payload.get("gl_account"):
-        receipt["gl_account"] = payload["gl_account"]
-    return receipt
 
 
 def send_posting(posting_id: int) -> str:
@@ -500,50 +411,18 @@ def send_posting(posting_id: int) -> str:
                 return "posted (found by idempotency key)"
         document = documents.document_for_send(posting, sage)
         if not document.is_valid:
-            return _mark_invalid(posting, document)
-        _store_document(posting, document)
-        result = sage.post_cash_receipt(
-            posting.idempotency_key, _receipt_for_connector(document.payload)
-        )
+            posting.mark_not_sent(
+                document.posting_fields(),
+                documents.problem_summary(document.problems),
+                document.problems[0].error_code,
+            )
+            return "needs review"
+        posting.store(document.posting_fields())
+        result = sage.post_cash_receipt(posting.idempotency_key, document.receipt)
     except Exception as exc:
         return _mark_send_failed(posting, exc)
     posting.mark_posted(result)
     return "posted"
-
-
-def _store_document(posting: Posting, document: documents.ReceiptDocument) -> None:
-    """Keep what is about to be sent on the posting, before it is sent."""
-    fields = document.posting_fields()
-    changed = {
-        name: value for name, value in fields.items() if getattr(posting, name) != value
-    }
-    if changed:
-        Posting.objects.filter(pk=posting.pk).update(**changed)
-        for name, value in changed.items():
-            setattr(posting, name, value)
-
-
-def _mark_invalid(posting: Posting, document: documents.ReceiptDocument) -> str:
-    """Our own validation refused the document: nothing was sent; a person decides."""
-    reasons = documents.problem_summary(document.problems)
-    code = document.problems[0].error_code
-    with transaction.atomic():
-        for name, value in document.posting_fields().items():
-            setattr(posting, name, value)
-        posting.state = Posting.State.NEEDS_REVIEW
-        posting.next_attempt_at = None
-        posting.last_error = reasons[:2000]
-        posting.last_error_code = code[:40]
-        posting.not_sent = True
-        posting.save()
-        ReviewItem.open(
-            posting.transaction,
-            ReviewItem.Kind.VALIDATION,
-            f"{reasons}. Correct the value and retry.",
-            posting=posting,
-            error_code=code[:40],
-        )
-    return "needs review"
 
 
 def _mark_send_failed(posting: Posting, exc: BaseException) -> str:
@@ -567,20 +446,10 @@ def _mark_send_failed(posting: Posting, exc: BaseException) -> str:
             posting.state = Posting.State.NEEDS_REVIEW
             posting.next_attempt_at = None
             posting.save()
-            if isinstance(exc, ConnectorError):
-                reason = (
-                    f"Sage Pro refused the receipt: {plain}"
-                    + documents.refused_field(exc.code, posting.payload)
-                )
-            else:
-                reason = (
-                    f"The receipt could not be built or sent: {plain}. No retry will "
-                    "fix this by itself: correct the cause, then retry."
-                )
             ReviewItem.open(
                 txn,
                 ReviewItem.Kind.VALIDATION,
-                reason,
+                documents.refusal_reason(exc, plain, posting.payload),
                 posting=posting,
                 error_code=code,
             )
@@ -598,7 +467,7 @@ def _mark_send_failed(posting: Posting, exc: BaseException) -> str:
         return "failed"
 
 
-# --- silent posts: confirmed by lookup, then an event like any other ----------------------------------------------------------------------
+# --- silent posts: confirmed by lookup, then an event like any other -------------------
 
 
 def confirm_silent_post(delivery_id: int) -> str:

@@ -62,6 +62,7 @@ from integrations.models import (
     ReconciliationRun,
     ReviewItem,
     SettlementBatch,
+    saved_user,
 )
 from integrations.models.payments import is_receipt_wanted
 
@@ -141,7 +142,7 @@ def reconcile(
         connection=connection,
         date_from=date_from,
         date_to=date_to,
-        created_by=user if getattr(user, "pk", None) else None,
+        created_by=saved_user(user),
     )
     try:
         _Reconciliation(run, progress or _quiet).execute()
@@ -269,7 +270,11 @@ class _Reconciliation:
             else (row["receipt__document_number"] or "")
         )
         detail = _detail(bucket, row, receipt)
-        if bucket == Bucket.POSTED and self._wrong_amount(row, receipt):
+        if (
+            bucket == Bucket.POSTED
+            and receipt is not None
+            and self._wrong_amount(row, receipt)
+        ):
             bucket, detail = Bucket.IN_REVIEW, _wrong_amount_detail(row, receipt)
         return ReconciliationLine(
             run=self.run,
@@ -462,10 +467,10 @@ def tie_out(
         connection=connection, batch_number__in=numbers
     ).values_list("batch_number", "transaction_id", "transaction_type", "amount")
     for number, transaction_id, kind, amount in rows.iterator(chunk_size=BATCH_SIZE):
-        entry = actual[number]
-        entry[0] += 1
-        entry[1] += signed_amount(amount, kind)
-        entry[2].add(transaction_id)
+        tally = actual[number]
+        tally[0] += 1
+        tally[1] += signed_amount(amount, kind)
+        tally[2].add(transaction_id)
 
     totals: dict[str, dict] = {}
     verdicts = []
@@ -536,7 +541,9 @@ def line_rows(runs: Iterable[ReconciliationRun]) -> Iterator[dict[str, Any]]:
 
 def as_json(runs: list[ReconciliationRun]) -> dict[str, Any]:
     """One object for `reconcile --json`: bucket totals across the runs, and the lines."""
-    buckets = {name: {"count": 0, "amount": ZERO} for name in Bucket.values}
+    buckets: dict[str, dict[str, Any]] = {
+        name: {"count": 0, "amount": ZERO} for name in Bucket.values
+    }
     for run in runs:
         for name, data in run.buckets.items():
             buckets[name]["count"] += data["count"]

@@ -81,7 +81,7 @@ def _group_text(value: Any) -> str | None:
         finite = (
             value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
         )
-        return str(value) if finite and abs(value) < 10**20 else None
+        return str(value) if finite and -(10**20) < value < 10**20 else None
     if isinstance(value, str) and len(value) <= 40:
         return value
     return None

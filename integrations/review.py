@@ -19,6 +19,13 @@ from django_q.tasks import async_task
 
 from integrations import documents
 from integrations.connectors.base import ConnectorError
+from integrations.documents import Application
+from integrations.documents.matching import (
+    invoice_problem,
+    matching_invoice,
+    matching_payment,
+    matching_rules,
+)
 from integrations.models import (
     Connection,
     Event,
@@ -26,15 +33,9 @@ from integrations.models import (
     Posting,
     ReviewDecision,
     ReviewItem,
+    saved_user,
 )
-from integrations.processing import (
-    create_receipt_posting,
-    invoice_problem,
-    matching_invoice,
-    matching_payment,
-    matching_rules,
-    queue,
-)
+from integrations.processing import create_receipt_posting, queue
 from mappings import matching
 
 
@@ -73,7 +74,10 @@ def retry_posting(
             posting=posting, state=ReviewItem.State.OPEN
         ):
             ReviewDecision.objects.create(
-                item=item, user=user, action="retry", detail={"posting": posting.pk}
+                item=item,
+                user=saved_user(user),
+                action="retry",
+                detail={"posting": posting.pk},
             )
         if queue_send:
             queue("send_posting", posting.pk)
@@ -172,7 +176,7 @@ def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) ->
         if item.state != ReviewItem.State.OPEN:
             raise ReviewError(f"Review item {item.pk} is already {item.state}.")
         event = item.event
-        if event is None and item.transaction_id:
+        if event is None and item.transaction is not None:
             event = (
                 Event.objects.filter(
                     connection_id=item.transaction.connection_id,
@@ -195,7 +199,7 @@ def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) ->
             raise ReviewError(f"The {what} is already queued or being sent.")
         item.state = ReviewItem.State.RESOLVED
         item.resolved_at = timezone.now()
-        item.resolved_by = user if getattr(user, "pk", None) else None
+        item.resolved_by = saved_user(user)
         item.resolution = f"Retried ({what})"
         item.save()
         ReviewDecision.objects.create(
@@ -249,16 +253,19 @@ def apply_review_item_split(
         item, posting = _locked_open_item(item, resolution)
         if posting is not None:
             return posting
-        posting = create_receipt_posting(txn, sage_conn, lines[0][0])
-        payload = dict(
-            documents.build_cash_receipt(txn, lines[0][0], sage_conn=sage_conn).payload
+        document = documents.build_cash_receipt(
+            txn,
+            lines[0][0],
+            sage_conn=sage_conn,
+            # One invoice up to its balance: the builder's cap applies.
+            applications=None
+            if whole
+            else tuple(
+                Application(str(inv["invno"]).strip(), share) for inv, share in lines
+            ),
         )
-        if not whole:  # one invoice up to its balance: the builder's cap applies
-            payload["applications"] = [
-                {"invno": str(inv["invno"]).strip(), "amount": str(share)}
-                for inv, share in lines
-            ]
-        _replace_payload(posting, payload)
+        posting = create_receipt_posting(txn, sage_conn, document)
+        _replace_document(posting, document)
         item.resolve(
             user,
             resolution,
@@ -297,7 +304,8 @@ def _allocate(
             raise ReviewError(problem)
         balance = Decimal(invoice["balance"])
         share = min(remaining, balance) if amount is None else amount
-        if not share.is_finite() or share.normalize().as_tuple().exponent < -2:
+        exponent = share.normalize().as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -2:
             raise ReviewError(f"{share} for invoice {invno} is not an amount in cents.")
         if share <= 0:
             raise ReviewError(
@@ -338,14 +346,11 @@ def post_on_account(
         item, posting = _locked_open_item(item, resolution)
         if posting is not None:
             return posting
-        account = {"invno": "", "custno": custno, "balance": "0"}
-        posting = create_receipt_posting(txn, sage_conn, account, on_account=True)
-        _replace_payload(
-            posting,
-            documents.build_cash_receipt(
-                txn, account, sage_conn=sage_conn, on_account=True
-            ).payload,
+        document = documents.build_cash_receipt(
+            txn, None, sage_conn=sage_conn, applications=(), customer=custno
         )
+        posting = create_receipt_posting(txn, sage_conn, document)
+        _replace_document(posting, document)
         item.resolve(
             user,
             resolution,
@@ -390,7 +395,9 @@ def correction_values(item: ReviewItem) -> dict[str, Any]:
     with the stored overrides of still-correctable fields applied."""
     if item.posting is None:
         raise ReviewError("Choose one review item that has a posting to correct.")
-    current = documents.values_from_payload(item.posting.payload)
+    current = documents.stored_values(
+        documents.CashReceipt.from_payload(item.posting.payload)
+    )
     current.update(_kept_overrides(item.posting))
     return current
 
@@ -421,7 +428,7 @@ def correct_and_retry(
     posting.overrides = overrides
     ReviewDecision.objects.create(
         item=item,
-        user=user,
+        user=saved_user(user),
         action="correct",
         detail={"overrides": overrides, "posting": posting.pk},
     )
@@ -439,7 +446,7 @@ def annotate_review_item(
         raise ReviewError("Write the note first.")
     return ReviewDecision.objects.create(
         item=item,
-        user=user if getattr(user, "pk", None) else None,
+        user=saved_user(user),
         action="note",
         detail={"note": note},
     )
@@ -495,10 +502,12 @@ def _reviewable(item: ReviewItem) -> tuple[PaymentTransaction, Connection]:
     return txn, sage_conn
 
 
-def _replace_payload(posting: Posting, payload: dict[str, Any]) -> None:
+def _replace_document(posting: Posting, document: documents.ReceiptDocument) -> None:
+    """Put a reviewer's receipt on the transaction's posting (new, or the one that was
+    stopped) and make it due to be sent afresh."""
     if posting.state != Posting.State.POSTED:
         Posting.objects.filter(pk=posting.pk).update(
-            payload=payload,
+            payload=document.payload,
             state=Posting.State.PENDING,
             attempts=0,
             next_attempt_at=None,

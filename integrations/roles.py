@@ -55,7 +55,7 @@ def ensure_groups(sender: object, **kwargs: object) -> None:
 
     for group_name, apps in GROUP_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=group_name)
-        wanted = []
+        wanted: list[Permission] = []
         for app_label, models in apps.items():
             for model, actions in models.items():
                 codenames = [f"{action}_{model}" for action in actions]

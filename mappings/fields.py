@@ -80,6 +80,9 @@ def convert_money(amount: Decimal, rate: Decimal) -> Decimal:
 # --- time ---------------------------------------------------------------------------
 
 
+# The connector has the strict edge parser of the same format
+# (`integrations.connectors.paytrace.parse_datetime`); the layers keep them apart,
+# see the note there.
 def parse_paytrace_datetime(text: str, time_zone: str) -> datetime:
     """Read PayTrace's `M/D/YYYY h:mm:ss AM/PM` in `time_zone`; return it in UTC."""
     match = _PAYTRACE_TIME.match(str(text))

@@ -1,6 +1,7 @@
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -8,15 +9,16 @@ from django.db import models
 PREFIX_LENGTH = 8
 KEY_BYTES = 20
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 def digest_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiTokenManager(models.Manager["ApiToken"]):
-    def create_token(
-        self, user: models.Model, name: str = ""
-    ) -> tuple["ApiToken", str]:
+    def create_token(self, user: "User", name: str = "") -> tuple["ApiToken", str]:
         """Make a token for `user`; return the row and the key, which is shown once.
 
         Only the key's SHA-256 digest and its first characters (to find the row and to

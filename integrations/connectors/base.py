@@ -68,9 +68,9 @@ class _TimeoutAdapter(HTTPAdapter):
         self.timeout = timeout
         super().__init__(**kwargs)
 
-    def send(
+    def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
-    ) -> requests.Response:  # type: ignore[override]
+    ) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         return super().send(request, **kwargs)

@@ -325,6 +325,11 @@ _BRANDS = (
 )
 
 
+# A second reader of the same format lives in `mappings.fields.parse_paytrace_datetime`
+# (the `paytrace_datetime` field-mapping transform). They stay two on purpose:
+# connectors never import from mappings and mappings never import from integrations,
+# and this one is the strict edge parser (ASCII digits, years 1970-2999, errors that
+# name the field) while the transform reads values already accepted here.
 def parse_datetime(text: str | None, time_zone: str) -> datetime | None:
     """Read PayTrace's `M/D/YYYY h:mm:ss AM/PM` in `time_zone`; return it in UTC.
 

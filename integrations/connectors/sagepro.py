@@ -7,7 +7,9 @@ the GL rules' decision, not the transport's.
 """
 
 import datetime
-from decimal import Decimal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +65,116 @@ def convert(
         if name in out:
             out[name] = from_date(out[name])
     return out
+
+
+@dataclass(frozen=True)
+class Application:
+    """The part of a receipt applied to one invoice."""
+
+    invno: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class CashReceipt:
+    """One cash receipt for Sage Pro: the portal's only shape of it.
+
+    Money is `Decimal` and the date a `date` (None only while a document our own
+    validation stopped is missing them). `as_payload()` is the JSON stored on
+    `Posting.payload`; `from_payload()` reads a stored one back.
+    """
+
+    custno: str
+    date: datetime.date | None
+    amount: Decimal | None
+    method: str
+    reference: str
+    applications: tuple[Application, ...] = ()
+    gl_account: str = ""
+
+    @property
+    def invno(self) -> str:
+        """The first invoice the receipt is applied to ("" on account)."""
+        return self.applications[0].invno if self.applications else ""
+
+    @property
+    def applied(self) -> Decimal:
+        return sum((a.amount for a in self.applications), Decimal("0"))
+
+    @property
+    def unapplied(self) -> Decimal:
+        """What stays on the customer's account as unapplied cash."""
+        return (self.amount or Decimal("0")) - self.applied
+
+    def as_payload(self) -> dict[str, Any]:
+        """The receipt as stored on `Posting.payload` (strings, as the gateway reads)."""
+        payload: dict[str, Any] = {
+            "custno": self.custno,
+            "date": self.date.isoformat() if self.date else "",
+            "amount": str(self.amount) if self.amount is not None else "",
+            "method": self.method,
+            "reference": self.reference,
+            "applications": [
+                {"invno": a.invno, "amount": str(a.amount)} for a in self.applications
+            ],
+        }
+        if self.gl_account:
+            payload["gl_account"] = self.gl_account
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> "CashReceipt":
+        """A stored payload read back (an empty or malformed value reads as None)."""
+        return cls(
+            custno=str(payload.get("custno") or ""),
+            date=_stored_date(payload.get("date")),
+            amount=_stored_money(payload.get("amount")),
+            method=str(payload.get("method") or ""),
+            reference=str(payload.get("reference") or ""),
+            applications=tuple(
+                Application(
+                    str(a.get("invno") or ""),
+                    _stored_money(a.get("amount")) or Decimal("0"),
+                )
+                for a in payload.get("applications") or []
+            ),
+            gl_account=str(payload.get("gl_account") or ""),
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The gateway's JSON body: money as exactly 2 places (more is refused)."""
+        if self.date is None or self.amount is None:
+            raise ValueError("a cash receipt needs a date and an amount")
+        body: dict[str, Any] = {
+            "custno": self.custno,
+            "date": self.date.isoformat(),
+            "amount": to_money(self.amount),
+            "method": self.method,
+            "reference": self.reference,
+            "applications": [
+                {"invno": a.invno, "amount": to_money(a.amount)}
+                for a in self.applications
+            ],
+        }
+        if self.gl_account:
+            body["gl_account"] = self.gl_account.strip()
+        return body
+
+
+def _stored_date(value: Any) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(str(value).strip()) if value else None
+    except ValueError:
+        return None
+
+
+def _stored_money(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
 
 
 def segment(key: str) -> str:
@@ -134,11 +246,11 @@ class SageProConnector(HttpConnector):
     # --- cash receipts -----------------------------------------------------------
 
     def post_cash_receipt(
-        self, idempotency_key: str, receipt: dict[str, Any]
+        self, idempotency_key: str, receipt: CashReceipt
     ) -> dict[str, Any]:
         """Post a receipt; safe to repeat with the same key and the same receipt.
 
-        `receipt["gl_account"]`, when given, is the GL account the cash is booked to;
+        `receipt.gl_account`, when given, is the GL account the cash is booked to;
         the gateway refuses an unknown or inactive one (422).
 
         Returns the gateway's receipt with `replayed=True` when it answered 200 for a
@@ -146,19 +258,7 @@ class SageProConnector(HttpConnector):
         transient ConnectorError with `outcome_unknown=True`: look the receipt up with
         `find_cash_receipts(idempotency_key=...)` or repeat the post with the same key.
         """
-        body = {
-            "custno": receipt["custno"],
-            "date": receipt["date"].isoformat(),
-            "amount": to_money(receipt["amount"]),
-            "method": receipt["method"],
-            "reference": receipt["reference"],
-            "applications": [
-                {"invno": app["invno"], "amount": to_money(app["amount"])}
-                for app in receipt.get("applications", [])
-            ],
-        }
-        if receipt.get("gl_account"):
-            body["gl_account"] = str(receipt["gl_account"]).strip()
+        body = receipt.body()
         response = self.request(
             "POST",
             "/cash-receipts",

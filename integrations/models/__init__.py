@@ -34,6 +34,7 @@ from integrations.models.storage import (
     money_in_range,
     money_limit,
     money_problem,
+    saved_user,
     storable_text,
     validate_time_zone,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "money_in_range",
     "money_limit",
     "money_problem",
+    "saved_user",
     "storable_text",
     "validate_time_zone",
 ]

@@ -1,5 +1,7 @@
 """The external systems the portal talks to, and their webhook signing secrets."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -83,7 +85,7 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()}, {self.environment})"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         creating = self._state.adding
         super().save(*args, **kwargs)
         if creating and self.kind == self.Kind.PAYTRACE:

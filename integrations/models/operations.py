@@ -1,5 +1,6 @@
 """Runs and locks: leases, polls, settlement batches, reconciliations, alerts."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -31,7 +32,7 @@ class Lease(models.Model):
         from django.db import IntegrityError, transaction
 
         now = timezone.now()
-        expires = now + timezone.timedelta(seconds=seconds)
+        expires = now + timedelta(seconds=seconds)
         if cls.objects.filter(name=name, expires_at__lte=now).update(
             holder=holder, expires_at=expires
         ):

@@ -17,6 +17,7 @@ from integrations.models.storage import (
     StorableValuesMixin,
     money_in_range,
     money_problem,
+    saved_user,
 )
 from mappings.fields import business_date
 from mappings.models import GatewayStatus, PaymentStatus
@@ -121,7 +122,7 @@ class PaymentTransaction(StorableValuesMixin, models.Model):
             action=action,
             detail=detail[:1000],
             event=event,
-            user=user if getattr(user, "pk", None) else None,
+            user=saved_user(user),
             changes=_jsonable(changes),
         )
 
@@ -395,6 +396,39 @@ class Posting(StorableValuesMixin, models.Model):
             posting=self,
             error_code=self.last_error_code,
         )
+
+    def store(self, fields: dict[str, Any]) -> None:
+        """Keep the document about to be sent on the row (the columns that changed)."""
+        changed = {
+            name: value
+            for name, value in fields.items()
+            if getattr(self, name) != value
+        }
+        if changed:
+            Posting.objects.filter(pk=self.pk).update(**changed)
+            for name, value in changed.items():
+                setattr(self, name, value)
+
+    def mark_not_sent(self, fields: dict[str, Any], reasons: str, code: str) -> None:
+        """Our own validation stopped the document: nothing was sent; a person decides."""
+        from integrations.models.review import ReviewItem
+
+        with transaction.atomic():
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.state = self.State.NEEDS_REVIEW
+            self.next_attempt_at = None
+            self.last_error = reasons[:2000]
+            self.last_error_code = code[:40]
+            self.not_sent = True
+            self.save()
+            ReviewItem.open(
+                self.transaction,
+                ReviewItem.Kind.VALIDATION,
+                f"{reasons}. Correct the value and retry.",
+                posting=self,
+                error_code=code[:40],
+            )
 
 
 def _amount_or_none(value: Any) -> Decimal | None:

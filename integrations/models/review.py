@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from integrations.models.inbound import Event
 from integrations.models.payments import PaymentTransaction, Posting
-from integrations.models.storage import StorableValuesMixin
+from integrations.models.storage import StorableValuesMixin, saved_user
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -138,7 +138,7 @@ class ReviewItem(models.Model):
         its transaction's history."""
         self.state = self.State.RESOLVED
         self.resolved_at = timezone.now()
-        self.resolved_by = user if getattr(user, "pk", None) else None
+        self.resolved_by = saved_user(user)
         self.resolution = resolution
         self.save()
         ReviewDecision.objects.create(

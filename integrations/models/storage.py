@@ -2,13 +2,16 @@
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import available_timezones
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from integrations.redaction import redact_text
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 CENT = Decimal("0.01")
 
@@ -130,6 +133,12 @@ def storable_text(text: str) -> str:
     cannot be encoded (a lone surrogate from hostile JSON) escaped."""
     masked, _ = redact_text(text)
     return masked.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def saved_user(user: object) -> "User | None":
+    """`user` for a user column when it is a saved account; None for no user or an
+    anonymous one."""
+    return cast("User", user) if getattr(user, "pk", None) else None
 
 
 def validate_time_zone(value: str) -> None:

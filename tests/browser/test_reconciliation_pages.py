@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from integrations import reconciliation
+from integrations.connectors.sagepro import CashReceipt
 from integrations.models import (
     Event,
     GatewayStatus,
@@ -99,14 +100,14 @@ def month_of_payments(live_connections):
             if kind == "posted":
                 receipt = sage.post_cash_receipt(
                     f"key-{number}",
-                    {
-                        "custno": "ACME",
-                        "date": txn.posting_date(),
-                        "amount": amount,
-                        "method": "VISA",
-                        "reference": txn.transaction_id,
-                        "applications": [],
-                    },
+                    CashReceipt(
+                        custno="ACME",
+                        date=txn.posting_date(),
+                        amount=amount,
+                        method="VISA",
+                        reference=txn.transaction_id,
+                        applications=(),
+                    ),
                 )
                 make_posting(
                     txn,
@@ -131,14 +132,14 @@ def month_of_payments(live_connections):
     # A receipt typed in Sage Pro for a PayTrace payment the portal never saw.
     sage.post_cash_receipt(
         "typed-by-hand",
-        {
-            "custno": "BLUEOX",
-            "date": today - timedelta(days=6),
-            "amount": Decimal("310.00"),
-            "method": "VISA",
-            "reference": "184299999",
-            "applications": [],
-        },
+        CashReceipt(
+            custno="BLUEOX",
+            date=today - timedelta(days=6),
+            amount=Decimal("310.00"),
+            method="VISA",
+            reference="184299999",
+            applications=(),
+        ),
     )
     for number, txns in batches.items():
         net = sum(t.amount for t in txns)

@@ -75,6 +75,7 @@ def assert_no_card_numbers_stored():
         ("4111\n1111\r\n1111\t1111", "1111"),
         ("4111\\n1111\\n1111\\n1111", "1111"),  # newlines escaped in JSON text
         ("4111_1111:1111,1111", "1111"),
+        ("4111\ufffd1111\ufffd1111\ufffd1111", "1111"),  # replacement characters
         ("\\u0034\\u0031\\u0031\\u0031" + "1" * 12, "1111"),
         # JSON text inside a JSON string: the escapes are escaped once more
         ("\\\\u0034\\\\u0031\\\\u0031\\\\u0031" + "1" * 12, "1111"),
@@ -423,6 +424,23 @@ def test_a_card_number_in_the_url_slug_or_echoed_by_a_field_error_is_not_stored(
 
     assert [r.status_code for r in responses] == [404, 400, 400]
     assert InboundDelivery.objects.count() == 3
+    assert_no_card_numbers_stored()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("junk", [b"\xff", b"\xed\xa0\x80", "\ufffd".encode()])
+def test_a_card_number_split_by_invalid_bytes_is_not_stored(
+    client, paytrace_conn, junk
+):
+    pan = VISA.encode()
+    body = b'{"type": "x", "note": "' + pan[:9] + junk + pan[9:] + b'"}'
+
+    response = client.post(
+        f"/webhooks/paytrace/{SLUG}/", data=body, content_type="application/json"
+    )
+
+    assert response.status_code in (400, 401)
+    assert InboundDelivery.objects.count() == 1
     assert_no_card_numbers_stored()
 
 

@@ -63,7 +63,9 @@ def correct_and_retry(admin_client, item, **values):
     A browser submits only the correctable fields (the others are disabled inputs).
     """
     posting = item.posting
-    current = documents.values_from_payload(posting.payload)
+    current = documents.stored_values(
+        documents.CashReceipt.from_payload(posting.payload)
+    )
     form = {
         name: "" if current[name] is None else str(current[name])
         for name in documents.CORRECTABLE_FIELDS

@@ -72,7 +72,9 @@ def receipts(txn):
 def correct(browser, item, **fields):
     """Submit "Correct values and retry…" for one item, as a browser would: the
     editable fields with their current values, changed by `fields`."""
-    current = documents.values_from_payload(item.posting.payload)
+    current = documents.stored_values(
+        documents.CashReceipt.from_payload(item.posting.payload)
+    )
     editable = {
         name: "" if current[name] is None else str(current[name])
         for name in ("date", "method", "gl_account")
@@ -150,7 +152,9 @@ def test_correcting_a_25_payment_to_400_with_every_field_posts_nothing(
 ):
     """Correct and retry with amount=400.00 against a 25.00 payment, every other
     field sent as the form used to show it."""
-    current = documents.values_from_payload(stopped.posting.payload)
+    current = documents.stored_values(
+        documents.CashReceipt.from_payload(stopped.posting.payload)
+    )
     every = {k: "" if v is None else str(v) for k, v in current.items()}
     every |= {"amount": "400.00", "gl_account": "1100-00"}
 

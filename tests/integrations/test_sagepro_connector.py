@@ -9,6 +9,7 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
+from integrations.connectors import sagepro
 from integrations.connectors.base import ConnectorError, NotFoundError
 from integrations.connectors.sagepro import SageProConnector, to_money
 from integrations.sandbox.sagepro import views
@@ -31,18 +32,17 @@ def gateway(http, sandbox):
 def receipt_for(
     invno, amount, applied=None, *, custno="ACME", reference="pt-1001", **kw
 ):
-    body = {
-        "custno": custno,
-        "date": kw.pop("date", period_date(0)),
-        "amount": Decimal(amount),
-        "method": "VISA",
-        "reference": reference,
-        "applications": [{"invno": invno, "amount": Decimal(applied or amount)}]
+    return sagepro.CashReceipt(
+        custno=custno,
+        date=kw.pop("date", period_date(0)),
+        amount=Decimal(amount),
+        method="VISA",
+        reference=reference,
+        applications=(sagepro.Application(invno, Decimal(applied or amount)),)
         if invno
-        else [],
-    }
-    body.update(kw)
-    return body
+        else (),
+        **kw,
+    )
 
 
 def assert_ledger_invariants():

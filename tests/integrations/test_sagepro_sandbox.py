@@ -458,6 +458,7 @@ def test_a_receipts_gl_account_is_kept_and_read_back(http, sage):
 
     from django.conf import settings
 
+    from integrations.connectors import sagepro
     from integrations.connectors.sagepro import SageProConnector
     from integrations.sandbox.sagepro.seed import today
 
@@ -465,15 +466,15 @@ def test_a_receipts_gl_account_is_kept_and_read_back(http, sage):
         "http://testserver/sandbox/sagepro/api/v1", settings.SANDBOX_SAGEPRO_API_KEY
     )
     invno = sage.seed_invoice("ACME", "20.00")
-    receipt = {
-        "custno": "ACME",
-        "date": today(),
-        "amount": Decimal("20.00"),
-        "method": "CARD",
-        "reference": "777000111",
-        "applications": [{"invno": invno, "amount": Decimal("20.00")}],
-        "gl_account": "110000",
-    }
+    receipt = sagepro.CashReceipt(
+        custno="ACME",
+        date=today(),
+        amount=Decimal("20.00"),
+        method="CARD",
+        reference="777000111",
+        applications=(sagepro.Application(invno, Decimal("20.00")),),
+        gl_account="110000",
+    )
     posted = sage_api.post_cash_receipt("key-gl-1", receipt)
     found = sage_api.find_cash_receipts(reference="777000111")
     assert posted["gl_account"] == "1100-00"

@@ -1,6 +1,7 @@
 """Backfill: read PayTrace's export day by day and feed what the portal has not seen."""
 
 from datetime import date
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -33,7 +34,7 @@ class Command(BaseCommand):
             help="PayTrace connection slug (default: all active).",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         connections = Connection.objects.filter(
             kind=Connection.Kind.PAYTRACE, is_active=True
         )

@@ -11,7 +11,7 @@ from integrations.sandbox.paytrace.models import Batch, OutboundEvent, Transacti
 
 class OutboundEventInline(admin.TabularInline):
     model = OutboundEvent
-    fields = ["type", "webhook_id", "status", "attempts", "last_status", "delivered_at"]
+    fields = ("type", "webhook_id", "status", "attempts", "last_status", "delivered_at")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -282,7 +282,9 @@ def sale_keyed(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
             errors.setdefault(INVALID_AMOUNT, []).append(
                 "Please provide a valid Tax Amount."
             )
-    card = body.get("credit_card") if isinstance(body.get("credit_card"), dict) else {}
+    card = body.get("credit_card")
+    if not isinstance(card, dict):
+        card = {}
     number = str(card.get("number") or "").replace(" ", "")
     if not is_luhn_valid(number):
         errors[INVALID_CARD_NUMBER] = ["Please provide a valid Credit Card Number."]
@@ -393,14 +395,11 @@ def filter_by_type(found: QuerySet[Transaction], kind: str) -> QuerySet[Transact
 def void(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Void a transaction that is still pending settlement (else error 818)."""
     transaction_id = body.get("transaction_id")
-    if Transaction.pk_for(transaction_id) is None:
+    pk = Transaction.pk_for(transaction_id)
+    if pk is None:
         return invalid_transaction_id()
     with transaction.atomic():
-        txn = (
-            Transaction.objects.select_for_update()
-            .filter(pk=Transaction.pk_for(transaction_id))
-            .first()
-        )
+        txn = Transaction.objects.select_for_update().filter(pk=pk).first()
         if txn is None:
             return not_found(transaction_id)
         if txn.is_settled():
@@ -429,14 +428,11 @@ def void(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
 def refund_for_transaction(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Refund a settled sale in full or in part as a new REFUND transaction."""
     transaction_id = body.get("transaction_id")
-    if Transaction.pk_for(transaction_id) is None:
+    pk = Transaction.pk_for(transaction_id)
+    if pk is None:
         return invalid_transaction_id()
     with transaction.atomic():
-        txn = (
-            Transaction.objects.select_for_update()
-            .filter(pk=Transaction.pk_for(transaction_id))
-            .first()
-        )
+        txn = Transaction.objects.select_for_update().filter(pk=pk).first()
         if txn is None:
             return not_found(transaction_id)
         if not txn.is_settled():
@@ -449,7 +445,7 @@ def refund_for_transaction(request: HttpRequest, body: dict[str, Any]) -> HttpRe
                 }
             )
         refundable = txn.refundable_amount()
-        amount = refundable
+        amount: Decimal | None = refundable
         if body.get("amount") not in (None, ""):
             amount = read_amount(body["amount"])
         if amount is None or amount <= 0 or amount > refundable:
@@ -567,8 +563,9 @@ def batches_transaction_list(
     request: HttpRequest, body: dict[str, Any]
 ) -> HttpResponse:
     """Return the settled transactions of one batch."""
+    raw: Any = body.get("batch_number")  # None raises TypeError below
     try:
-        number = int(body.get("batch_number"))
+        number = int(raw)
     except (TypeError, ValueError):
         return error_reply({REQUEST_ERROR: ["Please provide a valid batch_number."]})
     batch = Batch.objects.filter(pk=number - BATCH_NUMBER_OFFSET).first()

@@ -53,7 +53,7 @@ class ArMastAdmin(ReadOnlyAdmin):
 
 class CashReceiptLineInline(admin.TabularInline):
     model = CashReceiptLine
-    fields = ["invno", "requested", "amount", "deleted"]
+    fields = ("invno", "requested", "amount", "deleted")
     readonly_fields = fields
     extra = 0
     can_delete = False

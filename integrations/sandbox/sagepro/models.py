@@ -10,6 +10,7 @@ Columns follow Sage's habits: fixed-width character keys stored padded, no NULLs
 import datetime
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 from django.db.models import Q, Sum
@@ -24,7 +25,7 @@ CENT = Decimal("0.01")
 COUNTER_WRAP = 999_999
 
 
-def money_field(**kwargs: object) -> models.DecimalField:
+def money_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=14, decimal_places=2, default=ZERO, **kwargs)
 
 
@@ -40,7 +41,7 @@ class SageRow(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.adddate == EMPTY_DATE:
             stamp = timezone.localtime()
             self.adddate = stamp.date()
