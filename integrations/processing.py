@@ -562,23 +562,23 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         | Q(state=P.PENDING, next_attempt_at__lt=stale)
         | Q(state=P.PENDING, next_attempt_at__isnull=True, created_at__lt=stale)
     )
-    counts = {"events": 0, "postings": 0}
     with transaction.atomic():
-        for row in Event.objects.filter(event_due).values(
-            "pk", "state", "next_attempt_at"
-        )[:500]:
-            # Conditional: a worker or another sweeper that got there first wins.
-            if Event.objects.filter(
-                pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]
-            ).update(state=E.QUEUED, next_attempt_at=now):
-                queue("process_event", row["pk"])
-                counts["events"] += 1
-        for row in Posting.objects.filter(posting_due).values(
-            "pk", "state", "next_attempt_at"
-        )[:500]:
-            if Posting.objects.filter(
-                pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]
-            ).update(state=P.PENDING, next_attempt_at=now):
-                queue("send_posting", row["pk"])
-                counts["postings"] += 1
-    return counts
+        return {
+            "events": _requeue(Event, event_due, E.QUEUED, "process_event", now),
+            "postings": _requeue(Posting, posting_due, P.PENDING, "send_posting", now),
+        }
+
+
+def _requeue(
+    model: type[Event] | type[Posting], due: Q, state: str, task: str, now: datetime
+) -> int:
+    """Queue up to 500 due rows once each; returns how many were queued."""
+    queued = 0
+    for row in model.objects.filter(due).values("pk", "state", "next_attempt_at")[:500]:
+        # Conditional: a worker or another sweeper that got there first wins.
+        if model.objects.filter(
+            pk=row["pk"], state=row["state"], next_attempt_at=row["next_attempt_at"]
+        ).update(state=state, next_attempt_at=now):
+            queue(task, row["pk"])
+            queued += 1
+    return queued

@@ -10,6 +10,7 @@ from django.utils import timezone
 from integrations.models.inbound import Event
 from integrations.models.payments import PaymentTransaction, Posting
 from integrations.models.storage import StorableValuesMixin, saved_user
+from mappings.kinds import ReviewKind
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -18,16 +19,8 @@ if TYPE_CHECKING:
 class ReviewItem(models.Model):
     """A payment a person has to look at."""
 
-    class Kind(models.TextChoices):
-        UNMATCHED = "unmatched", "No matching open invoice"
-        VALIDATION = "validation", "Sage Pro refused the document"
-        DEAD = "dead", "Posting gave up after retries"
-        UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
-        CARD_DATA = "card_data", "Sender included card data"
-        REVERSAL = "reversal", "Voided or refunded after its receipt posted"
-        OVERPAYMENT = "overpayment", "Paid more than the invoice balance"
-        UNDERPAYMENT = "underpayment", "Paid less than the invoice balance"
-        POSSIBLE_DUPLICATE = "possible_duplicate", "Possibly paid twice"
+    # The matcher's kinds are the stored kinds: one enum, defined in mappings.
+    Kind = ReviewKind
 
     class State(models.TextChoices):
         OPEN = "open", "Open"

@@ -337,9 +337,8 @@ def export_by_id(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     return export_reply([txn])
 
 
-@v1_endpoint
-def export_by_date_range(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
-    """Return the transactions created between two gateway-local dates, inclusive."""
+def read_date_range(body: dict[str, Any]) -> tuple[date, date] | HttpResponse:
+    """`start_date`..`end_date` (MM/DD/YYYY, inclusive), or PayTrace's error reply."""
     start, end = read_date(body.get("start_date")), read_date(body.get("end_date"))
     if start is None or end is None or end < start:
         return error_reply(
@@ -349,6 +348,16 @@ def export_by_date_range(request: HttpRequest, body: dict[str, Any]) -> HttpResp
                 ]
             }
         )
+    return start, end
+
+
+@v1_endpoint
+def export_by_date_range(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
+    """Return the transactions created between two gateway-local dates, inclusive."""
+    dates = read_date_range(body)
+    if isinstance(dates, HttpResponse):
+        return dates
+    start, end = dates
     zone = ZoneInfo(settings.SANDBOX_PAYTRACE_TIME_ZONE)
     found = Transaction.objects.filter(
         created_at__gte=datetime.combine(start, time.min, tzinfo=zone),
@@ -528,15 +537,10 @@ def batch_summary(batch: Batch) -> dict[str, Any]:
 @v1_endpoint
 def batches_export(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Return summaries of the batches settled between two gateway-local dates."""
-    start, end = read_date(body.get("start_date")), read_date(body.get("end_date"))
-    if start is None or end is None or end < start:
-        return error_reply(
-            {
-                REQUEST_ERROR: [
-                    "Please provide a valid start_date and end_date (MM/DD/YYYY)."
-                ]
-            }
-        )
+    dates = read_date_range(body)
+    if isinstance(dates, HttpResponse):
+        return dates
+    start, end = dates
     zone = ZoneInfo(settings.SANDBOX_PAYTRACE_TIME_ZONE)
     batches = (
         Batch.objects.filter(
