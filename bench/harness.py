@@ -3,7 +3,7 @@
 One `Bench` per run:
 
 1. create a fresh database (SQLite: a new file in a temp dir; PostgreSQL: drop and
-   recreate `portal_bench` on 127.0.0.1:5432),
+   recreate `portal_bench` on 127.0.0.1:5432, or `$BENCH_PG_DB`),
 2. point this process's Django at it, migrate, and seed the Sage Pro sandbox, the two
    sandbox connections and the demo webhook secret (`integrations.demo.seed_demo`),
 3. start gunicorn (and, when asked, `manage.py qcluster`) as children, each in its own
@@ -35,7 +35,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-PG_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
+# BENCH_PG_DB picks another database name, so two runs on one server don't collide.
+PG_DB = os.environ.get("BENCH_PG_DB", "portal_bench")
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
 PAYTRACE_SLUG = "paytrace-sandbox"
 WEBHOOK_PATH = f"/webhooks/paytrace/{PAYTRACE_SLUG}/"
 BARE_PATH = "/sandbox/bare-202/"
@@ -68,7 +70,37 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="Keep the temp dir (SQLite file, child logs) after the run.",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Extra environment for this process and the children (repeatable), "
+        "e.g. --env DRAIN_BATCH_SIZE=100.",
+    )
     return parser
+
+
+def env_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """`--env NAME=VALUE` options as a dict (a malformed one stops the run)."""
+    out = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--env {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def parse_ms_list(text: str) -> list[int]:
+    """`--latency-ms 0,50` → [0, 50] (whole milliseconds, each run in turn)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--latency-ms {text!r}: expected e.g. 0,50") from None
+    if not values or any(not 0 <= v <= 10_000 for v in values):
+        raise SystemExit(f"--latency-ms {text!r}: whole ms from 0 to 10000")
+    return values
 
 
 def run_per_database(module: str, args: argparse.Namespace, argv: list[str]) -> int:
@@ -282,6 +314,14 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError(f"qcluster did not report running in {timeout:.0f} s")
 
+    def stop_cluster(self) -> None:
+        """Stop the qcluster the way an operator would (SIGTERM, then kill)."""
+        if self.cluster is None:
+            return
+        self.cluster.stop()
+        self.children.remove(self.cluster)
+        self.cluster = None
+
     def kill_cluster(self) -> None:
         """SIGKILL the whole qcluster process group: nothing gets to clean up."""
         if self.cluster is None:
@@ -310,10 +350,11 @@ class Bench:
             time.sleep(0.2)
         raise RuntimeError(f"/healthz did not answer 200 in {HEALTHZ_TIMEOUT:.0f} s")
 
-    def set_fault(self, mode: str, seconds: float = 60) -> None:
+    def set_fault(self, mode: str, seconds: float = 60, **extra: Any) -> dict:
+        """Set the Sage Pro sandbox's injected fault; return its answer."""
         import json
 
-        body = json.dumps({"mode": mode, "seconds": seconds}).encode()
+        body = json.dumps({"mode": mode, "seconds": seconds, **extra}).encode()
         # The sandbox's API key: _faults needs it like every other Sage Pro call.
         key = os.environ.get("SANDBOX_SAGEPRO_API_KEY", "sandbox-sagepro-key")
         status, reply = request(
@@ -324,15 +365,33 @@ class Bench:
             {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         )
         if status != 200:
-            raise RuntimeError(f"_faults answered {status}: {reply[:200]!r}")
+            raise RuntimeError(f"_faults answered {status}: {reply[:300]!r}")
+        return json.loads(reply)
+
+    def set_latency(self, ms: int, seconds: float = 3600) -> None:
+        """Delay every Sage Pro gateway call by `ms` (0: no fault at all)."""
+        if ms == 0:
+            self.set_fault("none", 0)
+            say("Sage Pro sandbox: no injected latency")
+            return
+        try:
+            reply = self.set_fault("latency", seconds, ms=ms)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"the sandbox refused the latency fault ({exc}); it needs "
+                '`POST _faults {"mode": "latency", "ms": N}`'
+            ) from None
+        if reply.get("mode") != "latency" or reply.get("latency_ms", ms) != ms:
+            raise RuntimeError(f"the sandbox did not set {ms} ms of latency: {reply}")
+        say(f"Sage Pro sandbox: every gateway call delayed by {ms} ms")
 
 
 def recreate_postgres() -> None:
     import psycopg
 
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS portal_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE portal_bench")
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PG_DB}"')
 
 
 def request(
@@ -351,6 +410,33 @@ def request(
         return response.status, response.read()
     finally:
         conn.close()
+
+
+# --- memory --------------------------------------------------------------------------
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def group_rss(pgid: int) -> dict[int, int]:
+    """Resident set size in bytes of every live process in process group `pgid`.
+
+    Read from /proc/<pid>/stat (Linux): field 5 is the process group, field 24 the RSS
+    in pages. A process that exits while it is read is skipped.
+    """
+    out = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses: split after it.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            out[int(entry.name)] = int(fields[21]) * PAGE_SIZE
+    return out
 
 
 # --- load ----------------------------------------------------------------------------

@@ -1,17 +1,21 @@
-"""Ingest: signed webhook POSTs per second, against a bare 202 view on the same server.
+"""Ingest: signed webhook POSTs per second, against one committed insert and a bare 202.
 
     .venv/bin/python -m bench.ingest [--db sqlite|postgres|both] [--events 3000]
         [--concurrency 16] [--rounds 3]
 
-Each round POSTs N distinct, signed `transaction.approved` events to
-`/webhooks/paytrace/paytrace-sandbox/` (verify, store, queue the django-q2 task, answer
-202) and the same bodies to `/sandbox/bare-202/` (a view that only answers 202), with C
-keep-alive clients. No qcluster runs: queueing is measured, processing is not. The two
-alternate (bare first in odd rounds, webhook first in even ones) and the medians are
-compared: goal `webhook / bare ≥ 0.6`. A third series POSTs to `/sandbox/bare-store/`,
-which stores each body with one committed insert and answers 202: the least a webhook
-that loses nothing must do. `webhook / store` shows what verifying, validating and
-queueing cost on top of durable storage.
+Each round POSTs N distinct, signed `transaction.approved` events, with C keep-alive
+clients, to three views on the same server:
+
+- `webhook`: `/webhooks/paytrace/paytrace-sandbox/` (verify, redact, validate, store,
+  wake a worker, answer 202);
+- `store`: `/sandbox/bare-store/`, which stores each body with one committed insert and
+  answers 202: the least a webhook that loses nothing must do;
+- `bare`: `/sandbox/bare-202/`, a view that only answers 202.
+
+No qcluster runs: storing and queueing are measured, processing is not. The order of the
+three alternates (bare, store, webhook in odd rounds; reversed in even ones) and the
+medians are compared. Goal: `webhook / store ≥ 0.8`; `webhook / bare` is printed too.
+The run is valid only with 0 non-2xx answers and every event stored.
 """
 
 import sys
@@ -24,7 +28,7 @@ from bench.harness import BARE_PATH, WEBHOOK_PATH, Delivery, say
 STORE_PATH = "/sandbox/bare-store/"
 PATHS = {"bare": BARE_PATH, "store": STORE_PATH, "webhook": WEBHOOK_PATH}
 
-GOAL = 0.6
+GOAL = 0.8  # webhook ÷ store-only
 WARMUP = 200
 
 
@@ -49,7 +53,9 @@ def build_deliveries(prefix: str, count: int, first_txn: int) -> list[Delivery]:
 
 
 def run(args) -> int:  # noqa: ANN001
-    bench = harness.Bench(args.db, keep=args.keep)
+    bench = harness.Bench(
+        args.db, env_overrides=harness.env_overrides(args), keep=args.keep
+    )
     with bench:
         bench.prepare()
         from django.conf import settings
@@ -94,21 +100,23 @@ def run(args) -> int:  # noqa: ANN001
     return report(args, results, stored)
 
 
-def check_stored(expected: int) -> str:
+def check_stored(expected: int) -> tuple[bool, str]:
+    """Every accepted event is stored once; the django-q2 tasks queued are counted
+    (one per event, or a few wake-ups for them all, depending on the design)."""
     from django_q.models import OrmQ
 
     from integrations.models import Event
 
     events = Event.objects.count()
     tasks = OrmQ.objects.count()
-    ok = events == expected and tasks == expected
-    return (
-        f"stored events {events}, queued tasks {tasks} (expected {expected} each): "
-        f"{'OK' if ok else 'MISMATCH'}"
+    ok = events == expected
+    return ok, (
+        f"stored events {events} (expected {expected}): {'OK' if ok else 'MISMATCH'}; "
+        f"django-q2 tasks queued {tasks}"
     )
 
 
-def report(args, results: dict, stored: str) -> int:  # noqa: ANN001
+def report(args, results: dict, stored: tuple[bool, str]) -> int:  # noqa: ANN001
     bare, hook, store = results["bare"], results["webhook"], results["store"]
     rows = []
     for r, (b, w, st) in enumerate(zip(bare, hook, store, strict=True), start=1):
@@ -118,20 +126,19 @@ def report(args, results: dict, stored: str) -> int:  # noqa: ANN001
                 f"{b.rate:.1f}",
                 f"{st.rate:.1f}",
                 f"{w.rate:.1f}",
-                f"{w.rate / b.rate:.2f}",
                 f"{w.rate / st.rate:.2f}",
-                f"{harness.percentile(b.latencies, 50) * 1000:.1f}",
-                f"{harness.percentile(b.latencies, 95) * 1000:.1f}",
+                f"{w.rate / b.rate:.2f}",
+                f"{harness.percentile(st.latencies, 50) * 1000:.1f}",
+                f"{harness.percentile(st.latencies, 95) * 1000:.1f}",
                 f"{harness.percentile(w.latencies, 50) * 1000:.1f}",
                 f"{harness.percentile(w.latencies, 95) * 1000:.1f}",
-                b.failed,
-                w.failed,
+                b.failed + st.failed + w.failed,
             ]
         )
     bare_rate = harness.median([b.rate for b in bare])
     hook_rate = harness.median([w.rate for w in hook])
     store_rate = harness.median([st.rate for st in store])
-    all_bare = [x for b in bare for x in b.latencies]
+    all_store = [x for st in store for x in st.latencies]
     all_hook = [x for w in hook for x in w.latencies]
     rows.append(
         [
@@ -139,14 +146,13 @@ def report(args, results: dict, stored: str) -> int:  # noqa: ANN001
             f"{bare_rate:.1f}",
             f"{store_rate:.1f}",
             f"{hook_rate:.1f}",
-            f"{hook_rate / bare_rate:.2f}",
             f"{hook_rate / store_rate:.2f}",
-            f"{harness.percentile(all_bare, 50) * 1000:.1f}",
-            f"{harness.percentile(all_bare, 95) * 1000:.1f}",
+            f"{hook_rate / bare_rate:.2f}",
+            f"{harness.percentile(all_store, 50) * 1000:.1f}",
+            f"{harness.percentile(all_store, 95) * 1000:.1f}",
             f"{harness.percentile(all_hook, 50) * 1000:.1f}",
             f"{harness.percentile(all_hook, 95) * 1000:.1f}",
-            sum(b.failed for b in bare),
-            sum(w.failed for w in hook),
+            sum(x.failed for x in bare + store + hook),
         ]
     )
     errors = sum(x.failed for x in bare + hook + store)
@@ -161,28 +167,34 @@ def report(args, results: dict, stored: str) -> int:  # noqa: ANN001
                 "bare req/s",
                 "store req/s",
                 "webhook req/s",
-                "vs bare",
-                "vs store",
-                "bare p50 ms",
-                "bare p95 ms",
+                "hook/store",
+                "hook/bare",
+                "store p50 ms",
+                "store p95 ms",
                 "hook p50 ms",
                 "hook p95 ms",
-                "bare err",
-                "hook err",
+                "errors",
             ],
             rows,
         )
     )
-    say(stored)
-    reconnects = sum(x.reconnects for x in bare + hook)
+    stored_ok, stored_line = stored
+    say(stored_line)
+    reconnects = sum(x.reconnects for x in bare + hook + store)
     if reconnects:
         say(f"reconnects (server closed a keep-alive connection): {reconnects}")
-    say(harness.verdict("ratio webhook/bare", hook_rate / bare_rate, GOAL))
     say(
-        f"ratio webhook/store (one committed insert per request) = {hook_rate / store_rate:.2f}"
+        harness.verdict(
+            "ratio webhook/store (one committed insert per request)",
+            hook_rate / store_rate,
+            GOAL,
+        )
     )
-    if errors:
-        say(f"INVALID RUN: {errors} non-2xx answers or transport errors")
+    say(
+        f"ratio webhook/bare (a view that only answers 202) = {hook_rate / bare_rate:.2f}"
+    )
+    if errors or not stored_ok:
+        say(f"INVALID RUN: {errors} non-2xx answers or transport errors; {stored_line}")
         return 1
     return 0
 

@@ -18,7 +18,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from integrations.models import Alert, Connection, Event, Posting, ReviewItem, SyncRun
+from integrations.models import (
+    Alert,
+    Connection,
+    Event,
+    MirrorState,
+    Posting,
+    ReviewItem,
+    SyncRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,33 @@ def current_conditions(now: datetime) -> list[Condition]:
                 f"poll_failing:{connection.slug}",
                 failing,
                 f"Polling PayTrace for {connection.slug} failed: {last.error if last else ''}",
+            )
+        )
+    conditions.extend(mirror_conditions(now))
+    return conditions
+
+
+def mirror_conditions(now: datetime) -> list[Condition]:
+    """`mirror_stale:<slug>`: an active Sage Pro connection's mirror has not synced
+    for MIRROR_MAX_AGE_MINUTES (counted from its creation until its first sync), so
+    matching and the document checks read old data."""
+    limit = settings.MIRROR_MAX_AGE_MINUTES
+    conditions = []
+    for state in MirrorState.objects.filter(
+        connection__kind=Connection.Kind.SAGEPRO, connection__is_active=True
+    ).select_related("connection"):
+        since = state.synced_at or state.created_at
+        minutes = int((now - since).total_seconds() // 60)
+        never = " (it has never synced)" if state.synced_at is None else ""
+        error = f" Last error: {state.last_error}" if state.last_error else ""
+        conditions.append(
+            Condition(
+                f"mirror_stale:{state.connection.slug}",
+                now - since > timedelta(minutes=limit),
+                f"The Sage Pro mirror of {state.connection.name} "
+                f"({state.connection.slug}) has not synced for {minutes} minutes"
+                f"{never} (limit {limit}).{error} Check the connection, then run "
+                f"manage.py sync_sagepro_mirror --connection {state.connection.slug}.",
             )
         )
     return conditions

@@ -23,7 +23,7 @@ from picklefield.fields import PickledObjectField
 
 from integrations.cardnumbers import might_hold_card_number
 from integrations.crypto import EncryptedTextField
-from integrations.redaction import mask_value
+from integrations.redaction import Masked, MaskedData, mask_value
 
 # "app_label.model.field" of the columns whose exact value is the point.
 EXEMPT_COLUMNS = frozenset(
@@ -83,6 +83,8 @@ def mask_for_storage(field: models.Field, value: Any) -> Any:
     """The value as the column may store it."""
     if value is None or hasattr(value, "as_sql") or value == "":
         return value
+    if isinstance(value, (Masked, MaskedData)):
+        return value  # masked by `redaction` already: scanning again finds nothing
     policy = field.__dict__.get(_POLICY_ATTR, False)
     if policy is False:
         policy = policy_for(field)

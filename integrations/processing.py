@@ -22,10 +22,9 @@ Transitions of one row are its model's methods (`Event.claim`, `Posting.mark_pos
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -44,13 +43,13 @@ from integrations.models import (
 )
 from integrations.models.failures import (
     UnprocessableRecordError,
-    backoff_delay,
     describe_failure,
     failure_code,
     is_transient,
     lease,
 )
 from integrations.models.payments import RECEIPT_TYPES
+from integrations.posting import decide_placement, send_posting
 from integrations.queueing import queue, record_and_queue
 from integrations.redaction import redact_data
 from mappings.models import GatewayStatus, StatusMap
@@ -73,15 +72,7 @@ def process_event(event_id: int) -> str:
     try:
         outcome = _apply_event(event)
     except Exception as exc:
-        if not is_transient(exc):
-            return _event_unprocessable(event, exc)
-        logger.warning(
-            "event %s failed (attempt %s), will retry: %s",
-            event.pk,
-            event.attempts,
-            describe_failure(exc),
-        )
-        return event.fail(exc)
+        return event_failed(event, exc)
     Event.objects.filter(pk=event.pk).update(
         state=Event.State.PROCESSED,
         processed_at=timezone.now(),
@@ -89,6 +80,20 @@ def process_event(event_id: int) -> str:
         last_error="",
     )
     return outcome
+
+
+def event_failed(event: Event, exc: BaseException) -> str:
+    """Back off on a failure a later attempt may get past; anything else is dead at
+    once, with a review item. Returns "failed" or "dead"."""
+    if not is_transient(exc):
+        return _event_unprocessable(event, exc)
+    logger.warning(
+        "event %s failed (attempt %s), will retry: %s",
+        event.pk,
+        event.attempts,
+        describe_failure(exc),
+    )
+    return event.fail(exc)
 
 
 def _event_unprocessable(event: Event, exc: BaseException) -> str:
@@ -123,6 +128,16 @@ def _event_unprocessable(event: Event, exc: BaseException) -> str:
 
 
 def _apply_event(event: Event) -> str:
+    outcome, posting = plan_event(event)
+    if posting is not None:
+        send_posting(posting.pk)
+    return outcome
+
+
+def plan_event(event: Event) -> tuple[str, Posting | None]:
+    """Steps 2 and 3 for one claimed event: the event's outcome, and the posting to
+    send now (None when there is none). Sending is the caller's: one at a time here,
+    in batches in `integrations.batches`."""
     try:
         record_data = event.payload.get("data") or {}
         record = normalize_record(record_data, event.connection.time_zone)
@@ -130,8 +145,8 @@ def _apply_event(event: Event) -> str:
         raise UnprocessableRecordError("the PayTrace record is malformed") from exc
     decision = _upsert_transaction(event, record, record_data)
     if decision.action != Action.POST_RECEIPT:
-        return decision.outcome
-    return prepare_receipt(decision.transaction, event=event)
+        return decision.outcome, None
+    return plan_receipt(decision.transaction, event=event)
 
 
 # --- 2. the transaction and its status ---------------------------------------------------
@@ -296,9 +311,22 @@ def _action_for(txn: PaymentTransaction, event: Event, rule: StatusRule) -> str:
 
 
 def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> str:
-    """Match the payment to its open invoice and create and send its cash receipt.
+    """Match the payment to its open invoice, and create and send its cash receipt."""
+    outcome, posting = plan_receipt(txn, event=event)
+    if posting is not None:
+        send_posting(posting.pk)
+    return outcome
 
-    The connection's matching rules decide (mappings.matching): apply by itself only
+
+def plan_receipt(
+    txn: PaymentTransaction, *, event: Event | None = None
+) -> tuple[str, Posting | None]:
+    """Match the payment to its open invoice and create its cash receipt posting;
+    returns the outcome and the posting to send (None when nothing is to be sent).
+
+    The connection's matching rules decide (mappings.matching) on the mirror of Sage
+    Pro's invoices, and on a fresh read of the invoice whenever the answer is anything
+    but a clean application (`posting.decide_placement`): apply by itself only
     on an exact reference, an amount within tolerance and a consistent customer; keep
     a second payment of a paid invoice, or a likely duplicate, as unapplied cash with a
     `possible_duplicate` item; apply an overpayment up to the balance with an
@@ -307,13 +335,15 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
     """
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None:
-        if existing.state in (
+        due = existing.state in (
             Posting.State.PENDING,
             Posting.State.FAILED,
             Posting.State.IN_PROGRESS,
-        ):
-            send_posting(existing.pk)
-        return f"receipt posting already exists ({existing.state})"
+        )
+        return (
+            f"receipt posting already exists ({existing.state})",
+            existing if due else None,
+        )
     sage_conn = txn.connection.sagepro
     if sage_conn is None or not sage_conn.is_active:
         ReviewItem.open(
@@ -322,15 +352,13 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
             f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry.",
             event=event,
         )
-        return "no Sage Pro connection"
+        return "no Sage Pro connection", None
     invno = documents.invoice_number_for(txn)  # invoice_id, through an invno mapping
-    invoice = (
-        sage_conn.sage().get_invoice(invno) if invno else None
-    )  # transient errors retry the event
-    decision = documents.decide_match(txn, invno, invoice)
+    # Transient errors (a fresh read Sage Pro did not answer) retry the event.
+    invoice, decision = decide_placement(txn, sage_conn, invno)
     if decision.action == "review":
         ReviewItem.open(txn, decision.review_kind, decision.reason, event=event)
-        return f"{decision.review_kind}: {decision.reason}"
+        return f"{decision.review_kind}: {decision.reason}", None
     document = documents.build_cash_receipt(
         txn,
         invoice,
@@ -342,10 +370,10 @@ def prepare_receipt(txn: PaymentTransaction, *, event: Event | None = None) -> s
         ReviewItem.open(
             txn, decision.review_kind, decision.reason, event=event, posting=posting
         )
-    send_posting(posting.pk)
-    return f"receipt {posting.pk} {posting.state}" + (
+    outcome = f"receipt {posting.pk} {posting.state}" + (
         f" ({decision.review_kind})" if decision.review_kind else ""
     )
+    return outcome, posting
 
 
 # --- 4. the document and 5. its posting --------------------------------------------------
@@ -393,78 +421,6 @@ def create_receipt_posting(
                 exchange_rate=document.exchange_rate,
             )
     return posting
-
-
-def send_posting(posting_id: int) -> str:
-    """Send one posting to Sage Pro, at most once in effect. Safe to call concurrently."""
-    posting = Posting.claim(posting_id)
-    if posting is None:
-        return "skipped"
-    try:
-        sage = posting.sagepro.sage()
-        if posting.attempts > 1:
-            # An earlier attempt may have reached Sage Pro before it failed or its
-            # worker died: ask before sending again.
-            found = sage.find_cash_receipts(idempotency_key=posting.idempotency_key)
-            if found:
-                posting.mark_posted(found[0], recovered=True)
-                return "posted (found by idempotency key)"
-        document = documents.document_for_send(posting, sage)
-        if not document.is_valid:
-            posting.mark_not_sent(
-                document.posting_fields(),
-                documents.problem_summary(document.problems),
-                document.problems[0].error_code,
-            )
-            return "needs review"
-        posting.store(document.posting_fields())
-        result = sage.post_cash_receipt(posting.idempotency_key, document.receipt)
-    except Exception as exc:
-        return _mark_send_failed(posting, exc)
-    posting.mark_posted(result)
-    return "posted"
-
-
-def _mark_send_failed(posting: Posting, exc: BaseException) -> str:
-    """Back off on a failure a retry may fix; anything else waits for a person."""
-    plain = describe_failure(exc)
-    code = failure_code(exc)
-    logger.warning(
-        "posting %s failed (attempt %s)%s [%s]: %s",
-        posting.pk,
-        posting.attempts,
-        ", will retry" if is_transient(exc) else ", sent to review",
-        code,
-        plain,
-    )
-    with transaction.atomic():
-        posting.last_error = plain[:2000]
-        posting.last_error_code = code
-        posting.not_sent = False
-        txn = posting.transaction
-        if not is_transient(exc):
-            posting.state = Posting.State.NEEDS_REVIEW
-            posting.next_attempt_at = None
-            posting.save()
-            ReviewItem.open(
-                txn,
-                ReviewItem.Kind.VALIDATION,
-                documents.refusal_reason(exc, plain, posting.payload),
-                posting=posting,
-                error_code=code,
-            )
-            return "needs review"
-        if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
-            posting.mark_dead(plain)
-            return "dead"
-        posting.state = Posting.State.FAILED
-        posting.next_attempt_at = timezone.now() + backoff_delay(posting.attempts)
-        posting.save()
-        txn.record(
-            "post_failed",
-            f"Attempt {posting.attempts} failed: {plain}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
-        )
-        return "failed"
 
 
 # --- silent posts: confirmed by lookup, then an event like any other -------------------
@@ -563,10 +519,22 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         | Q(state=P.PENDING, next_attempt_at__isnull=True, created_at__lt=stale)
     )
     with transaction.atomic():
-        return {
+        counts = {
             "events": _requeue(Event, event_due, E.QUEUED, "process_event", now),
             "postings": _requeue(Posting, posting_due, P.PENDING, "send_posting", now),
         }
+        # Events stored by a web process that died before it woke a worker: one drain
+        # for all of them, once (stamped like a re-queue; the lease rule above hands
+        # them on one by one if even that drain never runs).
+        unwoken = Event.objects.filter(
+            state=E.QUEUED,
+            next_attempt_at__isnull=True,
+            received_at__lt=now - timedelta(seconds=10),
+        ).update(next_attempt_at=now)
+        if unwoken:
+            queue("drain")
+        counts["drains"] = int(bool(unwoken))
+        return counts
 
 
 def _requeue(

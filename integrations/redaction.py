@@ -260,6 +260,21 @@ def _is_sensitive_item(key: Any, parent: str, item: Any) -> bool:
     )
 
 
+class Masked(str):
+    """Text this module has masked: the storage net (`carddata`) need not scan it again.
+
+    Only `redact_text` makes one; any change to it (slicing, concatenation) gives a
+    plain `str` again, which the net scans as usual.
+    """
+
+    __slots__ = ()
+
+
+class MaskedData(dict):
+    """A JSON object this module has masked (see `Masked`). Treat it as read-only: a
+    value put into it later would skip the storage net."""
+
+
 def redact_text(text: str) -> tuple[str, bool]:
     """Mask card numbers and sensitive fields in free text, JSON text or form text."""
     found = False
@@ -282,12 +297,13 @@ def redact_text(text: str) -> tuple[str, bool]:
     text = _JSON_FIELD_RE.sub(lambda m: field(m, quoted=True), text)
     text = _FORM_FIELD_RE.sub(lambda m: field(m, quoted=False), text)
     masked, hit = mask_card_numbers(text)
-    return masked, found or hit
+    return Masked(masked), found or hit
 
 
 def redact_data(value: Any, parent: str = "") -> tuple[Any, bool]:
     """Return a copy of parsed JSON with card data masked, and whether any was found."""
-    return _walk(value, False, _is_sensitive_item, parent)
+    masked, found = _walk(value, False, _is_sensitive_item, parent)
+    return (MaskedData(masked) if isinstance(masked, dict) else masked), found
 
 
 def redact_headers(headers: dict[str, str]) -> tuple[dict[str, str], bool]:
@@ -302,7 +318,7 @@ def redact_headers(headers: dict[str, str]) -> tuple[dict[str, str], bool]:
             continue
         out[name], hit = redact_text(str(value))
         found = found or hit
-    return out, found
+    return MaskedData(out), found
 
 
 # --- logs ------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from integrations import documents
-from integrations.connectors.base import ConnectorError
+from integrations import documents, mirror
+from integrations.connectors.base import ConnectorError, NotFoundError
 from integrations.documents import Application
 from integrations.documents.matching import (
     invoice_problem,
@@ -138,7 +138,7 @@ def invoice_candidates(
         return []
     payment = matching_payment(txn)
     rules = matching_rules(txn.connection)
-    open_invoices = sage_conn.sage().list_open_invoices(payment.customer)
+    open_invoices = sage_conn.mirror().list_open_invoices(payment.customer)
     history: dict[str, int] = {}
     if txn.card_last4:
         for posting in (
@@ -287,14 +287,22 @@ def _allocate(
     allocations: list[tuple[str, Decimal | None]],
 ) -> list[tuple[dict[str, Any], Decimal]]:
     """Each invoice with the share of the payment it takes, checked against its
-    balance, the payment and the customer."""
-    sage = sage_conn.sage()
+    balance, the payment and the customer.
+
+    The invoices are read from the mirror; one the mirror would refuse is read again
+    from Sage Pro first, so a stale copy never refuses a reviewer by itself.
+    """
+    reader = sage_conn.mirror()
     remaining = txn.amount
     lines: list[tuple[dict[str, Any], Decimal]] = []
     for invno, amount in allocations:
         invno = invno.strip()
         try:
-            invoice = sage.get_invoice(invno)
+            invoice = reader.get_invoice(invno)
+            if not reader.fresh and _would_refuse(invoice, invno, amount):
+                invoice = mirror.refresh_invoice(
+                    sage_conn, invno, gateway=reader.gateway
+                )
         except ConnectorError as exc:
             raise ReviewError(
                 f"Sage Pro could not be asked about invoice {invno}: {exc}. Try again shortly."
@@ -338,7 +346,7 @@ def post_on_account(
     if not custno:
         raise ReviewError("Name the Sage Pro customer whose account takes the payment.")
     try:
-        sage_conn.sage().get_customer(custno)
+        _check_customer(sage_conn, custno)
     except ConnectorError as exc:
         raise ReviewError(f"Sage Pro has no customer {custno} ({exc}).") from exc
     resolution = f"Posted on account of customer {custno} as unapplied cash"
@@ -483,6 +491,29 @@ def _locked_open_item(
     raise ReviewError(
         f"Review item {item.pk} was already {item.state}: {item.resolution}"
     )
+
+
+def _would_refuse(
+    invoice: dict[str, Any] | None, invno: str, amount: Decimal | None
+) -> bool:
+    """Whether `invoice` as the mirror has it would refuse the allocation."""
+    if invoice is None or invoice_problem(invoice, invno, ""):
+        return True
+    if amount is None or not amount.is_finite():
+        return False  # refused below, for what it is
+    return amount > Decimal(invoice["balance"])
+
+
+def _check_customer(sage_conn: Connection, custno: str) -> None:
+    """Raise ConnectorError unless Sage Pro has the customer: the mirror answers, and
+    Sage Pro itself is asked before a customer the mirror lacks is refused."""
+    reader = sage_conn.mirror()
+    try:
+        reader.get_customer(custno)
+    except NotFoundError:
+        if reader.fresh:  # Sage Pro itself said so
+            raise
+        mirror.refresh_customer(sage_conn, custno, gateway=reader.gateway)
 
 
 def _reviewable(item: ReviewItem) -> tuple[PaymentTransaction, Connection]:

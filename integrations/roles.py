@@ -23,6 +23,7 @@ GROUP_PERMISSIONS = {
     INTEGRATION_ADMIN: {
         "integrations": {
             "connection": [_READ, "add", "change", "delete"],
+            "mirrorstate": [_READ, "change"],
             "webhooksecret": [_READ, "add", "change", "delete"],
             "paymenttransaction": [_READ],
             "transactionhistory": [_READ],

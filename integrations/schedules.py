@@ -22,6 +22,11 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.PAYTRACE_POLL_MINUTES,
         },
+        "portal: sync the Sage Pro mirrors": {
+            "func": "integrations.mirror.sync_all",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.MIRROR_SYNC_MINUTES,
+        },
         "portal: check alert conditions": {
             "func": "integrations.tasks.check_alerts",
             "schedule_type": Schedule.MINUTES,

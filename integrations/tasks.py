@@ -54,3 +54,9 @@ def check_alerts() -> dict[str, int]:
     from integrations import alerts
 
     return alerts.check_alerts()
+
+
+def drain() -> str:
+    from integrations import batches
+
+    return batches.drain()

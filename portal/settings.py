@@ -218,6 +218,18 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 # A worker's claim on an event or posting; past it, the sweeper hands the work to
 # another worker. Must exceed Q_CLUSTER timeout (checked at startup).
 WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
+# Workers drain events in batches: a woken worker takes up to DRAIN_BATCH_SIZE due
+# events at a time and posts their receipts GATEWAY_BATCH_SIZE to a gateway call. A web
+# process wakes the workers at most once per DRAIN_WAKE_SECONDS, after its events have
+# committed (0: one wake-up per event, queued in the event's own transaction).
+DRAIN_BATCH_SIZE = env.int("DRAIN_BATCH_SIZE", default=50)
+GATEWAY_BATCH_SIZE = env.int("GATEWAY_BATCH_SIZE", default=50)
+DRAIN_WAKE_SECONDS = env.float("DRAIN_WAKE_SECONDS", default=0.2)
+# The local mirror of each Sage Pro company's reference data (customers, open invoices,
+# GL accounts, periods): synced incrementally every MIRROR_SYNC_MINUTES; an alert fires
+# when a mirror has not synced for MIRROR_MAX_AGE_MINUTES.
+MIRROR_SYNC_MINUTES = env.int("MIRROR_SYNC_MINUTES", default=1)
+MIRROR_MAX_AGE_MINUTES = env.int("MIRROR_MAX_AGE_MINUTES", default=15)
 # PayTrace has no webhooks of its own: poll its export every N minutes over an
 # overlapping window of the last D days.
 PAYTRACE_POLL_MINUTES = env.int("PAYTRACE_POLL_MINUTES", default=5)

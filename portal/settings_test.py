@@ -23,3 +23,5 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 # Tests change connections and secrets between requests: no in-memory caching.
 WEBHOOK_CACHE_SECONDS = 0
+# One wake-up per event, in the event's transaction: tests run queued tasks in order.
+DRAIN_WAKE_SECONDS = 0

@@ -1,5 +1,6 @@
 """The finance UI: connections, what came in, what went out, the review queue, the
-dead letters, reconciliation, the mapping rules and the configuration history.
+dead letters, reconciliation, the mapping rules, the configuration history and the
+mirrors of Sage Pro.
 
 One module per area, each registering its admins with `@admin.register`; `base`
 holds what they share. Transactions, events and deliveries are records of what
@@ -15,6 +16,7 @@ from integrations.admin import (  # noqa: F401 - importing registers the admins
     events,
     fieldmappings,
     history,
+    mirror,
     reconciliation,
     review_queue,
     rules,

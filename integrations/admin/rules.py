@@ -70,7 +70,8 @@ def sage_connection_for(connection: Connection | None) -> Connection | None:
 
 
 class GlRuleForm(forms.ModelForm):
-    """Checks the account against Sage Pro's chart (exists, active) on save.
+    """Checks the account against Sage Pro's chart (exists, active) on save: the
+    mirror's copy, and Sage Pro itself before an account is refused.
 
     When Sage Pro cannot be reached the rule is saved anyway and `chart_warning` says
     so; the pipeline checks the account again before every posting.
@@ -105,15 +106,21 @@ class GlRuleForm(forms.ModelForm):
         sage_conn = sage_connection_for(data.get("connection"))
         if not account or sage_conn is None:
             return data
+        reader = sage_conn.mirror()
         try:
-            chart = gl.chart_from(sage_conn.sage().list_gl_accounts())
+            refusal = gl.account_problem(
+                account, gl.chart_from(reader.list_gl_accounts())
+            )
+            if refusal and not reader.fresh:  # the mirror may be behind Sage Pro
+                refusal = gl.account_problem(
+                    account, gl.chart_from(reader.refresh_gl_accounts())
+                )
         except ConnectorError as exc:
             self.chart_warning = (
                 f"Sage Pro could not be asked whether {account} exists ({exc}); "
                 "the rule was saved unchecked and is checked again before posting."
             )
             return data
-        refusal = gl.account_problem(account, chart)
         if refusal:
             self.add_error("account", f"{refusal[1]} ({refusal[0]}).")
         return data

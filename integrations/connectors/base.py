@@ -98,7 +98,7 @@ class HttpConnector:
     """Base class: owns the session, the base URL, the timeout and error handling.
 
     Subclasses know only their own paths and payloads, and override
-    `error_from_response` to read their system's error body.
+    `error_from_body` to read their system's error body.
     """
 
     system = "remote system"
@@ -165,11 +165,16 @@ class HttpConnector:
     def error_from_response(
         self, method: str, path: str, response: requests.Response
     ) -> ConnectorError:
-        status = response.status_code
         try:
             body = decode_json(response)
         except ValueError:
             body = None
+        return self.error_from_body(method, path, response.status_code, body)
+
+    def error_from_body(
+        self, method: str, path: str, status: int, body: Any
+    ) -> ConnectorError:
+        """The error for an answer `status` with decoded JSON `body` (None if none)."""
         code = ""
         detail: Any = body
         if isinstance(body, dict):

@@ -7,13 +7,11 @@ the GL rules' decision, not the transport's.
 """
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
-
-import requests
 
 from .base import (
     DEFAULT_TIMEOUT,
@@ -24,6 +22,10 @@ from .base import (
 )
 
 CENT = Decimal("0.01")
+# Items per `POST /cash-receipts/batch` (docs/sagepro-gateway.md §4.3a).
+BATCH_MAX = 100
+RECEIPTS_PATH = "/cash-receipts"
+BATCH_PATH = "/cash-receipts/batch"
 
 CUSTOMER_MONEY = ("balance", "credit_limit", "last_payment_amount")
 CUSTOMER_DATES = ("last_payment_date",)
@@ -161,6 +163,25 @@ class CashReceipt:
         return body
 
 
+@dataclass(frozen=True)
+class BatchItemResult:
+    """One item of a batch post: the receipt (as `post_cash_receipt` returns it, with
+    `replayed`) or the error the single call would have raised, never both."""
+
+    idempotency_key: str
+    receipt: dict[str, Any] | None
+    error: ConnectorError | None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a change feed; pass `next_cursor` back for the changes after it."""
+
+    results: list[dict[str, Any]]
+    next_cursor: str
+    has_more: bool
+
+
 def _stored_date(value: Any) -> datetime.date | None:
     try:
         return datetime.date.fromisoformat(str(value).strip()) if value else None
@@ -209,12 +230,12 @@ class SageProConnector(HttpConnector):
     def __repr__(self) -> str:
         return f"SageProConnector({self.base_url!r}, company_id={self.company_id!r})"
 
-    def error_from_response(
-        self, method: str, path: str, response: requests.Response
+    def error_from_body(
+        self, method: str, path: str, status: int, body: Any
     ) -> ConnectorError:
-        error = super().error_from_response(method, path, response)
+        error = super().error_from_body(method, path, status, body)
         # A lock is always worth retrying, even if a proxy stripped the body.
-        if response.status_code == 423:
+        if status == 423:
             error.transient = True
             error.code = error.code or "RECORD_LOCKED"
         return error
@@ -261,15 +282,93 @@ class SageProConnector(HttpConnector):
         body = receipt.body()
         response = self.request(
             "POST",
-            "/cash-receipts",
+            RECEIPTS_PATH,
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
         if response.status_code not in (200, 201):
-            raise self.error_from_response("POST", "/cash-receipts", response)
+            raise self.error_from_response("POST", RECEIPTS_PATH, response)
         result = self._receipt(decode_json(response))
         result["replayed"] = response.status_code == 200
         return result
+
+    def post_cash_receipts(
+        self, items: Sequence[tuple[str, CashReceipt]]
+    ) -> list[BatchItemResult]:
+        """Post up to BATCH_MAX receipts in one call; one result per item, in order.
+
+        Each item succeeds or fails on its own, exactly as `post_cash_receipt` would
+        for it: a refused item's `error` is the ConnectorError the single call raises
+        (same code, status, transience). A receipt whose body cannot be built is not
+        sent and comes back as a VALIDATION_ERROR. A failure of the whole call raises
+        as `post_cash_receipt` does; after a timeout (`outcome_unknown`) look each key
+        up or repeat the batch with the same keys.
+        """
+        if len(items) > BATCH_MAX:
+            raise ValueError(
+                f"at most {BATCH_MAX} receipts per batch, not {len(items)}"
+            )
+        results: list[BatchItemResult | None] = []
+        sent: list[tuple[int, str, dict[str, Any]]] = []
+        for key, receipt in items:
+            try:
+                sent.append((len(results), key, receipt.body()))
+                results.append(None)
+            except ValueError as exc:
+                error = ConnectorError(
+                    f"{self.system}: receipt {key!r} was not sent: {exc}",
+                    transient=False,
+                    code="VALIDATION_ERROR",
+                    detail=str(exc),
+                )
+                results.append(BatchItemResult(key, None, error))
+        if sent:
+            answers = self._post_batch(
+                [{"idempotency_key": key, "receipt": body} for _, key, body in sent]
+            )
+            for (index, key, _), answer in zip(sent, answers, strict=True):
+                results[index] = self._batch_item(key, answer)
+        return [result for result in results if result is not None]
+
+    def _post_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send one batch; its per-item answers, checked against what was sent."""
+        response = self.request("POST", BATCH_PATH, json={"receipts": items})
+        if response.status_code != 200:
+            raise self.error_from_response("POST", BATCH_PATH, response)
+        try:
+            answers = decode_json(response)["results"]
+            shape_ok = len(answers) == len(items) and all(
+                isinstance(answer, dict)
+                and answer.get("idempotency_key") == item["idempotency_key"]
+                and isinstance(answer.get("status"), int)
+                for answer, item in zip(answers, items, strict=False)
+            )
+        except (ValueError, KeyError, TypeError):
+            shape_ok = False
+        if not shape_ok:
+            raise ConnectorError(
+                f"{self.system} answered POST {BATCH_PATH} with results that do not "
+                "match the batch",
+                transient=True,
+                code="BAD_RESPONSE",
+                status=response.status_code,
+                outcome_unknown=True,
+            )
+        return list(answers)
+
+    def _batch_item(self, key: str, answer: dict[str, Any]) -> BatchItemResult:
+        status = answer["status"]
+        if status in (200, 201) and isinstance(answer.get("receipt"), dict):
+            receipt = self._receipt(answer["receipt"])
+            receipt["replayed"] = status == 200
+            return BatchItemResult(key, receipt, None)
+        body = {
+            name: answer[name]
+            for name in ("code", "detail", "errors")
+            if name in answer
+        }
+        error = self.error_from_body("POST", RECEIPTS_PATH, status, body)
+        return BatchItemResult(key, None, error)
 
     def find_cash_receipts(
         self, *, reference: str | None = None, idempotency_key: str | None = None
@@ -284,6 +383,49 @@ class SageProConnector(HttpConnector):
             params["idempotency_key"] = idempotency_key
         data = self.call("GET", "/cash-receipts", params=params)
         return [self._receipt(item) for item in data["results"]]
+
+    # --- change feeds (the portal's mirror) ------------------------------------------
+
+    def list_invoice_changes(self, cursor: str | None, limit: int = 500) -> ChangePage:
+        """Invoices changed after `cursor` (None: all), deleted and closed ones too.
+
+        Each is converted like `get_invoice` and carries `deleted`.
+        """
+        data = self._changes("/invoices", cursor, limit)
+        return ChangePage(
+            [self._invoice(item) for item in data["results"]],
+            str(data["next_cursor"]),
+            bool(data["has_more"]),
+        )
+
+    def list_customer_changes(self, cursor: str | None, limit: int = 500) -> ChangePage:
+        """Customers changed after `cursor` (None: all), converted like
+        `get_customer`, with `deleted`."""
+        data = self._changes("/customers", cursor, limit)
+        return ChangePage(
+            [convert(item, CUSTOMER_MONEY, CUSTOMER_DATES) for item in data["results"]],
+            str(data["next_cursor"]),
+            bool(data["has_more"]),
+        )
+
+    def _changes(self, path: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        params = {"changed_since": cursor or "", "limit": limit}
+        data = self.call("GET", path, params=params)
+        if (
+            not isinstance(data, dict)
+            or not {
+                "results",
+                "next_cursor",
+                "has_more",
+            }
+            <= data.keys()
+        ):
+            raise ConnectorError(
+                f"{self.system} answered GET {path} without a change page",
+                transient=True,
+                code="BAD_RESPONSE",
+            )
+        return data
 
     # --- general ledger ------------------------------------------------------------
 

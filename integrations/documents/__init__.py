@@ -1,7 +1,8 @@
 """The Sage Pro cash receipt: what it is built from, how, what a reviewer may correct,
 and what a posting sends.
 
-- `sources`: loaders (field mappings, GL rules, rates, Sage Pro's periods and chart).
+- `sources`: loaders (field mappings, GL rules, rates, Sage Pro's periods and chart,
+  read through the mirror of Sage Pro).
 - `build`: `build_cash_receipt`, one function per step, and the preview.
 - `overrides`: the fields a reviewer may correct and why others are refused.
 - `sending`: the receipt a posting sends now, and how a refusal is described.

@@ -122,13 +122,14 @@ class ReceiptDocument:
 def preview_cash_receipt(
     txn: PaymentTransaction, overrides: Mapping[str, Any] | None = None
 ) -> ReceiptDocument:
-    """What would be sent for `txn` now, checked against Sage Pro when it answers.
+    """What would be sent for `txn` now, checked against the mirror of Sage Pro (and
+    Sage Pro itself for what the mirror lacks, or when the mirror would refuse it).
 
     Reads only: no posting is created and nothing is posted.
     """
     sage_conn = txn.connection.sagepro
     invoice, note = find_invoice(sage_conn, invoice_number_for(txn))
-    sage = SageFacts(sage_conn.sage()) if sage_conn else None
+    sage = SageFacts(sage_conn.mirror()) if sage_conn else None
     try:
         if sage is not None:
             sage.periods()
@@ -475,16 +476,23 @@ def _validate(draft: _Draft, sage: SageFacts | None) -> None:
             )
             values[name] = None
     known = {p.field for p in problems}
-    check = fm.FieldCheck(
-        periods=sage.periods_for(values.get("date")) if sage else None,
-        chart=sage.chart() if sage and values.get("gl_account") else None,
-        rules=draft.origin,
-    )
-    problems += [
-        p
-        for p in fm.validate_fields(values, fm.CASH_RECEIPT_SPECS, check)
-        if p.field not in known
-    ]
+
+    def checked() -> list[fm.FieldProblem]:
+        check = fm.FieldCheck(
+            periods=sage.periods_for(values.get("date")) if sage else None,
+            chart=sage.chart() if sage and values.get("gl_account") else None,
+            rules=draft.origin,
+        )
+        return [
+            p
+            for p in fm.validate_fields(values, fm.CASH_RECEIPT_SPECS, check)
+            if p.field not in known
+        ]
+
+    found = checked()
+    if sage is not None and sage.confirm(found):
+        found = checked()  # the mirror's periods or chart were behind Sage Pro
+    problems += found
     if "amount" not in {p.field for p in problems} and (
         draft.rate is not None or draft.original_currency == draft.base
     ):

@@ -95,8 +95,9 @@ def problem_summary(problems: list[fm.FieldProblem]) -> str:
     return NOT_SENT + "; ".join(p.describe() for p in problems)
 
 
-def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
-    """The document to send for `posting` now, validated against Sage Pro.
+def document_for_send(posting: Posting, reader: Any) -> ReceiptDocument:
+    """The document to send for `posting` now, validated against Sage Pro's periods and
+    chart as `reader` answers them (`Connection.mirror()`, or the connector itself).
 
     While our own validation has stopped it (nothing reached Sage Pro: `not_sent`), the
     document is built again from the current rows (a fixed GL rule or a new rate takes
@@ -105,15 +106,15 @@ def document_for_send(posting: Posting, gateway: Any) -> ReceiptDocument:
     either way. A rebuild keeps where the money was placed (on account, or split
     across invoices).
     """
-    sage = SageFacts(gateway)
+    sage = SageFacts(reader)
     if needs_rebuild(posting):
-        document = _rebuilt(posting, gateway, sage)
+        document = _rebuilt(posting, sage)
         if document is not None:
             return document
     return _stored(posting, sage)
 
 
-def _rebuilt(posting: Posting, gateway: Any, sage: SageFacts) -> ReceiptDocument | None:
+def _rebuilt(posting: Posting, sage: SageFacts) -> ReceiptDocument | None:
     """The document built again from the current rows, or None when the invoice it
     names is gone (the stored receipt is then validated as it is)."""
     txn = posting.transaction
@@ -131,7 +132,7 @@ def _rebuilt(posting: Posting, gateway: Any, sage: SageFacts) -> ReceiptDocument
             customer=stored.custno,
         )
     invno = stored_values(stored).get("invno") or txn.invoice_reference.strip()
-    invoice = gateway.get_invoice(invno) if invno else None
+    invoice = sage.reader.get_invoice(invno) if invno else None
     if invoice is None:
         return None
     split = len(stored.applications) > 1  # a reviewer's split (one currency, no rate)
@@ -169,15 +170,22 @@ def _stored(posting: Posting, sage: SageFacts) -> ReceiptDocument:
             values[target] = fm.coerce(raw, SPECS[target])
         except (fm.TransformError, TypeError):
             values[target] = raw
-    problems = refusals + fm.validate_fields(
-        values,
-        fm.CASH_RECEIPT_SPECS,
-        fm.FieldCheck(
-            periods=sage.periods_for(values.get("date")),
-            chart=sage.chart() if values.get("gl_account") else None,
-            rules=origin,
-        ),
-    )
+
+    def checked() -> list[fm.FieldProblem]:
+        return fm.validate_fields(
+            values,
+            fm.CASH_RECEIPT_SPECS,
+            fm.FieldCheck(
+                periods=sage.periods_for(values.get("date")),
+                chart=sage.chart() if values.get("gl_account") else None,
+                rules=origin,
+            ),
+        )
+
+    found = checked()
+    if sage.confirm(found):
+        found = checked()  # the mirror's periods or chart were behind Sage Pro
+    problems = refusals + found
     if not any(p.field == "amount" for p in problems):
         wrong = amount_problem(values, txn, posting.exchange_rate)
         problems += [wrong] if wrong else []

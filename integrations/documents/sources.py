@@ -1,7 +1,8 @@
 """What a cash receipt is built from: the connection's rules, rates and Sage Pro's facts.
 
 Loaders only: they read the database (and, through `SageFacts` and `find_invoice`,
-Sage Pro) and never write.
+the mirror of Sage Pro, which asks Sage Pro for what it lacks) and write nothing but
+what the mirror stores.
 """
 
 from collections.abc import Mapping
@@ -21,32 +22,33 @@ from mappings import gl
 from mappings.models import CurrencyRate, FieldMapping, GlRule, StatusMap
 from mappings.status import StatusFacts, StatusRule, map_status
 
+# Refusals that rest on Sage Pro's periods or chart: worth one fresh read before a
+# document is stopped, since the mirror may be behind Sage Pro.
+PERIOD_CODES = frozenset(
+    {"PERIOD_LOCKED", "PERIOD_CLOSED", "PERIOD_NOT_DEFINED", "FUTURE_PERIOD"}
+)
+ACCOUNT_CODES = frozenset({"ACCOUNT_NOT_FOUND", "ACCOUNT_INACTIVE"})
+
 
 class SageFacts:
-    """Sage Pro's periods and chart of accounts, each fetched at most once per build.
+    """Sage Pro's periods and chart of accounts, each read at most once per build.
 
-    Connector errors propagate: a transient one makes the caller retry later.
+    `reader` is what answers: a `MirrorReader` (`Connection.mirror()`, the local
+    mirror) or the `SageProConnector` itself. Connector errors propagate: a transient
+    one makes the caller retry later. When a check refuses a document on the mirror's
+    periods or chart, `confirm` reads them fresh from the gateway once, so stale copies
+    never stop a document by themselves.
     """
 
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
         self._periods: list[fm.Period] | None = None
         self._chart: dict[str, bool] | None = None
+        self._fresh: set[str] = set()
 
     def periods(self) -> list[fm.Period]:
         if self._periods is None:
-            self._periods = [
-                fm.Period(
-                    yearprd=str(p["yearprd"]),
-                    bdate=p["bdate"],
-                    edate=p["edate"],
-                    pclosed=bool(p.get("pclosed")),
-                    plocked=bool(p.get("plocked")),
-                    permlck=bool(p.get("permlck")),
-                    current=bool(p.get("current")),
-                )
-                for p in self.gateway.list_periods()
-            ]
+            self._periods = _periods_from(self.reader.list_periods())
         return self._periods
 
     def periods_for(self, day: object) -> list[fm.Period] | None:
@@ -67,8 +69,49 @@ class SageFacts:
 
     def chart(self) -> dict[str, bool]:
         if self._chart is None:
-            self._chart = gl.chart_from(self.gateway.list_gl_accounts())
+            self._chart = gl.chart_from(self.reader.list_gl_accounts())
         return self._chart
+
+    def confirm(self, problems: list[fm.FieldProblem]) -> bool:
+        """Re-read from the gateway the periods or chart that `problems` rest on, when
+        they came from the mirror and were not re-read yet. True when something was
+        re-read: validate again."""
+        codes = {p.code for p in problems}
+        again = False
+        if (
+            codes & PERIOD_CODES
+            and self._periods is not None
+            and "periods" not in self._fresh
+            and hasattr(self.reader, "refresh_periods")
+        ):
+            self._periods = _periods_from(self.reader.refresh_periods())
+            self._fresh.add("periods")
+            again = True
+        if (
+            codes & ACCOUNT_CODES
+            and self._chart is not None
+            and "chart" not in self._fresh
+            and hasattr(self.reader, "refresh_gl_accounts")
+        ):
+            self._chart = gl.chart_from(self.reader.refresh_gl_accounts())
+            self._fresh.add("chart")
+            again = True
+        return again
+
+
+def _periods_from(periods: list[dict[str, Any]]) -> list[fm.Period]:
+    return [
+        fm.Period(
+            yearprd=str(p["yearprd"]),
+            bdate=p["bdate"],
+            edate=p["edate"],
+            pclosed=bool(p.get("pclosed")),
+            plocked=bool(p.get("plocked")),
+            permlck=bool(p.get("permlck")),
+            current=bool(p.get("current")),
+        )
+        for p in periods
+    ]
 
 
 def load_gl_rules(connection: Connection) -> list[gl.GlRuleData]:
@@ -167,11 +210,12 @@ def invoice_number_for(txn: PaymentTransaction) -> str:
 def find_invoice(
     sage_conn: Connection | None, invno: str
 ) -> tuple[dict[str, Any] | None, str]:
-    """Look an invoice up for a preview; never raises (returns a note instead)."""
+    """Look an invoice up in the mirror for a preview (Sage Pro is asked when the
+    mirror does not have it); never raises (returns a note instead)."""
     if sage_conn is None or not invno.strip():
         return None, ""
     try:
-        return sage_conn.sage().get_invoice(invno.strip()), ""
+        return sage_conn.mirror().get_invoice(invno.strip()), ""
     except ConnectorError as exc:
         return None, f"Sage Pro could not be asked about invoice {invno}: {exc}"
 

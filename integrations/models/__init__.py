@@ -2,12 +2,20 @@
 
 One module per job: `storage` (what every row must hold to be stored), `connections`,
 `inbound` (deliveries and events), `payments` (transactions, history, postings),
-`review` (review items and decisions) and `operations` (leases, runs, batches,
-reconciliations, alerts). Import the models from here.
+`review` (review items and decisions), `operations` (leases, runs, batches,
+reconciliations, alerts) and `mirror` (the local copy of Sage Pro's reference data).
+Import the models from here.
 """
 
 from integrations.models.connections import Connection, Environment, WebhookSecret
 from integrations.models.inbound import Event, InboundDelivery
+from integrations.models.mirror import (
+    MirroredCustomer,
+    MirroredGlAccount,
+    MirroredInvoice,
+    MirroredPeriod,
+    MirrorState,
+)
 from integrations.models.operations import (
     Alert,
     Lease,
@@ -53,6 +61,11 @@ __all__ = [
     "InboundDelivery",
     "InvalidAmountError",
     "Lease",
+    "MirrorState",
+    "MirroredCustomer",
+    "MirroredGlAccount",
+    "MirroredInvoice",
+    "MirroredPeriod",
     "PaymentStatus",
     "PaymentTransaction",
     "Posting",

@@ -123,6 +123,13 @@ class Connection(models.Model):
             timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
         )
 
+    def mirror(self, gateway: Any = None):  # noqa: ANN201 - import cycle
+        """The Sage Pro reader that answers from the local mirror
+        (`integrations.mirror.MirrorReader`); `gateway` replaces `sage()` for misses."""
+        from integrations.mirror import MirrorReader
+
+        return MirrorReader(self, gateway)
+
 
 class WebhookSecret(models.Model):
     """A signing secret for inbound webhooks. Several may be active during a rotation."""

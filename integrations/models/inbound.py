@@ -349,6 +349,43 @@ class Event(StorableValuesMixin, models.Model):
             event.save(update_fields=["state", "attempts", "started_at"])
             return event
 
+    @classmethod
+    def claim_batch(cls, limit: int) -> list["Event"]:
+        """Take up to `limit` queued events for one attempt each, oldest first.
+
+        Like `claim`, in one transaction: the attempts are counted and committed before
+        any work. Rows another worker holds are skipped (PostgreSQL `SKIP LOCKED`;
+        SQLite's IMMEDIATE transactions serialise claims). An event whose attempts are
+        used up (each died with its worker) is failed instead of claimed.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            events = list(
+                cls.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("connection")
+                .filter(state=cls.State.QUEUED)
+                .order_by("pk")[:limit]
+            )
+            exhausted = [e for e in events if e.attempts >= settings.EVENT_MAX_ATTEMPTS]
+            for spent in exhausted:
+                reason = spent.last_error or "its worker stopped during every attempt"
+                spent.fail(
+                    RuntimeError(f"gave up after {spent.attempts} attempts: {reason}")
+                )
+            claimed: list[Event] = [
+                e for e in events if e.attempts < settings.EVENT_MAX_ATTEMPTS
+            ]
+            cls.objects.filter(pk__in=[e.pk for e in claimed]).update(
+                state=cls.State.PROCESSING,
+                attempts=models.F("attempts") + 1,
+                started_at=now,
+            )
+            for event in claimed:
+                event.state = cls.State.PROCESSING
+                event.attempts += 1
+                event.started_at = now
+            return claimed
+
     def fail(self, exc: BaseException) -> str:
         """Record a failure a later attempt may get past: back off, or, once the
         attempts are used up, give up and ask a person. Returns "failed" or "dead"."""

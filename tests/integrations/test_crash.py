@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from integrations import mirror
 from integrations.models import Posting, ReviewItem
 from integrations.sandbox.credentials import sagepro_headers
 from integrations.sandbox.sagepro.models import CashReceipt
@@ -120,3 +121,60 @@ def test_a_posting_that_kills_its_worker_every_time_ends_dead(
     assert ReviewItem.objects.filter(
         kind=ReviewItem.Kind.DEAD, posting=posting, state="open"
     ).exists()
+
+
+def test_a_cluster_killed_mid_batch_posts_every_payment_once_after_restart(
+    client, secret, live_sage, sage
+):
+    """Five payments drained together: Sage Pro commits the whole batch, the cluster
+    dies before it hears back. After a restart each is posted once, found by key."""
+    records = [
+        paytrace_record(
+            invoice_id=sage.seed_invoice("ACME", "41.00"), amount=Decimal("41.00")
+        )
+        for _ in range(5)
+    ]
+    mirror.sync(live_sage)  # matching reads the mirror; only the post is slow
+    client.post(
+        "/sandbox/sagepro/api/v1/_faults",
+        {"mode": "slow", "seconds": 120, "delay": 2},
+        content_type="application/json",
+        headers=sagepro_headers(),
+    )
+    for record in records:
+        deliver(client, secret, record)
+
+    first = cluster.start(database_url())
+    try:
+        cluster.wait_for(
+            lambda: all(receipts(r).exists() for r in records),
+            30,
+            "Sage Pro to commit the batch",
+        )
+        assert set(Posting.objects.values_list("state", flat=True)) == {
+            Posting.State.IN_PROGRESS
+        }
+        cluster.kill(first)
+    finally:
+        cluster.stop(first)
+    client.post(
+        "/sandbox/sagepro/api/v1/_faults",
+        {"mode": "none"},
+        content_type="application/json",
+        headers=sagepro_headers(),
+    )
+
+    second = cluster.start(database_url())
+    try:
+        cluster.wait_for(
+            lambda: Posting.objects.filter(state=Posting.State.POSTED).count() == 5,
+            90,
+            "every posting to be recovered",
+        )
+    finally:
+        cluster.stop(second)
+
+    assert all(receipts(r).count() == 1 for r in records)
+    assert Posting.objects.count() == 5
+    assert set(Posting.objects.values_list("attempts", flat=True)) == {2}
+    assert not ReviewItem.objects.exists()

@@ -79,6 +79,7 @@ if __name__ == "__main__":
             os.kill(os.getpid(), signal.SIGKILL)
 
         SageProConnector.post_cash_receipt = die
+        SageProConnector.post_cash_receipts = die  # the batched post
     from django.core.management import call_command
 
     call_command("qcluster")

@@ -29,6 +29,7 @@ class ArCustAdmin(ReadOnlyAdmin):
         "credstat",
         "lastpay",
         "deleted",
+        "changeseq",
     ]
     list_filter = ["company", "credstat", "deleted"]
     search_fields = ["custno", "name"]
@@ -46,6 +47,7 @@ class ArMastAdmin(ReadOnlyAdmin):
         "balance",
         "artype",
         "deleted",
+        "changeseq",
     ]
     list_filter = ["company", "artype", "deleted"]
     search_fields = ["invno", "custno"]
@@ -116,4 +118,4 @@ class SysDataAdmin(ReadOnlyAdmin):
 
 @admin.register(Fault)
 class FaultAdmin(ReadOnlyAdmin):
-    list_display = ["mode", "until", "delay"]
+    list_display = ["mode", "until", "delay", "latency_ms"]

@@ -493,6 +493,11 @@ def reverse_cash_receipt(company: SycComp, receipt_no: str) -> CashReceipt:
         )
         if receipt is None:
             raise GatewayError(404, "RECEIPT_NOT_FOUND", f"no receipt {key.strip()!r}")
+        # Customer before invoices, as a post locks them; every row lock before the
+        # first write, which takes the change counter (models.next_change_number).
+        customer = ArCust.objects.select_for_update().get(
+            company=company.compid, custno=receipt.custno
+        )
         lines = list(receipt.lines.filter(deleted=False).order_by("invno"))
         invoices = {
             inv.invno: inv
@@ -506,9 +511,6 @@ def reverse_cash_receipt(company: SycComp, receipt_no: str) -> CashReceipt:
             line.save(update_fields=["deleted"])
         receipt.deleted = True
         receipt.save(update_fields=["deleted"])
-        customer = ArCust.objects.select_for_update().get(
-            company=company.compid, custno=receipt.custno
-        )
         customer.recompute_balance()
     return receipt
 

@@ -68,7 +68,10 @@ def receipt_listing(request: HttpRequest, company: SycComp) -> HttpResponse:
 def _page_size(value: str | None, errors: dict[str, list[str]]) -> int:
     if value is None:
         return DEFAULT_PAGE_SIZE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+    if (
+        not (value.isascii() and value.isdigit())
+        or not 1 <= int(value) <= MAX_PAGE_SIZE
+    ):
         errors["limit"] = [f"must be a whole number from 1 to {MAX_PAGE_SIZE}"]
         return DEFAULT_PAGE_SIZE
     return int(value)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -23,6 +23,8 @@ EMPTY_DATE = datetime.date(1, 1, 1)
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 COUNTER_WRAP = 999_999
+# The SYSDATA counter that numbers every change to ARMAST and ARCUST (change feeds).
+CHANGE_COUNTER = ("AR", "CHANGESEQ")
 
 
 def money_field(**kwargs: Any) -> models.DecimalField:
@@ -47,6 +49,68 @@ class SageRow(models.Model):
             self.adddate = stamp.date()
             self.addtime = stamp.strftime("%H:%M:%S")
         super().save(*args, **kwargs)
+
+
+def next_change_number(company: str) -> int:
+    """Take the company's next change number and keep its counter locked.
+
+    The counter row stays locked until the caller's transaction ends, so numbers are
+    handed out in commit order: a feed reader never meets a number committed after a
+    higher one it has already passed. Callers lock the rows they change *before*
+    taking a number (every write path does), so the counter is always the last lock.
+    """
+    module, name = CHANGE_COUNTER
+    rows = SysData.objects.select_for_update().filter(
+        company=company, module=module, counter=name
+    )
+    counter = rows.first()
+    if counter is None:
+        SysData.objects.get_or_create(company=company, module=module, counter=name)
+        counter = rows.get()
+    number = counter.nextno
+    rows.update(nextno=number + 1)
+    return number
+
+
+class ChangeStampedQuerySet(models.QuerySet):
+    """`.update()` stamps a new change number on the rows it changes."""
+
+    def update(self, **kwargs: Any) -> int:
+        if "changeseq" in kwargs:
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            # Lock the rows first, then the counter: the order every write path uses.
+            companies = sorted(
+                set(self.select_for_update().values_list("company", flat=True))
+            )
+            return sum(
+                self.filter(company=company).update(
+                    changeseq=next_change_number(company), **kwargs
+                )
+                for company in companies
+            )
+
+
+class ChangeStamped(SageRow):
+    """A row the change feeds serve (`GET /invoices?changed_since=…`).
+
+    Every save takes a new `changeseq` from the company's counter, and so does every
+    `.update()` of a subclass whose manager is a `ChangeStampedQuerySet` (keep it so);
+    rows written another way (`bulk_create`) keep 0 and are still part of a full
+    listing.
+    """
+
+    changeseq = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with transaction.atomic(using=kwargs.get("using"), savepoint=False):
+            self.changeseq = next_change_number(self.company)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "changeseq"}
+            super().save(*args, **kwargs)
 
 
 class SycComp(models.Model):
@@ -164,7 +228,7 @@ class GlAcnt(SageRow):
         return self.glstat != "I" and not self.deleted
 
 
-class ArCust(SageRow):
+class ArCust(ChangeStamped):
     """`ARCUST`: customers. Sage's `COMPANY` column (the name) is `name` here."""
 
     custno = models.CharField(max_length=keys.CUSTNO_WIDTH)
@@ -188,10 +252,13 @@ class ArCust(SageRow):
     credstat = models.CharField(max_length=1, default="", blank=True)
     custstat = models.CharField(max_length=1, default="A", blank=True)
 
+    objects = ChangeStampedQuerySet.as_manager()
+
     class Meta:
         db_table = "sandbox_sagepro_arcust"
         verbose_name = "ARCUST customer"
         ordering = ["company", "custno"]
+        indexes = [models.Index(fields=["company", "changeseq", "id"])]
         constraints = [
             models.UniqueConstraint(
                 fields=["company", "custno"], name="sagepro_arcust_unique_custno"
@@ -210,7 +277,7 @@ class ArCust(SageRow):
         self.save(update_fields=["balance"])
 
 
-class ArMastQuerySet(models.QuerySet):
+class ArMastQuerySet(ChangeStampedQuerySet):
     def live(self) -> "ArMastQuerySet":
         return self.filter(deleted=False)
 
@@ -218,7 +285,7 @@ class ArMastQuerySet(models.QuerySet):
         return self.live().exclude(balance=ZERO)
 
 
-class ArMast(SageRow):
+class ArMast(ChangeStamped):
     """`ARMAST`: invoice and credit-memo headers. `BALANCE = INVAMT - PAIDAMT`."""
 
     invno = models.CharField(max_length=keys.INVNO_WIDTH)
@@ -238,7 +305,10 @@ class ArMast(SageRow):
         db_table = "sandbox_sagepro_armast"
         verbose_name = "ARMAST invoice"
         ordering = ["company", "invno"]
-        indexes = [models.Index(fields=["company", "custno"])]
+        indexes = [
+            models.Index(fields=["company", "custno"]),
+            models.Index(fields=["company", "changeseq", "id"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["company", "invno"], name="sagepro_armast_unique_invno"
@@ -369,10 +439,12 @@ class Fault(models.Model):
         UNAVAILABLE = "unavailable"
         SLOW = "slow"
         LOCKED = "locked"
+        LATENCY = "latency"
 
     mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.NONE)
     until = models.DateTimeField(default=timezone.now)
     delay = models.FloatField(default=0.0)
+    latency_ms = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "sandbox_sagepro_fault"

@@ -115,7 +115,9 @@ def seed(company: str = "01") -> dict[str, int]:
         rows = _invoice_rows(rng, now)
         created["invoices"] = _seed_invoices(company, rows)
         _seed_counters(company, next_invno=FIRST_INVNO + len(rows))
-        for customer in ArCust.objects.filter(company=company):
+        # Locked before any write, the order every write path keeps (the change
+        # counter is always the last lock taken).
+        for customer in ArCust.objects.select_for_update().filter(company=company):
             customer.recompute_balance()
     return created
 

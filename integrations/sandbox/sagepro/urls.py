@@ -2,15 +2,17 @@
 
 from django.urls import path
 
-from . import listing, views
+from . import batch, changes, listing, views
 
 urlpatterns = [
+    path("customers", changes.customer_changes),  # the change feed
     path("customers/<str:custno>", views.customer_detail),
     path("customers/<str:custno>/open-items", views.customer_open_items),
-    path("invoices", views.invoice_collection),
+    path("invoices", changes.invoice_collection),  # change feed, else views
     path("invoices/<str:invno>", views.invoice_detail),
     path("cash-receipts", listing.receipt_collection),  # dated listing, else views
     path("cash-receipts", views.receipt_collection),
+    path("cash-receipts/batch", batch.receipt_batch),  # before <receipt_no>
     path("cash-receipts/<str:receipt_no>", views.receipt_detail),
     path("gl-accounts", views.gl_account_collection),
     path("gl-accounts/<str:glacnt>", views.gl_account_detail),

@@ -34,13 +34,15 @@ from .models import (
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_SLOW_DELAY = 15.0  # longer than the portal's default 10 s client timeout
+MAX_LATENCY_MS = 10_000
 MAX_RECEIPT_RESULTS = 500
 
 View = Callable[..., HttpResponse]
 
 
 def pause(seconds: float) -> None:
-    """Sleep for the `slow` fault; tests replace this to simulate a client timeout."""
+    """Sleep for the `slow` and `latency` faults; tests replace this to simulate a
+    client timeout or to see the delay without waiting for it."""
     time.sleep(seconds)
 
 
@@ -81,6 +83,10 @@ def gateway_view(*methods: str, faultable: bool = True) -> Callable[[View], View
         def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             fault = Fault.load() if faultable else Fault()
             mode = fault.active_mode()
+            if mode == Fault.Mode.LATENCY:
+                # The WAN between the portal and an on-site agent: every call waits
+                # before it starts.
+                pause(fault.latency_ms / 1000)
             retry = {"Retry-After": str(int(fault.seconds_left()) + 1)}
             if mode == Fault.Mode.UNAVAILABLE:
                 return error_response(
@@ -400,6 +406,7 @@ def faults(request: HttpRequest) -> HttpResponse:
             "until": fault.until.isoformat() if mode != Fault.Mode.NONE else None,
             "seconds_left": round(fault.seconds_left(), 3),
             "delay": fault.delay if mode == Fault.Mode.SLOW else 0,
+            "latency_ms": fault.latency_ms if mode == Fault.Mode.LATENCY else 0,
         }
     )
 
@@ -417,14 +424,30 @@ def set_fault(body: Any) -> Fault:
         body.get("seconds", 0 if mode == "none" else 60), "seconds", errors
     )
     delay = as_seconds(body.get("delay", DEFAULT_SLOW_DELAY), "delay", errors)
+    latency_ms = 0
+    if mode == Fault.Mode.LATENCY:
+        latency_ms = as_milliseconds(body.get("ms"), "ms", errors)
     if errors:
         raise ValidationError(errors)
     fault = Fault.load()
     fault.mode = mode
     fault.until = timezone.now() + timedelta(seconds=seconds)
     fault.delay = delay
+    fault.latency_ms = latency_ms
     fault.save()
     return fault
+
+
+def as_milliseconds(value: Any, name: str, errors: dict[str, list[str]]) -> int:
+    """A whole number of milliseconds, 0 to MAX_LATENCY_MS (the `latency` fault)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors[name] = [
+            f"is required: a whole number of milliseconds from 0 to {MAX_LATENCY_MS}"
+        ]
+        return 0
+    if not 0 <= value <= MAX_LATENCY_MS:
+        errors[name] = [f"must be between 0 and {MAX_LATENCY_MS}"]
+    return value
 
 
 def as_seconds(value: Any, name: str, errors: dict[str, list[str]]) -> float:

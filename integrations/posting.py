@@ -1,0 +1,382 @@
+"""Sending cash-receipt postings to Sage Pro: one at a time, or in batches.
+
+Both paths claim each posting first (attempt counted and committed before anything is
+sent), ask Sage Pro by idempotency key when an earlier attempt's outcome is unknown,
+validate the document against the local mirror of Sage Pro's periods and chart, send,
+and record each result on its own: a batch is never all-or-nothing, and one refused
+receipt is routed exactly as the single call would route it.
+
+The mirror may be behind Sage Pro. The gateway stays the authority: a refusal that
+stale data explains (`STALE_CODES`) refreshes the invoice or the chart it names and
+decides again, automatically, under the same idempotency key (a refused post wrote
+nothing). Only when the fresh data needs a person does a review item open. A receipt
+Sage Pro applied only in part (the invoice's balance had dropped) is recorded as posted
+and shown to a reviewer as an overpayment.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integrations import documents, mirror
+from integrations.connectors.base import ConnectorError
+from integrations.connectors.sagepro import CashReceipt
+from integrations.models import Connection, PaymentTransaction, Posting, ReviewItem
+from integrations.models.failures import (
+    backoff_delay,
+    describe_failure,
+    failure_code,
+    is_transient,
+)
+from mappings.matching import Action, Decision
+
+logger = logging.getLogger(__name__)
+
+# Refusals a stale mirror explains: the invoice was paid, deleted or moved in Sage Pro,
+# or the GL account was made inactive, after the portal's copy was synced.
+INVOICE_CODES = {"INVOICE_NOT_OPEN", "INVOICE_NOT_FOUND", "OVER_APPLICATION"}
+ACCOUNT_CODES = {"ACCOUNT_INACTIVE", "ACCOUNT_NOT_FOUND"}
+STALE_CODES = INVOICE_CODES | ACCOUNT_CODES
+
+
+# --- the decision (shared with processing.plan_receipt) ---------------------------------
+
+
+def decide_placement(
+    txn: PaymentTransaction, sage_conn: Connection, invno: str
+) -> tuple[dict[str, Any] | None, Decision]:
+    """The invoice `invno` names and where the payment goes, from the mirror.
+
+    A clean application is decided on the mirror alone (no gateway read); anything
+    else (no invoice, not open, another customer, an over- or underpayment, a possible
+    duplicate) is decided again on the invoice read fresh from Sage Pro, so stale data
+    never sends a payment to review or on account by itself.
+    """
+    invoice = sage_conn.mirror().get_invoice(invno) if invno else None
+    decision = documents.decide_match(txn, invno, invoice)
+    if invno and not _is_clean(decision):
+        invoice = mirror.refresh_invoice(sage_conn, invno)
+        decision = documents.decide_match(txn, invno, invoice)
+    return invoice, decision
+
+
+def _is_clean(decision: Decision) -> bool:
+    return decision.action == Action.APPLY and not decision.review_kind
+
+
+# --- one posting --------------------------------------------------------------------------
+
+
+def send_posting(posting_id: int) -> str:
+    """Send one posting to Sage Pro, at most once in effect. Safe to call concurrently."""
+    posting = Posting.claim(posting_id)
+    if posting is None:
+        return "skipped"
+    try:
+        sage = posting.sagepro.sage()
+        if posting.attempts > 1:
+            found = _found_by_key(posting, sage)
+            if found is not None:
+                return found
+        document = _document(posting)
+        if document is None:
+            return "needs review"
+        result = sage.post_cash_receipt(posting.idempotency_key, document.receipt)
+    except Exception as exc:
+        return refused(posting, exc)
+    return posted(posting, result)
+
+
+def _found_by_key(posting: Posting, sage: Any) -> str | None:
+    """An earlier attempt may have reached Sage Pro before it failed or its worker
+    died: ask before sending again."""
+    found = sage.find_cash_receipts(idempotency_key=posting.idempotency_key)
+    if not found:
+        return None
+    posted(posting, found[0], recovered=True)
+    return "posted (found by idempotency key)"
+
+
+def _document(posting: Posting) -> documents.ReceiptDocument | None:
+    """The document to send, validated against the mirror; None when our own
+    validation stopped it (the posting then waits for a person)."""
+    document = documents.document_for_send(posting, posting.sagepro.mirror())
+    if not document.is_valid:
+        posting.mark_not_sent(
+            document.posting_fields(),
+            documents.problem_summary(document.problems),
+            document.problems[0].error_code,
+        )
+        return None
+    posting.store(document.posting_fields())
+    return document
+
+
+# --- a batch ------------------------------------------------------------------------------
+
+
+def send_postings(posting_ids: Iterable[int]) -> dict[int, str]:
+    """Send postings to Sage Pro in batches (`GATEWAY_BATCH_SIZE` receipts a call).
+
+    Returns each posting's outcome. Never raises for one posting: a failure is recorded
+    on that posting (or, if even that fails, its claim runs out and the sweeper hands
+    it on, as after a crash).
+    """
+    outcomes: dict[int, str] = {}
+    by_company: dict[int, list[Posting]] = defaultdict(list)
+    for pk in dict.fromkeys(posting_ids):
+        posting = Posting.claim(pk)
+        if posting is None:
+            outcomes[pk] = "skipped"
+        else:
+            by_company[posting.sagepro_id].append(posting)
+    for postings in by_company.values():
+        outcomes.update(_send_company(postings))
+    return outcomes
+
+
+def _send_company(postings: list[Posting]) -> dict[int, str]:
+    sage = postings[0].sagepro.sage()
+    outcomes: dict[int, str] = {}
+    ready: list[tuple[Posting, CashReceipt]] = []
+    for posting in postings:
+        try:
+            found = _found_by_key(posting, sage) if posting.attempts > 1 else None
+            if found is not None:
+                outcomes[posting.pk] = found
+                continue
+            document = _document(posting)
+        except Exception as exc:
+            outcomes[posting.pk] = _guarded(refused, posting, exc)
+            continue
+        if document is None:
+            outcomes[posting.pk] = "needs review"
+        else:
+            ready.append((posting, document.receipt))
+    size = max(1, min(settings.GATEWAY_BATCH_SIZE, 100))
+    for start in range(0, len(ready), size):
+        chunk = ready[start : start + size]
+        try:
+            results = sage.post_cash_receipts(
+                [(p.idempotency_key, receipt) for p, receipt in chunk]
+            )
+        except Exception as exc:
+            # The whole call failed (unavailable, locked, a timeout): each posting backs
+            # off; after an unknown outcome its next attempt asks by key first.
+            for posting, _ in chunk:
+                outcomes[posting.pk] = _guarded(refused, posting, exc)
+            continue
+        for (posting, _), result in zip(chunk, results, strict=True):
+            if result.error is not None:
+                outcomes[posting.pk] = _guarded(refused, posting, result.error)
+            else:
+                outcomes[posting.pk] = _guarded(posted, posting, result.receipt)
+    return outcomes
+
+
+def _guarded(record: Any, posting: Posting, value: Any) -> str:
+    """Record one posting's result without letting its failure touch the others."""
+    try:
+        return str(record(posting, value))
+    except Exception:
+        logger.exception(
+            "posting %s: the result could not be recorded; the sweeper retries it "
+            "after its claim expires (the idempotency key prevents a second receipt)",
+            posting.pk,
+        )
+        return "unrecorded"
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def posted(
+    posting: Posting, result: dict[str, Any] | None, *, recovered: bool = False
+) -> str:
+    """Record a receipt Sage Pro holds, bring the mirror up to date from its answer,
+    and show a reviewer a receipt Sage Pro applied only in part."""
+    result = result or {}
+    posting.mark_posted(result, recovered=recovered)
+    short = _short_applications(result)
+    try:
+        if short or recovered:
+            # Written by an earlier attempt at an unknown time: read the invoices again.
+            for line in result.get("applications") or []:
+                mirror.refresh_invoice(posting.sagepro, str(line.get("invno", "")))
+        else:
+            # Sent after the claim: a sync that read the invoice later holds it already.
+            mirror.apply_receipt(posting.sagepro, result, sent_at=posting.started_at)
+    except Exception as exc:  # the scheduled sync catches up
+        logger.warning(
+            "posting %s posted; the mirror was not updated: %s",
+            posting.pk,
+            describe_failure(exc),
+        )
+    if short:
+        lines = "; ".join(
+            f"invoice {invno}: {applied} applied of {requested} asked"
+            for invno, applied, requested in short
+        )
+        ReviewItem.open(
+            posting.transaction,
+            ReviewItem.Kind.OVERPAYMENT,
+            f"Sage Pro posted receipt {posting.document_number} but applied less than "
+            f"asked ({lines}): the invoice's balance had changed in Sage Pro since the "
+            f"portal's copy was synced. The rest, {posting.unapplied_amount}, is "
+            "unapplied cash on the customer's account: refund it or apply it.",
+            posting=posting,
+        )
+    return "posted"
+
+
+def _short_applications(result: dict[str, Any]) -> list[tuple[str, Decimal, Decimal]]:
+    """(invno, applied, requested) for each application Sage Pro cut to the balance."""
+    short = []
+    for line in result.get("applications") or []:
+        try:
+            applied = Decimal(str(line.get("amount")))
+            requested = Decimal(str(line.get("requested_amount", line.get("amount"))))
+        except (ArithmeticError, TypeError, ValueError):
+            continue
+        if applied < requested:
+            short.append((str(line.get("invno", "")), applied, requested))
+    return short
+
+
+def refused(posting: Posting, exc: BaseException) -> str:
+    """Route a failed send: decide again when stale data explains the refusal, back off
+    when a retry may help, else a person decides."""
+    if (
+        isinstance(exc, ConnectorError)
+        and not is_transient(exc)
+        and exc.code in STALE_CODES
+    ):
+        try:
+            outcome = _decide_again(posting, exc)
+        except Exception as again:
+            logger.warning(
+                "posting %s: deciding again after %s failed: %s",
+                posting.pk,
+                exc.code,
+                describe_failure(again),
+            )
+            outcome = None
+            if is_transient(again):
+                exc = again
+        if outcome is not None:
+            return outcome
+    return mark_send_failed(posting, exc)
+
+
+def _decide_again(posting: Posting, exc: ConnectorError) -> str | None:
+    """Refresh what the refusal names and decide again; None when nothing changes
+    (the refusal is then routed as it is)."""
+    sage_conn = posting.sagepro
+    stored = CashReceipt.from_payload(posting.payload or {})
+    txn = posting.transaction
+    if exc.code in ACCOUNT_CODES:
+        mirror.refresh_gl_accounts(sage_conn)
+        document = documents.document_for_send(posting, sage_conn.mirror())
+        if document.is_valid:
+            return None
+        posting.mark_not_sent(
+            document.posting_fields(),
+            documents.problem_summary(document.problems),
+            document.problems[0].error_code,
+        )
+        return "needs review"
+    if posting.overrides or len(stored.applications) != 1:
+        # A reviewer placed this money (a split, on account, a correction): theirs to
+        # decide again. The refreshed mirror shows them the invoice as it is now.
+        for application in stored.applications:
+            mirror.refresh_invoice(sage_conn, application.invno)
+        return None
+    invno = stored.applications[0].invno
+    invoice = mirror.refresh_invoice(sage_conn, invno)
+    decision = documents.decide_match(txn, invno, invoice)
+    txn.record(
+        "decided_again",
+        f"Sage Pro refused the receipt ({exc.code}): the portal's copy of invoice "
+        f"{invno} was out of date. Decided again on Sage Pro's data: {decision.action}"
+        + (f" ({decision.review_kind})" if decision.review_kind else ""),
+    )
+    if decision.action == Action.REVIEW:
+        posting.state = Posting.State.NEEDS_REVIEW
+        posting.next_attempt_at = None
+        posting.last_error = f"{describe_failure(exc)}; decided again: review"[:2000]
+        posting.last_error_code = exc.code[:40]
+        posting.save()
+        ReviewItem.open(
+            txn,
+            decision.review_kind,
+            decision.reason,
+            posting=posting,
+            error_code=exc.code,
+        )
+        return "needs review"
+    document = documents.build_cash_receipt(
+        txn,
+        invoice,
+        sage_conn=sage_conn,
+        applications=() if decision.action == Action.ON_ACCOUNT else None,
+    )
+    if document.receipt == stored or not document.is_valid:
+        return None
+    posting.store(document.posting_fields())
+    if decision.review_kind:
+        ReviewItem.open(txn, decision.review_kind, decision.reason, posting=posting)
+    try:
+        result = sage_conn.sage().post_cash_receipt(
+            posting.idempotency_key, document.receipt
+        )
+    except Exception as again:
+        return mark_send_failed(posting, again)
+    return posted(posting, result)
+
+
+def mark_send_failed(posting: Posting, exc: BaseException) -> str:
+    """Back off on a failure a retry may fix; anything else waits for a person."""
+    plain = describe_failure(exc)
+    code = failure_code(exc)
+    logger.warning(
+        "posting %s failed (attempt %s)%s [%s]: %s",
+        posting.pk,
+        posting.attempts,
+        ", will retry" if is_transient(exc) else ", sent to review",
+        code,
+        plain,
+    )
+    with transaction.atomic():
+        posting.last_error = plain[:2000]
+        posting.last_error_code = code
+        posting.not_sent = False
+        txn = posting.transaction
+        if not is_transient(exc):
+            posting.state = Posting.State.NEEDS_REVIEW
+            posting.next_attempt_at = None
+            posting.save()
+            ReviewItem.open(
+                txn,
+                ReviewItem.Kind.VALIDATION,
+                documents.refusal_reason(exc, plain, posting.payload),
+                posting=posting,
+                error_code=code,
+            )
+            return "needs review"
+        if posting.attempts >= settings.POSTING_MAX_ATTEMPTS:
+            posting.mark_dead(plain)
+            return "dead"
+        posting.state = Posting.State.FAILED
+        posting.next_attempt_at = timezone.now() + backoff_delay(posting.attempts)
+        posting.save()
+        txn.record(
+            "post_failed",
+            f"Attempt {posting.attempts} failed: {plain}; next try at {posting.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
+        )
+        return "failed"
