@@ -167,6 +167,76 @@ def post_direct(
     return seconds, latencies
 
 
+def post_batched(bench: harness.Bench, invoices: list, prefix: str) -> float:
+    """The gateway's own ceiling: the same kind of receipts posted straight to the
+    sandbox's batch call (GATEWAY_BATCH_SIZE each), from DIRECT_THREADS threads;
+    returns the seconds it took. No portal work at all: what Sage Pro (here, the
+    emulator on this machine) can take, which bounds any pipeline."""
+    from django.conf import settings
+
+    from integrations.connectors.sagepro import (
+        Application,
+        CashReceipt,
+        SageProConnector,
+    )
+    from integrations.sandbox.sagepro import seed
+
+    today = seed.today()
+    size = settings.GATEWAY_BATCH_SIZE
+    chunks = iter(
+        [
+            list(enumerate(invoices))[start : start + size]
+            for start in range(0, len(invoices), size)
+        ]
+    )
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def worker() -> None:
+        sage = SageProConnector(
+            bench.sagepro_url, settings.SANDBOX_SAGEPRO_API_KEY, "01", timeout=60
+        )
+        while True:
+            with lock:
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            items = [
+                (
+                    f"{prefix}-key-{i}",
+                    CashReceipt(
+                        custno=custno,
+                        date=today,
+                        amount=amount,
+                        method="CARD",
+                        reference=f"{prefix}-{i}",
+                        applications=(Application(invno, amount),),
+                    ),
+                )
+                for i, (invno, custno, amount) in chunk
+            ]
+            try:
+                results = sage.post_cash_receipts(items)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                with lock:
+                    failures.append(str(exc))
+                continue
+            with lock:
+                failures.extend(str(r.error) for r in results if r.error is not None)
+
+    threads = [
+        threading.Thread(target=worker, daemon=True) for _ in range(DIRECT_THREADS)
+    ]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    if failures:
+        raise RuntimeError(f"{len(failures)} batched posts failed, e.g. {failures[:3]}")
+    return time.perf_counter() - began
+
+
 def build_events(invoices: list, first_txn: int, prefix: str) -> list[Delivery]:
     """One unsigned `transaction.approved` per invoice, paying it in full."""
     from django.utils import timezone
@@ -354,7 +424,8 @@ def run_latency(
     n, w = args.events, args.warmup
     direct_invoices = invoices[:n]
     warm_invoices = invoices[n : n + w]
-    pipe_invoices = invoices[n + w :]
+    pipe_invoices = invoices[n + w : 2 * n + w]
+    batched_invoices = invoices[2 * n + w :]
     base = FIRST_TXN + index * RUN_SPAN
     run = Run(base + RUN_SPAN // 2, n)
 
@@ -364,6 +435,9 @@ def run_latency(
     direct_seconds, direct_lat = post_direct(bench, direct_invoices, f"direct{ms}")
     direct_rate = n / direct_seconds
     say(f"  direct: {direct_rate:.1f} receipts/s")
+    say(f"Gateway ceiling: {n} receipts in batch calls, {DIRECT_THREADS} threads…")
+    batched_rate = n / post_batched(bench, batched_invoices, f"batched{ms}")
+    say(f"  batched: {batched_rate:.1f} receipts/s")
 
     deliveries = build_events(pipe_invoices, run.first, f"pipe{ms}")
     start_cluster(bench)
@@ -379,6 +453,7 @@ def run_latency(
     return {
         "ms": ms,
         "direct_rate": direct_rate,
+        "batched_rate": batched_rate,
         "direct_seconds": direct_seconds,
         "direct_latencies": direct_lat,
         "pipe_rate": n / measured["seconds"] if measured["seconds"] > 0 else 0.0,
@@ -398,7 +473,7 @@ def run(args) -> int:  # noqa: ANN001
         bench.prepare()
         from django.db import connections
 
-        per_run = 2 * args.events + args.warmup
+        per_run = 3 * args.events + args.warmup
         say(f"Seeding {per_run * len(latencies)} open invoices…")
         invoices = seed_invoices(per_run * len(latencies))
         connections.close_all()
@@ -420,6 +495,8 @@ def report(args, results: list[dict]) -> int:  # noqa: ANN001
                 f"{r['direct_rate']:.1f}",
                 f"{r['pipe_rate']:.1f}",
                 f"{r['pipe_rate'] / r['direct_rate']:.2f}",
+                f"{r['batched_rate']:.1f}",
+                f"{r['pipe_rate'] / r['batched_rate']:.2f}",
                 f"{r['pipe_seconds']:.1f}",
                 f"{harness.percentile(lat, 50):.2f}",
                 f"{harness.percentile(lat, 95):.2f}",
@@ -433,6 +510,8 @@ def report(args, results: list[dict]) -> int:  # noqa: ANN001
                 "direct receipts/s",
                 "pipeline events/s",
                 "ratio",
+                "gateway ceiling/s",
+                "of ceiling",
                 "pipeline s",
                 "p50 s",
                 "p95 s",

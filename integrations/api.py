@@ -38,6 +38,7 @@ from integrations.inbound import (
     webhook_id_problem,
 )
 from integrations.models import Connection, Event, InboundDelivery
+from integrations.models.storage import insert_row
 from integrations.queueing import queue, record_and_queue
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def _store_and_queue(delivery: InboundDelivery, event: Event) -> Response:
             )
         delivery.event = stored
         delivery.response_status = 202 if created else 200
-        delivery.save()
+        insert_row(delivery)
         if not created:
             return Response(
                 {"status": "duplicate", "event": stored.pk}, status=status.HTTP_200_OK

@@ -1,12 +1,13 @@
 """Workers drain due events in batches.
 
 A `drain` task (queued by `queueing.wake`, and by the sweeper for events nobody woke a
-worker for) takes up to `DRAIN_BATCH_SIZE` queued events at a time (`Event.claim_batch`),
-runs steps 2 and 3 of the pipeline for each (`processing.plan_event`), sends the
-receipts those decisions created in batches (`posting.send_postings`), and marks the
-events processed in one statement. One failing event never blocks or rolls back the
-others: each event's work is its own transaction, and its failure is recorded on it
-exactly as the one-event path records it (`processing.event_failed`).
+worker for) takes up to `DRAIN_BATCH_SIZE` queued events at a time (`Event.claim_batch`)
+and runs the pipeline's steps a phase at a time for the whole batch (`process_batch`):
+the records, in one write transaction; the decisions, holding none; the postings and
+review items, in one; then the receipts go to Sage Pro in batches
+(`posting.send_postings`) and the events are marked processed in one statement. A
+savepoint per event keeps one event's failure to itself, recorded exactly as the
+one-event path records it (`processing.event_failed`).
 
 The drain repeats while events are due, for at most half the task timeout, then hands
 on to a fresh task if work remains, so no task outlives django-q2's timeout and other
@@ -17,14 +18,18 @@ Sage Pro by idempotency key before sending again.
 
 import logging
 import time
+from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from integrations import processing
-from integrations.models import Event, Posting
+from integrations.batchcache import batch_cache
+from integrations.models import Connection, Event
 from integrations.posting import send_postings
 from integrations.queueing import queue
+from mappings.status import Action
 
 logger = logging.getLogger(__name__)
 
@@ -49,26 +54,81 @@ def drain() -> str:
 
 
 def process_batch(events: list[Event]) -> None:
-    """Run claimed events through the pipeline, sending their receipts in batches."""
-    plans: dict[int, tuple[Event, str, Posting | None]] = {}
+    """Run claimed events through the pipeline, a phase at a time for the batch.
+
+    1. Each event's record on its transaction (`processing.upsert_event`), all in one
+       write transaction, a savepoint each. Events are taken in (transaction id,
+       arrival) order, so two drains lock transaction rows in the same order.
+    2. Each payment's decision (`processing.choose_receipt`), holding no transaction:
+       read on the mirror, and fresh from Sage Pro when it is not a clean match.
+    3. The review items and postings those decisions call for, in one write
+       transaction, a savepoint each.
+    Then the receipts go to Sage Pro in batches, and the events are marked processed.
+    A failure of one event is recorded on it alone (`processing.event_failed`).
+    """
+    shared: dict[int, Connection] = {}
     for event in events:
-        try:
-            outcome, posting = processing.plan_event(event)
-        except Exception as exc:
+        # One instance per connection: its Sage Pro connection is read once a batch.
+        event.connection = shared.setdefault(event.connection_id, event.connection)
+    done: list[tuple[Event, str]] = []
+    failed: list[tuple[Event, BaseException]] = []
+    with batch_cache():
+        decided = _each_in_one_transaction(
+            sorted(events, key=lambda e: (e.connection_id, e.transaction_id, e.pk)),
+            processing.upsert_event,
+            failed,
+        )
+        choices = []
+        for event, decision in decided:
+            if decision.action != Action.POST_RECEIPT:
+                done.append((event, decision.outcome))
+                continue
             try:
-                processing.event_failed(event, exc)
-            except Exception:
-                logger.exception(
-                    "event %s: the failure could not be recorded; the sweeper retries "
-                    "it after its claim expires",
-                    event.pk,
+                choices.append(
+                    (
+                        event,
+                        processing.choose_receipt(decision.transaction, event=event),
+                    )
                 )
-            continue
-        plans[event.pk] = (event, outcome, posting)
-    postings = [p.pk for _, _, p in plans.values() if p is not None]
-    if postings:
-        send_postings(postings)
-    _finish([(event, outcome) for event, outcome, _ in plans.values()])
+            except Exception as exc:
+                failed.append((event, exc))
+        committed = _each_in_one_transaction(
+            choices, lambda choice: processing.commit_choice(choice), failed
+        )
+        _record_failures(failed)
+        postings = [posting for _, (_, posting) in committed if posting is not None]
+        if postings:
+            send_postings(postings)
+    done += [(event, outcome) for event, (outcome, _) in committed]
+    _finish(done)
+
+
+def _each_in_one_transaction(items: list, step: Any, failed: list) -> list:
+    """`step(value)` for each (event, value) in `items` (or each event), in one write
+    transaction with a savepoint each; returns [(event, result)] of those that
+    worked and adds (event, exception) to `failed` for the others."""
+    results = []
+    with transaction.atomic():
+        for item in items:
+            event, value = item if isinstance(item, tuple) else (item, item)
+            try:
+                with transaction.atomic():
+                    results.append((event, step(value)))
+            except Exception as exc:
+                failed.append((event, exc))
+    return results
+
+
+def _record_failures(failed: list[tuple[Event, BaseException]]) -> None:
+    for event, exc in failed:
+        try:
+            processing.event_failed(event, exc)
+        except Exception:
+            logger.exception(
+                "event %s: the failure could not be recorded; the sweeper retries "
+                "it after its claim expires",
+                event.pk,
+            )
 
 
 def _finish(done: list[tuple[Event, str]]) -> None:

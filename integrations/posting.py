@@ -103,9 +103,12 @@ def _found_by_key(posting: Posting, sage: Any) -> str | None:
     return "posted (found by idempotency key)"
 
 
-def _document(posting: Posting) -> documents.ReceiptDocument | None:
+def _document(
+    posting: Posting, *, store: bool = True
+) -> documents.ReceiptDocument | None:
     """The document to send, validated against the mirror; None when our own
-    validation stopped it (the posting then waits for a person)."""
+    validation stopped it (the posting then waits for a person). It is stored on the
+    posting before it is sent (`store=False`: the caller stores it)."""
     document = documents.document_for_send(posting, posting.sagepro.mirror())
     if not document.is_valid:
         posting.mark_not_sent(
@@ -114,24 +117,28 @@ def _document(posting: Posting) -> documents.ReceiptDocument | None:
             document.problems[0].error_code,
         )
         return None
-    posting.store(document.posting_fields())
+    if store:
+        posting.store(document.posting_fields())
     return document
 
 
 # --- a batch ------------------------------------------------------------------------------
 
 
-def send_postings(posting_ids: Iterable[int]) -> dict[int, str]:
+def send_postings(postings: Iterable[Posting]) -> dict[int, str]:
     """Send postings to Sage Pro in batches (`GATEWAY_BATCH_SIZE` receipts a call).
 
-    Returns each posting's outcome. Never raises for one posting: a failure is recorded
-    on that posting (or, if even that fails, its claim runs out and the sweeper hands
-    it on, as after a crash).
+    Pending ones are claimed together, any other due one by itself. Returns each
+    posting's outcome. Never raises for one posting: a failure is recorded on that
+    posting (or, if even that fails, its claim runs out and the sweeper hands it on,
+    as after a crash).
     """
+    given = list({p.pk: p for p in postings}.values())
     outcomes: dict[int, str] = {}
     by_company: dict[int, list[Posting]] = defaultdict(list)
-    for pk in dict.fromkeys(posting_ids):
-        posting = Posting.claim(pk)
+    claimed = {p.pk: p for p in Posting.claim_pending(given)}
+    for pk in (p.pk for p in given):
+        posting = claimed.get(pk) or Posting.claim(pk)
         if posting is None:
             outcomes[pk] = "skipped"
         else:
@@ -144,21 +151,26 @@ def send_postings(posting_ids: Iterable[int]) -> dict[int, str]:
 def _send_company(postings: list[Posting]) -> dict[int, str]:
     sage = postings[0].sagepro.sage()
     outcomes: dict[int, str] = {}
-    ready: list[tuple[Posting, CashReceipt]] = []
+    documents_: list[tuple[Posting, documents.ReceiptDocument]] = []
     for posting in postings:
         try:
             found = _found_by_key(posting, sage) if posting.attempts > 1 else None
             if found is not None:
                 outcomes[posting.pk] = found
                 continue
-            document = _document(posting)
+            document = _document(posting, store=False)
         except Exception as exc:
             outcomes[posting.pk] = _guarded(refused, posting, exc)
             continue
         if document is None:
             outcomes[posting.pk] = "needs review"
         else:
-            ready.append((posting, document.receipt))
+            documents_.append((posting, document))
+    # Every document is on its posting before any is sent: one write transaction.
+    with transaction.atomic():
+        for posting, document in documents_:
+            posting.store(document.posting_fields())
+    ready = [(posting, document.receipt) for posting, document in documents_]
     size = max(1, min(settings.GATEWAY_BATCH_SIZE, 100))
     for start in range(0, len(ready), size):
         chunk = ready[start : start + size]
@@ -172,11 +184,47 @@ def _send_company(postings: list[Posting]) -> dict[int, str]:
             for posting, _ in chunk:
                 outcomes[posting.pk] = _guarded(refused, posting, exc)
             continue
-        for (posting, _), result in zip(chunk, results, strict=True):
+        answered = [(p, r) for (p, _), r in zip(chunk, results, strict=True)]
+        outcomes.update(
+            _record_posted(
+                [(p, r.receipt or {}) for p, r in answered if r.error is None]
+            )
+        )
+        for posting, result in answered:
             if result.error is not None:
                 outcomes[posting.pk] = _guarded(refused, posting, result.error)
+    return outcomes
+
+
+def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, str]:
+    """Record the receipts of one batch call in one write transaction (a savepoint
+    each, so one that cannot be recorded leaves the others). A receipt Sage Pro applied
+    only in part needs a fresh read of its invoices: it is recorded after, by itself."""
+    outcomes: dict[int, str] = {}
+    later = []
+    with transaction.atomic():
+        for posting, receipt in answers:
+            if _short_applications(receipt):
+                later.append((posting, receipt))
+                continue
+            try:
+                with transaction.atomic():
+                    posting.mark_posted(receipt)
+                    mirror.apply_receipt(
+                        posting.sagepro, receipt, sent_at=posting.started_at
+                    )
+            except Exception:
+                logger.exception(
+                    "posting %s: the result could not be recorded; the sweeper "
+                    "retries it after its claim expires (the idempotency key "
+                    "prevents a second receipt)",
+                    posting.pk,
+                )
+                outcomes[posting.pk] = "unrecorded"
             else:
-                outcomes[posting.pk] = _guarded(posted, posting, result.receipt)
+                outcomes[posting.pk] = "posted"
+    for posting, receipt in later:
+        outcomes[posting.pk] = _guarded(posted, posting, receipt)
     return outcomes
 
 

@@ -1,14 +1,17 @@
 """What happens to a stored event: the pipeline from PayTrace record to Sage Pro receipt.
 
-1. Claim the event (attempt counted and committed before any outbound call).
+1. Claim the event (attempt counted and committed before any outbound call): one at a
+   time here (`process_event`), or a batch at a time (`integrations.batches`).
 2. Upsert the transaction under a row lock, map its status with the connection's status
    map, and record the change in its history; a status never moves backwards.
-3. For a status whose action is "post receipt": find the open Sage Pro invoice its
-   `invoice_id` names (outside any DB transaction), create the one cash-receipt posting
-   the transaction may have, and send it.
-4. Sending: claim the posting (attempt committed first), ask Sage Pro by idempotency key
-   when an earlier attempt's outcome is unknown, post, record the result. Transient
-   failures back off and are retried by the sweeper; permanent ones go to review.
+3. For a status whose action is "post receipt": decide which open Sage Pro invoice it
+   pays, on the local mirror (a fresh read unless it is a clean match), and create the
+   one cash-receipt posting the transaction may have (`choose_receipt`, which reads,
+   then `commit_choice`, which writes).
+4. Sending is `integrations.posting`: claim the posting (attempt committed first), ask
+   Sage Pro by idempotency key when an earlier attempt's outcome is unknown, post,
+   record the result. Transient failures back off and are retried by the sweeper;
+   permanent ones go to review; a refusal a stale mirror explains is decided again.
 
 No database transaction is held open across an HTTP call. Only what a later attempt
 may get past is retried (a transient connector error, a busy or unreachable database, a
@@ -25,11 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from integrations import documents
+from integrations.batchcache import cached
 from integrations.connectors.paytrace import PaymentRecord, normalize_record
 from integrations.models import (
     GATEWAY_STATUS_RANK,
@@ -137,16 +141,22 @@ def _apply_event(event: Event) -> str:
 def plan_event(event: Event) -> tuple[str, Posting | None]:
     """Steps 2 and 3 for one claimed event: the event's outcome, and the posting to
     send now (None when there is none). Sending is the caller's: one at a time here,
-    in batches in `integrations.batches`."""
+    in batches in `integrations.batches` (which runs the same steps a batch at a
+    time: `upsert_event`, `choose_receipt`, `commit_choice`)."""
+    decision = upsert_event(event)
+    if decision.action != Action.POST_RECEIPT:
+        return decision.outcome, None
+    return plan_receipt(decision.transaction, event=event)
+
+
+def upsert_event(event: Event) -> "Decision":
+    """Step 2: the event's record on its transaction, and what its status asks for."""
     try:
         record_data = event.payload.get("data") or {}
         record = normalize_record(record_data, event.connection.time_zone)
     except Exception as exc:
         raise UnprocessableRecordError("the PayTrace record is malformed") from exc
-    decision = _upsert_transaction(event, record, record_data)
-    if decision.action != Action.POST_RECEIPT:
-        return decision.outcome, None
-    return plan_receipt(decision.transaction, event=event)
+    return _upsert_transaction(event, record, record_data)
 
 
 # --- 2. the transaction and its status ---------------------------------------------------
@@ -173,7 +183,11 @@ def _upsert_transaction(
         status_message=record.status_message,
         response_code=record.response_code,
     )
-    rule = map_status(facts, StatusMap.rules_for(event.connection))
+    connection = event.connection
+    rule = map_status(
+        facts,
+        cached(("status_map", connection.pk), lambda: StatusMap.rules_for(connection)),
+    )
     source, _ = redact_data(record_data)
     with transaction.atomic():
         txn = _locked_transaction(event, record)
@@ -201,16 +215,26 @@ def _upsert_transaction(
 
 def _locked_transaction(event: Event, record: PaymentRecord) -> PaymentTransaction:
     """The record's transaction, created on first sight, locked for this transaction."""
-    txn, created = PaymentTransaction.objects.get_or_create(
-        connection=event.connection,
-        transaction_id=record.transaction_id,
-        defaults={"amount": record.amount, "currency": record.currency},
+    rows = PaymentTransaction.objects.select_for_update().filter(
+        connection=event.connection, transaction_id=record.transaction_id
     )
-    txn = PaymentTransaction.objects.select_for_update().get(pk=txn.pk)
-    if created:
-        txn.record(
-            "received", f"First seen in {event.type} ({event.source}).", event=event
-        )
+    txn = rows.first()
+    if txn is None:
+        try:
+            with transaction.atomic():  # a new row is ours (locked) until we commit
+                txn = PaymentTransaction.objects.create(
+                    connection=event.connection,
+                    transaction_id=record.transaction_id,
+                    amount=record.amount,
+                    currency=record.currency,
+                )
+        except IntegrityError:  # another worker created it first: wait for its lock
+            txn = rows.get()
+        else:
+            txn.record(
+                "received", f"First seen in {event.type} ({event.source}).", event=event
+            )
+    txn.connection = event.connection  # the same row, already loaded
     return txn
 
 
@@ -333,6 +357,32 @@ def plan_receipt(
     `overpayment` item; anything else waits in review. Never creates a second receipt
     posting for a transaction.
     """
+    return commit_choice(choose_receipt(txn, event=event))
+
+
+@dataclass
+class ReceiptChoice:
+    """What `choose_receipt` decided (it reads, and writes nothing); `commit_choice`
+    writes it: a review item to open, or the posting to create, or nothing new."""
+
+    transaction: PaymentTransaction
+    event: Event | None
+    outcome: str = ""
+    existing: Posting | None = None  # a posting still to send
+    review: tuple[str, str] | None = None  # (kind, reason) to open instead
+    sage_conn: Connection | None = None
+    document: documents.ReceiptDocument | None = None
+    review_kind: str = ""
+    reason: str = ""
+
+
+def choose_receipt(
+    txn: PaymentTransaction, *, event: Event | None = None
+) -> ReceiptChoice:
+    """Step 3 without its writes: which invoice the payment pays, and the receipt.
+
+    No transaction is held: a decision that is not a clean application reads the
+    invoice fresh from Sage Pro (transient errors retry the event)."""
     existing = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
     if existing is not None:
         due = existing.state in (
@@ -340,38 +390,62 @@ def plan_receipt(
             Posting.State.FAILED,
             Posting.State.IN_PROGRESS,
         )
-        return (
+        return ReceiptChoice(
+            txn,
+            event,
             f"receipt posting already exists ({existing.state})",
-            existing if due else None,
+            existing=existing if due else None,
         )
     sage_conn = txn.connection.sagepro
     if sage_conn is None or not sage_conn.is_active:
-        ReviewItem.open(
+        reason = f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry."
+        return ReceiptChoice(
             txn,
-            ReviewItem.Kind.VALIDATION,
-            f"Connection {txn.connection.slug} has no active Sage Pro connection to post to. Set one on the connection, then retry.",
-            event=event,
+            event,
+            "no Sage Pro connection",
+            review=(ReviewItem.Kind.VALIDATION, reason),
         )
-        return "no Sage Pro connection", None
     invno = documents.invoice_number_for(txn)  # invoice_id, through an invno mapping
-    # Transient errors (a fresh read Sage Pro did not answer) retry the event.
     invoice, decision = decide_placement(txn, sage_conn, invno)
     if decision.action == "review":
-        ReviewItem.open(txn, decision.review_kind, decision.reason, event=event)
-        return f"{decision.review_kind}: {decision.reason}", None
+        return ReceiptChoice(
+            txn,
+            event,
+            f"{decision.review_kind}: {decision.reason}",
+            review=(decision.review_kind, decision.reason),
+        )
     document = documents.build_cash_receipt(
         txn,
         invoice,
         sage_conn=sage_conn,
         applications=() if decision.action == "on_account" else None,  # unapplied
     )
-    posting = create_receipt_posting(txn, sage_conn, document)
-    if decision.review_kind:
+    return ReceiptChoice(
+        txn,
+        event,
+        sage_conn=sage_conn,
+        document=document,
+        review_kind=decision.review_kind,
+        reason=decision.reason,
+    )
+
+
+def commit_choice(choice: ReceiptChoice) -> tuple[str, Posting | None]:
+    """Write what `choose_receipt` decided; returns the outcome and the posting to
+    send (None when nothing is to be sent)."""
+    txn, event = choice.transaction, choice.event
+    if choice.review is not None:
+        ReviewItem.open(txn, choice.review[0], choice.review[1], event=event)
+        return choice.outcome, None
+    if choice.document is None or choice.sage_conn is None:
+        return choice.outcome, choice.existing
+    posting = create_receipt_posting(txn, choice.sage_conn, choice.document)
+    if choice.review_kind:
         ReviewItem.open(
-            txn, decision.review_kind, decision.reason, event=event, posting=posting
+            txn, choice.review_kind, choice.reason, event=event, posting=posting
         )
     outcome = f"receipt {posting.pk} {posting.state}" + (
-        f" ({decision.review_kind})" if decision.review_kind else ""
+        f" ({choice.review_kind})" if choice.review_kind else ""
     )
     return outcome, posting
 

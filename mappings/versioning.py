@@ -63,6 +63,10 @@ class RollbackError(Exception):
     """A version can't be restored as it stands (a row it points to is gone, a clash)."""
 
 
+# Machine endpoints that never save a versioned row: no revision to open per request.
+_UNVERSIONED_PATHS = ("/webhooks/", "/sandbox/")
+
+
 class ConfigRevisionMiddleware:
     """Wrap every non-GET request in a revision, without wrapping it in a transaction.
 
@@ -77,7 +81,9 @@ class ConfigRevisionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method in ("GET", "HEAD", "OPTIONS"):
+        if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith(
+            _UNVERSIONED_PATHS
+        ):
             return self.get_response(request)
         with reversion.create_revision(atomic=False):
             if request.user.is_authenticated:

@@ -7,6 +7,7 @@ rules, and the earlier payments that may make it a duplicate.
 from decimal import Decimal
 from typing import Any
 
+from integrations.batchcache import cached
 from integrations.models import Connection, PaymentTransaction
 from mappings import matching
 from mappings.models import MatchingRule, PaymentStatus
@@ -37,7 +38,9 @@ def matching_invoice(invoice: dict[str, Any]) -> matching.Invoice:
 
 
 def matching_rules(connection: Connection) -> list[matching.Rule]:
-    return MatchingRule.rules_for(connection)
+    return cached(
+        ("matching_rules", connection.pk), lambda: MatchingRule.rules_for(connection)
+    )
 
 
 def earlier_payments(txn: PaymentTransaction) -> list[matching.Earlier]:
@@ -52,6 +55,14 @@ def earlier_payments(txn: PaymentTransaction) -> list[matching.Earlier]:
             mapped_status=PaymentStatus.PAID,
         )
         .exclude(pk=txn.pk)
+        .only(
+            "transaction_id",
+            "card_last4",
+            "amount",
+            "invoice_reference",
+            "created_at",
+            "first_seen_at",
+        )
         .order_by("-created_at")[:50]
     )
     return [

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from integrations.batchcache import cached
 from integrations.connectors.base import ConnectorError
 from integrations.connectors.paytrace import normalize_record
 from integrations.models import Connection, Event, PaymentTransaction
@@ -115,16 +116,19 @@ def _periods_from(periods: list[dict[str, Any]]) -> list[fm.Period]:
 
 
 def load_gl_rules(connection: Connection) -> list[gl.GlRuleData]:
-    return GlRule.rules_for(connection)
+    return cached(("gl_rules", connection.pk), lambda: GlRule.rules_for(connection))
 
 
 def load_field_mappings(
     connection: Connection, document: str = FieldMapping.Document.CASH_RECEIPT
 ) -> list[FieldMapping]:
-    return list(
-        FieldMapping.objects.filter(
-            connection=connection, document=document, is_active=True
-        )
+    return cached(
+        ("field_mappings", connection.pk, document),
+        lambda: list(
+            FieldMapping.objects.filter(
+                connection=connection, document=document, is_active=True
+            )
+        ),
     )
 
 

@@ -19,7 +19,11 @@ from django.utils import timezone
 
 from integrations.models.connections import Connection
 from integrations.models.failures import backoff_delay, describe_failure, lease
-from integrations.models.storage import StorableValuesMixin, storable_text
+from integrations.models.storage import (
+    StorableValuesMixin,
+    insert_row,
+    storable_text,
+)
 from integrations.redaction import (
     mask_card_numbers,
     redact_data,
@@ -275,21 +279,19 @@ class Event(StorableValuesMixin, models.Model):
     def record(self) -> tuple["Event", bool]:
         """Insert this new event unless its (connection, event id) is stored already.
 
-        Returns the stored event and whether it is this one. The insert runs in a
-        savepoint, so a repeat is harmless even under concurrency; any other refusal
+        Returns the stored event and whether it is this one. The insert skips a
+        repeat itself (`ON CONFLICT DO NOTHING`: no savepoint; under concurrency the
+        second writer waits for the first), so a repeat is harmless; any other refusal
         by the database is raised, not mistaken for a repeat.
         """
-        try:
-            with transaction.atomic():
-                self.save(force_insert=True)
-        except IntegrityError:
-            stored = Event.objects.filter(
-                connection=self.connection, event_id=self.event_id
-            ).first()
-            if stored is None:
-                raise
-            return stored, False
-        return self, True
+        if insert_row(self, unless_exists=("connection", "event_id")):
+            return self, True
+        stored = Event.objects.filter(
+            connection=self.connection, event_id=self.event_id
+        ).first()
+        if stored is None:  # the first writer rolled back between the two statements
+            raise IntegrityError(f"event {self.event_id} was neither new nor stored")
+        return stored, False
 
     def open_card_data_review(self) -> None:
         """Ask a reviewer to tell the sender to stop sending card data."""

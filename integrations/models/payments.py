@@ -105,6 +105,14 @@ class PaymentTransaction(StorableValuesMixin, models.Model):
             money_in_range("paymenttransaction", "amount"),
             money_in_range("paymenttransaction", "tax_amount"),
         ]
+        indexes = [
+            # Duplicate detection asks for earlier payments by card and amount on
+            # every payment: without it, each one reads the whole table.
+            models.Index(
+                fields=["connection", "card_last4", "amount"],
+                name="transaction_card_amount",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"PayTrace {self.transaction_id} {self.amount} {self.currency}"
@@ -342,6 +350,35 @@ class Posting(StorableValuesMixin, models.Model):
             posting.started_at = now
             posting.save(update_fields=["state", "attempts", "started_at"])
             return posting
+
+    @classmethod
+    def claim_pending(cls, postings: list["Posting"]) -> list["Posting"]:
+        """Take the pending ones of `postings` for one send attempt each, in one
+        transaction; returns them as claimed (fresh rows). Rows in any other state,
+        or held by another worker, are left to `claim`, one by one."""
+        now = timezone.now()
+        by_pk = {p.pk: p for p in postings}
+        with transaction.atomic():
+            claimed: list[Posting] = list(
+                cls.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("sagepro")
+                .filter(
+                    pk__in=list(by_pk),
+                    state=cls.State.PENDING,
+                    attempts__lt=settings.POSTING_MAX_ATTEMPTS,
+                )
+            )
+            cls.objects.filter(pk__in=[p.pk for p in claimed]).update(
+                state=cls.State.IN_PROGRESS,
+                attempts=models.F("attempts") + 1,
+                started_at=now,
+            )
+        for posting in claimed:
+            posting.state = cls.State.IN_PROGRESS
+            posting.attempts += 1
+            posting.started_at = now
+            posting.transaction = by_pk[posting.pk].transaction  # already loaded
+        return claimed
 
     def mark_posted(self, result: dict[str, Any], *, recovered: bool = False) -> None:
         """Record that Sage Pro holds the receipt, and close its dead or validation items.

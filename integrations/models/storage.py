@@ -1,12 +1,12 @@
 """Checks every stored row passes: money within its column, JSON not nested too deep."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import available_timezones
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models, router
 
 from integrations.redaction import redact_text
 
@@ -85,6 +85,55 @@ class StorableValuesMixin:
                     f"{field.name} is nested more than {MAX_JSON_DEPTH} levels deep "
                     f"({type(self).__name__}); it is not stored."
                 )
+
+
+_INSERT_SQL: dict[tuple[type, str, str], tuple[str, list[models.Field]]] = {}
+
+
+def insert_row(obj: models.Model, *, unless_exists: Sequence[str] = ()) -> bool:
+    """INSERT one new row for `obj` with one statement, and set its primary key.
+
+    For the hot path of the webhook: the same row `obj.save()` would write (the
+    storable checks, every field's `pre_save` and `get_db_prep_save`, so the card-data
+    net still sees every value), without the ORM's per-call query compilation: the
+    statement is built once per model. With `unless_exists` (the columns of a unique
+    constraint), a row that would repeat one already stored is not written and False
+    is returned (`ON CONFLICT DO NOTHING`: no savepoint, and under concurrency the
+    second writer waits for the first and then writes nothing).
+    """
+    model = type(obj)
+    if isinstance(obj, StorableValuesMixin):
+        obj.check_storable()
+    db = router.db_for_write(model)
+    connection = connections[db]
+    key = (model, connection.vendor, ",".join(unless_exists))
+    if key not in _INSERT_SQL:
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        column = {f.name: f.column for f in fields}
+        conflict = (
+            f" ON CONFLICT ({', '.join(quote(column[n]) for n in unless_exists)}) DO NOTHING"
+            if unless_exists
+            else ""
+        )
+        sql = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} "
+            f"RETURNING {quote(model._meta.pk.column)}"
+        )
+        _INSERT_SQL[key] = (sql, fields)
+    sql, fields = _INSERT_SQL[key]
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = db
+    return True
 
 
 def is_nested_deeper(value: object, limit: int) -> bool:

@@ -251,8 +251,10 @@ def test_invalid_utf8_is_refused_and_recorded(client, paytrace_conn, secret):
 def test_a_database_refusal_is_not_mistaken_for_a_duplicate(paytrace_conn, secret):
     client = Client(raise_request_exception=False)
     body = event_body("transaction.approved", paytrace_record())
-    with mock.patch.object(
-        Event, "save", side_effect=IntegrityError("CHECK constraint failed")
+    # The event's insert (one statement, `insert_row`) is refused by the database.
+    with mock.patch(
+        "integrations.models.inbound.insert_row",
+        side_effect=IntegrityError("CHECK constraint failed"),
     ):
         response = _deliver(client, body, secret)
 
