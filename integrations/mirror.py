@@ -729,7 +729,7 @@ def apply_receipt(
     written = sent_at or _moment(receipt.get("created_at")) or timezone.now()
     total = ZERO
     updated = 0
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # a batch keeps one per posting
         for line in receipt.get("applications") or []:
             amount = _money(line.get("amount"), "amount")
             key = mirror_key(line.get("invno"))

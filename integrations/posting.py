@@ -202,6 +202,9 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
     only in part needs a fresh read of its invoices: it is recorded after, by itself."""
     outcomes: dict[int, str] = {}
     later = []
+    # By customer: two drains recording at once lock the mirrored customers' rows in
+    # the same order (no deadlock).
+    answers = sorted(answers, key=lambda a: (str(a[1].get("custno", "")), a[0].pk))
     with transaction.atomic():
         for posting, receipt in answers:
             if _short_applications(receipt):
@@ -213,14 +216,14 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
                     mirror.apply_receipt(
                         posting.sagepro, receipt, sent_at=posting.started_at
                     )
-            except Exception:
-                logger.exception(
-                    "posting %s: the result could not be recorded; the sweeper "
-                    "retries it after its claim expires (the idempotency key "
-                    "prevents a second receipt)",
+            except Exception as exc:
+                logger.warning(
+                    "posting %s: recording it with its batch failed (%s); "
+                    "recording it by itself",
                     posting.pk,
+                    describe_failure(exc),
                 )
-                outcomes[posting.pk] = "unrecorded"
+                later.append((posting, receipt))
             else:
                 outcomes[posting.pk] = "posted"
     for posting, receipt in later:

@@ -189,7 +189,7 @@ def _upsert_transaction(
         cached(("status_map", connection.pk), lambda: StatusMap.rules_for(connection)),
     )
     source, _ = redact_data(record_data)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a batch: the event's savepoint
         txn = _locked_transaction(event, record)
         if rule is None:
             return _unmapped_status(txn, event, record, source, facts)
@@ -463,7 +463,7 @@ def create_receipt_posting(
     """
     receipt = document.receipt
     kind = Posting.Kind.CASH_RECEIPT
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # see _upsert_transaction
         posting, created = Posting.objects.get_or_create(
             transaction=txn,
             kind=kind,

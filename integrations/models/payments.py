@@ -389,7 +389,7 @@ class Posting(StorableValuesMixin, models.Model):
         """
         from integrations.models.review import ReviewItem
 
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):  # a batch keeps one per posting
             self.state = self.State.POSTED
             self.document_number = str(result.get("receipt_no", ""))[:40]
             self.unapplied_amount = _amount_or_none(result.get("unapplied_amount"))

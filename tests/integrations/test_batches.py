@@ -6,6 +6,7 @@ fresh data calls for.
 """
 
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -230,3 +231,50 @@ def test_an_invoice_part_paid_behind_the_portals_back_is_an_overpayment(
 
 def mirror_balance(sagepro_conn, invno):
     return sagepro_conn.mirror().get_invoice(invno)["balance"]
+
+
+def test_an_event_whose_web_process_died_before_waking_a_worker_is_still_posted(
+    send, sage, sagepro_conn, run_tasks, settings
+):
+    """With coalesced wake-ups, the event commits before any task is queued. If the
+    web process dies in between, the sweeper queues a drain for it."""
+    from datetime import timedelta
+
+    import time_machine
+    from django_q.models import OrmQ
+
+    settings.DRAIN_WAKE_SECONDS = 0.2
+    invno = sage.seed_invoice("ACME", "64.00")
+    with mock.patch("integrations.queueing._waker.request"):  # the process dies
+        (record,) = send(paytrace_record(invoice_id=invno, amount=Decimal("64.00")))
+    assert OrmQ.objects.count() == 0
+    assert processing.sweep()["drains"] == 0  # not yet: a wake-up may be on its way
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        assert processing.sweep()["drains"] == 1
+        assert processing.sweep()["drains"] == 0  # once
+        run_tasks()
+
+    assert receipts_for(record).count() == 1
+    assert Posting.objects.get().state == Posting.State.POSTED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_events_wakes_the_workers_a_few_times_not_once_per_event(
+    send, sage, settings
+):
+    """After the events commit, the web process queues one drain per wake-up interval
+    from a background thread: a burst of 20 events costs a few task rows, not 20."""
+    import time
+
+    from django_q.models import OrmQ
+
+    settings.DRAIN_WAKE_SECONDS = 5
+    invoices = [sage.seed_invoice("ACME", "10.00") for _ in range(20)]
+    send(*(paytrace_record(invoice_id=i, amount=Decimal("10.00")) for i in invoices))
+
+    deadline = time.monotonic() + 10
+    while OrmQ.objects.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Event.objects.filter(state=Event.State.QUEUED).count() == 20
+    assert 1 <= OrmQ.objects.count() <= 2
