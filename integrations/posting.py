@@ -58,9 +58,10 @@ def decide_placement(
     duplicate) is decided again on the invoice read fresh from Sage Pro, so stale data
     never sends a payment to review or on account by itself.
     """
-    invoice = sage_conn.mirror().get_invoice(invno) if invno else None
+    reader = sage_conn.mirror()
+    invoice = reader.get_invoice(invno) if invno else None
     decision = documents.decide_match(txn, invno, invoice)
-    if invno and not _is_clean(decision):
+    if invno and not _is_clean(decision) and not reader.fresh:  # not just read
         invoice = mirror.refresh_invoice(sage_conn, invno)
         decision = documents.decide_match(txn, invno, invoice)
     return invoice, decision
