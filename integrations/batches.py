@@ -18,6 +18,7 @@ Sage Pro by idempotency key before sending again.
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -73,8 +74,11 @@ def process_batch(events: list[Event]) -> None:
     done: list[tuple[Event, str]] = []
     failed: list[tuple[Event, BaseException]] = []
     with batch_cache():
+        in_lock_order = sorted(
+            events, key=lambda e: (e.connection_id, e.transaction_id, e.pk)
+        )
         decided = _each_in_one_transaction(
-            sorted(events, key=lambda e: (e.connection_id, e.transaction_id, e.pk)),
+            [(event, event) for event in in_lock_order],
             processing.upsert_event,
             failed,
         )
@@ -92,9 +96,7 @@ def process_batch(events: list[Event]) -> None:
                 )
             except Exception as exc:
                 failed.append((event, exc))
-        committed = _each_in_one_transaction(
-            choices, lambda choice: processing.commit_choice(choice), failed
-        )
+        committed = _each_in_one_transaction(choices, processing.commit_choice, failed)
         _record_failures(failed)
         postings = [posting for _, (_, posting) in committed if posting is not None]
         if postings:
@@ -103,14 +105,17 @@ def process_batch(events: list[Event]) -> None:
     _finish(done)
 
 
-def _each_in_one_transaction(items: list, step: Any, failed: list) -> list:
-    """`step(value)` for each (event, value) in `items` (or each event), in one write
-    transaction with a savepoint each; returns [(event, result)] of those that
-    worked and adds (event, exception) to `failed` for the others."""
+def _each_in_one_transaction(
+    items: list[tuple[Event, Any]],
+    step: Callable[[Any], Any],
+    failed: list[tuple[Event, BaseException]],
+) -> list[tuple[Event, Any]]:
+    """`step(value)` for each (event, value) in `items`, in one write transaction with a
+    savepoint each; returns [(event, result)] of those that worked and adds
+    (event, exception) to `failed` for the others."""
     results = []
     with transaction.atomic():
-        for item in items:
-            event, value = item if isinstance(item, tuple) else (item, item)
+        for event, value in items:
             try:
                 with transaction.atomic():
                     results.append((event, step(value)))

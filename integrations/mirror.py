@@ -896,33 +896,20 @@ class MirrorReader:
         self.fresh = state is None or state.gl_accounts_fetched_at is None
         if self.fresh:
             return refresh_gl_accounts(self.connection, gateway=self.gateway)
-        return [
-            {
-                "glacnt": row.glacnt,
-                "gldesc": row.gldesc,
-                "glstat": row.glstat,
-                "active": row.active,
-            }
-            for row in MirroredGlAccount.objects.filter(connection=self.connection)
-        ]
+        rows: Any = MirroredGlAccount.objects.filter(connection=self.connection)
+        return list(rows.values("glacnt", "gldesc", "glstat", "active"))
 
     def list_periods(self) -> list[dict[str, Any]]:
         state = self._state()
         self.fresh = state is None or state.periods_fetched_at is None
         if self.fresh:
             return refresh_periods(self.connection, gateway=self.gateway)
-        return [
-            {
-                "yearprd": row.yearprd,
-                "bdate": row.bdate,
-                "edate": row.edate,
-                "pclosed": row.pclosed,
-                "plocked": row.plocked,
-                "permlck": row.permlck,
-                "current": row.current,
-            }
-            for row in MirroredPeriod.objects.filter(connection=self.connection)
-        ]
+        rows: Any = MirroredPeriod.objects.filter(connection=self.connection)
+        return list(
+            rows.values(
+                "yearprd", "bdate", "edate", "pclosed", "plocked", "permlck", "current"
+            )
+        )
 
     def refresh_gl_accounts(self) -> list[dict[str, Any]]:
         """The chart read from the gateway now (and stored)."""

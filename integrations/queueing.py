@@ -17,6 +17,7 @@ remains is waking them:
 
 import logging
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -75,7 +76,7 @@ class _Waker:
             finally:
                 connections.close_all()
             # Events committed during the pause set `_due` again: one more wake-up.
-            threading.Event().wait(interval)
+            time.sleep(interval)
 
 
 _waker = _Waker()
