@@ -57,6 +57,8 @@ from integrations.models import (
     MirrorState,
 )
 from integrations.models.failures import describe_failure
+from mappings.payers import customer_emails, name_key
+from mappings.references import reference_key
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ _INVOICE_FIELDS = [
     "artype",
     "ornum",
     "ponum",
+    "invno_key",
+    "ornum_key",
+    "ponum_key",
     "deleted",
     "synced_at",
 ]
@@ -128,6 +133,8 @@ _CUSTOMER_FIELDS = [
     "last_payment_date",
     "last_payment_amount",
     "details",
+    "name_key",
+    "emails",
     "deleted",
     "synced_at",
 ]
@@ -440,6 +447,9 @@ def _invoice_row(
             artype=_text(data.get("artype")).upper(),
             ornum=_text(data.get("ornum")),
             ponum=_text(data.get("ponum")),
+            invno_key=reference_key(invno)[:40],
+            ornum_key=reference_key(data.get("ornum"))[:40],
+            ponum_key=reference_key(data.get("ponum"))[:40],
             deleted=bool(data.get("deleted")),
             synced_at=fetched_at,
         )
@@ -474,6 +484,8 @@ def _customer_row(
                 data.get("last_payment_amount"), "last_payment_amount"
             ),
             details=details,
+            name_key=name_key(data.get("company")),
+            emails=customer_emails(data.get("email")),
             deleted=bool(data.get("deleted")),
             synced_at=fetched_at,
         )
@@ -607,6 +619,17 @@ def refresh_invoice(
         return None
     _store_invoices(connection, [invoice], fetched_at)
     return invoice
+
+
+def refresh_open_invoices(
+    connection: Connection, custno: str, *, gateway: SageProConnector | None = None
+) -> list[dict[str, Any]]:
+    """Read one customer's open invoices from the gateway and store them."""
+    gateway = gateway or connection.sage()
+    fetched_at = timezone.now()
+    invoices = gateway.list_open_invoices(custno)
+    _store_invoices(connection, invoices, fetched_at)
+    return invoices
 
 
 def refresh_customer(
@@ -886,10 +909,7 @@ class MirrorReader:
                 rows = live.filter(custno=key) if key else live
                 return [invoice_answer(row) for row in sorted(rows, key=_invno_order)]
         self.fresh = True
-        fetched_at = timezone.now()
-        invoices = self.gateway.list_open_invoices(custno)
-        _store_invoices(self.connection, invoices, fetched_at)
-        return invoices
+        return refresh_open_invoices(self.connection, custno, gateway=self.gateway)
 
     def list_gl_accounts(self) -> list[dict[str, Any]]:
         state = self._state()

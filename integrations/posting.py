@@ -49,26 +49,66 @@ STALE_CODES = INVOICE_CODES | ACCOUNT_CODES
 
 
 def decide_placement(
-    txn: PaymentTransaction, sage_conn: Connection, invno: str
-) -> tuple[dict[str, Any] | None, Decision]:
-    """The invoice `invno` names and where the payment goes, from the mirror.
+    txn: PaymentTransaction, sage_conn: Connection, *, fresh: bool = False
+) -> documents.Placement:
+    """Where the payment goes, decided on the mirror (`documents.place`).
 
     A clean application is decided on the mirror alone (no gateway read); anything
     else (no invoice, not open, another customer, an over- or underpayment, a possible
-    duplicate) is decided again on the invoice read fresh from Sage Pro, so stale data
-    never sends a payment to review or on account by itself.
+    duplicate, a payment found by its payer) is decided again on the invoices read
+    fresh from Sage Pro, so stale data never sends a payment to review or on account
+    by itself.
     """
-    reader = sage_conn.mirror()
-    invoice = reader.get_invoice(invno) if invno else None
-    decision = documents.decide_match(txn, invno, invoice)
-    if invno and not _is_clean(decision) and not reader.fresh:  # not just read
-        invoice = mirror.refresh_invoice(sage_conn, invno)
-        decision = documents.decide_match(txn, invno, invoice)
-    return invoice, decision
+    placement = documents.place(txn, sage_conn, fresh=fresh)
+    if not fresh and not _is_clean(placement.decision):
+        placement = documents.place(txn, sage_conn, fresh=True)
+    return placement
 
 
 def _is_clean(decision: Decision) -> bool:
     return decision.action == Action.APPLY and not decision.review_kind
+
+
+def receipt_document(
+    txn: PaymentTransaction, sage_conn: Connection, placement: documents.Placement
+) -> documents.ReceiptDocument:
+    """The cash receipt a decision to apply (or keep on account) makes."""
+    decision = placement.decision
+    applications: tuple[documents.Application, ...] | None = None
+    if decision.action == Action.ON_ACCOUNT:
+        applications = ()  # all of it unapplied
+    elif len(decision.applications) > 1:
+        applications = tuple(
+            documents.Application(inv.invno, amount)
+            for inv, amount in decision.applications
+        )
+    return documents.build_cash_receipt(
+        txn,
+        placement.first_invoice,
+        sage_conn=sage_conn,
+        applications=applications,
+        # On account: of the payer, or of the invoice's customer.
+        customer=decision.customer if applications == () else "",
+    )
+
+
+def decision_fields(decision: Decision) -> dict[str, Any]:
+    """What a posting keeps of the automatic decision that made it."""
+    from mappings.models import MatchingRule, PayerLink
+
+    rule_id = decision.rule.id
+    if rule_id and not MatchingRule.objects.filter(pk=rule_id).exists():
+        rule_id = None  # deleted while the payment was being decided
+    link_id = decision.link_id
+    if link_id and not PayerLink.objects.filter(pk=link_id).exists():
+        link_id = None
+    return {
+        "decided_automatically": decision.action == Action.APPLY,
+        "match_rule_id": rule_id,
+        "match_method": decision.method[:20],
+        "payer_link_id": link_id,
+        "decision": decision.explanation,
+    }
 
 
 # --- one posting --------------------------------------------------------------------------
@@ -343,19 +383,26 @@ def _decide_again(posting: Posting, exc: ConnectorError) -> str | None:
             document.problems[0].error_code,
         )
         return "needs review"
-    if posting.overrides or len(stored.applications) != 1:
+    if (
+        posting.overrides
+        or not stored.applications
+        or (len(stored.applications) > 1 and not posting.decided_automatically)
+    ):
         # A reviewer placed this money (a split, on account, a correction): theirs to
         # decide again. The refreshed mirror shows them the invoice as it is now.
         for application in stored.applications:
             mirror.refresh_invoice(sage_conn, application.invno)
         return None
-    invno = stored.applications[0].invno
-    invoice = mirror.refresh_invoice(sage_conn, invno)
-    decision = documents.decide_match(txn, invno, invoice)
+    placement = decide_placement(txn, sage_conn, fresh=True)
+    decision = placement.decision
+    PaymentTransaction.objects.filter(pk=txn.pk).update(
+        match_explanation=decision.explanation
+    )
     txn.record(
         "decided_again",
         f"Sage Pro refused the receipt ({exc.code}): the portal's copy of invoice "
-        f"{invno} was out of date. Decided again on Sage Pro's data: {decision.action}"
+        f"{stored.applications[0].invno} was out of date. Decided again on Sage Pro's "
+        f"data: {decision.action}"
         + (f" ({decision.review_kind})" if decision.review_kind else ""),
     )
     if decision.action == Action.REVIEW:
@@ -372,15 +419,10 @@ def _decide_again(posting: Posting, exc: ConnectorError) -> str | None:
             error_code=exc.code,
         )
         return "needs review"
-    document = documents.build_cash_receipt(
-        txn,
-        invoice,
-        sage_conn=sage_conn,
-        applications=() if decision.action == Action.ON_ACCOUNT else None,
-    )
+    document = receipt_document(txn, sage_conn, placement)
     if document.receipt == stored or not document.is_valid:
         return None
-    posting.store(document.posting_fields())
+    posting.store({**document.posting_fields(), **decision_fields(decision)})
     if decision.review_kind:
         ReviewItem.open(txn, decision.review_kind, decision.reason, posting=posting)
     try:

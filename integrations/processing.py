@@ -53,9 +53,15 @@ from integrations.models.failures import (
     lease,
 )
 from integrations.models.payments import RECEIPT_TYPES
-from integrations.posting import decide_placement, send_posting
+from integrations.posting import (
+    decide_placement,
+    decision_fields,
+    receipt_document,
+    send_posting,
+)
 from integrations.queueing import queue, record_and_queue
 from integrations.redaction import redact_data
+from mappings.matching import Decision as MatchDecision
 from mappings.models import GatewayStatus, StatusMap
 from mappings.status import Action, StatusFacts, StatusRule, map_status
 
@@ -374,6 +380,7 @@ class ReceiptChoice:
     document: documents.ReceiptDocument | None = None
     review_kind: str = ""
     reason: str = ""
+    decision: MatchDecision | None = None  # the matching rules' decision, explained
 
 
 def choose_receipt(
@@ -405,28 +412,24 @@ def choose_receipt(
             "no Sage Pro connection",
             review=(ReviewItem.Kind.VALIDATION, reason),
         )
-    invno = documents.invoice_number_for(txn)  # invoice_id, through an invno mapping
-    invoice, decision = decide_placement(txn, sage_conn, invno)
+    placement = decide_placement(txn, sage_conn)
+    decision = placement.decision
     if decision.action == "review":
         return ReceiptChoice(
             txn,
             event,
             f"{decision.review_kind}: {decision.reason}",
             review=(decision.review_kind, decision.reason),
+            decision=decision,
         )
-    document = documents.build_cash_receipt(
-        txn,
-        invoice,
-        sage_conn=sage_conn,
-        applications=() if decision.action == "on_account" else None,  # unapplied
-    )
     return ReceiptChoice(
         txn,
         event,
         sage_conn=sage_conn,
-        document=document,
+        document=receipt_document(txn, sage_conn, placement),
         review_kind=decision.review_kind,
         reason=decision.reason,
+        decision=decision,
     )
 
 
@@ -434,12 +437,19 @@ def commit_choice(choice: ReceiptChoice) -> tuple[str, Posting | None]:
     """Write what `choose_receipt` decided; returns the outcome and the posting to
     send (None when nothing is to be sent)."""
     txn, event = choice.transaction, choice.event
+    if choice.decision is not None:
+        txn.match_explanation = choice.decision.explanation
+        PaymentTransaction.objects.filter(pk=txn.pk).update(
+            match_explanation=choice.decision.explanation
+        )
     if choice.review is not None:
         ReviewItem.open(txn, choice.review[0], choice.review[1], event=event)
         return choice.outcome, None
     if choice.document is None or choice.sage_conn is None:
         return choice.outcome, choice.existing
-    posting = create_receipt_posting(txn, choice.sage_conn, choice.document)
+    posting = create_receipt_posting(
+        txn, choice.sage_conn, choice.document, decision=choice.decision
+    )
     if choice.review_kind:
         ReviewItem.open(
             txn, choice.review_kind, choice.reason, event=event, posting=posting
@@ -454,7 +464,11 @@ def commit_choice(choice: ReceiptChoice) -> tuple[str, Posting | None]:
 
 
 def create_receipt_posting(
-    txn: PaymentTransaction, sage_conn: Connection, document: documents.ReceiptDocument
+    txn: PaymentTransaction,
+    sage_conn: Connection,
+    document: documents.ReceiptDocument,
+    *,
+    decision: MatchDecision | None = None,
 ) -> Posting:
     """Create the transaction's one cash-receipt posting from its built `document`
     (receipt, GL account and rule trace, exchange rate), or return the one it has.
@@ -473,6 +487,7 @@ def create_receipt_posting(
                     txn.connection, txn.transaction_id, kind
                 ),
                 **document.posting_fields(),
+                **(decision_fields(decision) if decision is not None else {}),
                 # Sending builds it again and stops with a validation item.
                 "last_error": documents.problem_summary(document.problems)[:2000]
                 if document.problems
@@ -482,9 +497,10 @@ def create_receipt_posting(
         )
         if created:
             first = receipt.applications[0] if receipt.applications else None
+            invoices = ", ".join(a.invno for a in receipt.applications) or "-"
             txn.record(
                 "posting_created",
-                f"Cash receipt for invoice {first.invno if first else '-'}"
+                f"Cash receipt for invoice{'s' if len(receipt.applications) > 1 else ''} {invoices}"
                 + (
                     f", GL account {document.gl_account}" if document.gl_account else ""
                 ),

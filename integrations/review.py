@@ -8,6 +8,7 @@ Pressing a decision twice, or two reviewers deciding at once, has the effect of 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from integrations import documents, mirror
+from integrations import documents, learning, mirror
 from integrations.connectors.base import ConnectorError, NotFoundError
 from integrations.documents import Application
 from integrations.documents.matching import (
@@ -132,13 +133,18 @@ def queue_replay(
 def invoice_candidates(
     txn: PaymentTransaction, limit: int = 3
 ) -> list[matching.Candidate]:
-    """The best open invoices for a payment a person has to place, with their scores."""
+    """The best open invoices for a payment a person has to place, with their scores:
+    those its reference may name and the open invoices of the customer who paid (of
+    every customer when the payer is not known)."""
     sage_conn = txn.connection.sagepro
     if sage_conn is None:
         return []
-    payment = matching_payment(txn)
-    rules = matching_rules(txn.connection)
-    open_invoices = sage_conn.mirror().list_open_invoices(payment.customer)
+    placement = documents.place(txn, sage_conn)
+    customer = placement.decision.customer
+    invoices = dict(placement.invoices)
+    for invoice in sage_conn.mirror().list_open_invoices(customer):
+        invoices.setdefault(str(invoice["invno"]).strip().upper(), invoice)
+    payment = replace(matching_payment(txn), customer=customer)
     history: dict[str, int] = {}
     if txn.card_last4:
         for posting in (
@@ -154,8 +160,8 @@ def invoice_candidates(
             history[custno] = history.get(custno, 0) + 1
     return matching.candidates(
         payment,
-        [matching_invoice(i) for i in open_invoices],
-        matching.choose_rule(payment, rules),
+        [matching_invoice(i) for i in invoices.values()],
+        matching.choose_rule(payment, matching_rules(txn.connection)),
         history,
         limit,
     )
@@ -277,6 +283,12 @@ def apply_review_item_split(
                 "posting": posting.pk,
             },
         )
+        learning.observe(
+            item,
+            str(lines[0][0]["custno"]),
+            [str(inv["invno"]).strip() for inv, _ in lines],
+            user,
+        )
         queue("send_posting", posting.pk)
     return posting
 
@@ -365,6 +377,7 @@ def post_on_account(
             "on_account",
             {"custno": custno, "posting": posting.pk},
         )
+        learning.observe(item, custno, [], user)
         queue("send_posting", posting.pk)
     return posting
 

@@ -19,6 +19,10 @@ GROUP_PERMISSIONS = {
             "inbounddelivery": [_READ],
             "deadletter": [_READ, "change"],
         },
+        "mappings": {
+            "payerlink": [_READ],
+            "matchingproposal": [_READ],
+        },
     },
     INTEGRATION_ADMIN: {
         "integrations": {
@@ -45,6 +49,8 @@ GROUP_PERMISSIONS = {
             "currencyrate": [_READ, "add", "change", "delete"],
             "matchingrule": [_READ, "add", "change", "delete"],
             "suggestionfeedback": [_READ],
+            "payerlink": [_READ, "add", "change", "delete"],
+            "matchingproposal": [_READ, "add", "change", "delete"],
         },
     },
 }

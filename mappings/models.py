@@ -1,8 +1,9 @@
-from decimal import Decimal
-
+from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
+from django.utils import timezone
 
-from mappings import matching
+from mappings import matching, payers
 from mappings.fields import FieldRule
 from mappings.gl import GlRuleData
 from mappings.status import DEFAULT_RULES, StatusRule
@@ -333,6 +334,9 @@ class SuggestionFeedback(models.Model):
         return f"{self.target_field} ← {self.source_path} {verdict}"
 
 
+STANDARD_PREFIXES = ",".join(matching.DEFAULT_PREFIXES)
+
+
 class MatchingRule(models.Model):
     """How a payment is matched to an open invoice, like a reconciliation model.
 
@@ -376,33 +380,68 @@ class MatchingRule(models.Model):
         max_digits=14, decimal_places=2, null=True, blank=True
     )
     reference_mode = models.CharField(
-        max_length=20, choices=ReferenceMode.choices, default=ReferenceMode.EXACT
+        max_length=20, choices=ReferenceMode.choices, default=ReferenceMode.NORMALIZED
     )
     strip_prefixes = models.CharField(
-        max_length=200,
+        max_length=300,
         blank=True,
-        default="INV-,INV,SO-,#",
-        help_text="Comma-separated prefixes removed when normalising references.",
+        default=STANDARD_PREFIXES,
+        help_text="Comma-separated words removed before a number ('Invoice #10045', "
+        "'PO 7781'); a word is removed standing alone or glued to the number, never "
+        "from another word.",
     )
     tolerance_type = models.CharField(
-        max_length=10, choices=Tolerance.choices, default=Tolerance.NONE
+        max_length=10, choices=Tolerance.choices, default=Tolerance.PERCENT
     )
     tolerance_value = models.DecimalField(
         max_digits=14,
         decimal_places=4,
-        default=Decimal("0"),
+        default=matching.STANDARD["tolerance_value"],
         help_text="Percent (e.g. 1.5) or amount (e.g. 0.50).",
     )
     require_same_customer = models.BooleanField(
         default=True,
-        help_text="The payment's customer, when it names one, must own the invoice.",
+        help_text="The payer's customer, when it is known, must own the invoice.",
     )
     auto_apply = models.BooleanField(
         default=True, help_text="Apply without review when everything matches."
     )
     allow_partial = models.BooleanField(
-        default=False,
+        default=True,
         help_text="Apply any underpayment and leave the invoice open, instead of sending it to review.",
+    )
+    multiple_invoices = models.BooleanField(
+        default=True,
+        help_text="A reference naming several invoices ('10045, 10046', "
+        "'10045-10047') pays them together when their balances add up to the amount "
+        "within the tolerance.",
+    )
+    order_numbers = models.BooleanField(
+        default=True,
+        help_text="A reference may name the Sage Pro sales order (ORNUM) or the "
+        "customer's PO number (PONUM) instead of the invoice.",
+    )
+    near_misses = models.BooleanField(
+        default=True,
+        help_text="A reference one edit or one transposition away from an invoice "
+        "pays it only when the customer is known, the amount is exactly its balance "
+        "and no other invoice is as close.",
+    )
+    identify_payer = models.BooleanField(
+        default=True,
+        help_text="Find the Sage Pro customer from the payer (customer mapping, "
+        "PayTrace customer id, e-mail, billing name) when the reference does not say.",
+    )
+    by_amount = models.BooleanField(
+        default=True,
+        help_text="With the customer known and no usable reference, pay the one open "
+        "invoice (or the one combination of a few) whose balance equals the amount.",
+    )
+    max_combination = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(matching.MAX_COMBINATION)],
+        help_text="The most open invoices one payment is matched to by amount alone "
+        f"(1 = single invoices only; at most {matching.MAX_COMBINATION}).",
     )
     duplicate_window_days = models.PositiveIntegerField(
         default=7,
@@ -432,6 +471,12 @@ class MatchingRule(models.Model):
             duplicate_window_days=self.duplicate_window_days,
             priority=self.priority,
             id=self.pk,
+            multiple_invoices=self.multiple_invoices,
+            order_numbers=self.order_numbers,
+            near_misses=self.near_misses,
+            identify_payer=self.identify_payer,
+            by_amount=self.by_amount,
+            max_combination=self.max_combination,
         )
 
     @classmethod
@@ -441,3 +486,166 @@ class MatchingRule(models.Model):
             row.as_rule()
             for row in cls.objects.filter(connection=connection, is_active=True)
         ]
+
+
+class PayerLink(models.Model):
+    """The customer mapping table: "this payer is this Sage Pro customer".
+
+    Keyed by one thing a payment says about its payer (a PayTrace customer id, an
+    e-mail, a billing name, a card's brand, last four and expiry), normalised by
+    `mappings.payers`. Active links identify payers in matching; a reviewer's
+    "remember" creates one at once, and reviewers' repeated decisions propose one
+    (`MatchingProposal`) for an admin to accept.
+    """
+
+    class Kind(models.TextChoices):
+        CUSTOMER_ID = "customer_id", "PayTrace customer id"
+        EMAIL = "email", "E-mail"
+        NAME = "name", "Billing name"
+        CARD = "card", "Card (brand, last four, expiry)"
+
+    class Source(models.TextChoices):
+        REVIEWER = "reviewer", "A reviewer's decision"
+        PROPOSAL = "proposal", "An accepted proposal"
+        ADMIN = "admin", "Entered by an admin"
+
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="payer_links"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(
+        max_length=payers.MAX_KEY,
+        help_text="As normalised: e-mail lower case; names without case, "
+        "punctuation and words like Inc or LLC; ids upper case.",
+    )
+    custno = models.CharField("Sage Pro customer", max_length=20)
+    is_active = models.BooleanField(default=True)
+    source = models.CharField(
+        max_length=20, choices=Source.choices, default=Source.ADMIN
+    )
+    evidence = models.TextField(
+        blank=True, help_text="Why the link was made: the decisions behind it."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["connection", "kind", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "kind", "key"], name="payerlink_unique_key"
+            )
+        ]
+        verbose_name = "customer mapping"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key} → {self.custno}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.key = normalise_payer_key(self.kind, self.key)
+        self.custno = self.custno.strip().upper()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def as_link(self) -> payers.Link:
+        return payers.Link(self.kind, self.key, self.custno, self.pk, self.source)
+
+    @classmethod
+    def links_for(cls, connection: object) -> list[payers.Link]:
+        return [
+            row.as_link()
+            for row in cls.objects.filter(connection=connection, is_active=True)
+        ]
+
+
+def normalise_payer_key(kind: str, value: str) -> str:
+    if kind == PayerLink.Kind.EMAIL:
+        return payers.email_key(value) or value.strip().lower()
+    if kind == PayerLink.Kind.NAME:
+        return payers.name_key(value)
+    return payers.customer_id_key(value)
+
+
+class MatchingProposal(models.Model):
+    """A rule or mapping the portal learned from reviewers, for an admin to accept.
+
+    Counted from reviewers' decisions: when the same pattern (a payer placed at the
+    same customer; a reference style the standard reading missed) is resolved the
+    same way `LEARN_AFTER` times and never otherwise, the proposal opens. Accepting
+    it creates the payer link or adds the word to the rule's prefixes; from then on
+    it decides payments by itself.
+    """
+
+    LEARN_AFTER = 3
+
+    class Kind(models.TextChoices):
+        PAYER_LINK = "payer_link", "Customer mapping"
+        PREFIX = "prefix", "Reference word to remove"
+
+    class State(models.TextChoices):
+        LEARNING = "learning", "Learning (not enough decisions yet)"
+        OPEN = "open", "Proposed"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        related_name="matching_proposals",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # payer_link: the payer key kind ("email" ...); prefix: "prefix".
+    subject = models.CharField(max_length=20)
+    key = models.CharField(max_length=payers.MAX_KEY)
+    value = models.CharField(
+        max_length=60, help_text="The customer (mapping) or the word (prefix)."
+    )
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.LEARNING
+    )
+    agreeing = models.PositiveIntegerField(default=0)
+    disagreeing = models.PositiveIntegerField(default=0)
+    evidence = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The decisions it was learned from: transaction, item, reviewer.",
+    )
+    rule = models.ForeignKey(
+        MatchingRule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="proposals",
+        help_text="The rule a prefix is added to (blank: the standard rule, created).",
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["state", "-agreeing", "-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "kind", "subject", "key", "value"],
+                name="matchingproposal_unique",
+            )
+        ]
+        verbose_name = "learned proposal"
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.PAYER_LINK:
+            label = payers.KIND_LABELS.get(self.subject, self.subject)
+            return f"{label} {self.key} is customer {self.value}"
+        return f"Remove {self.value!r} before invoice numbers"

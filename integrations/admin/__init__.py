@@ -16,6 +16,7 @@ from integrations.admin import (  # noqa: F401 - importing registers the admins
     events,
     fieldmappings,
     history,
+    learning,
     mirror,
     reconciliation,
     review_queue,

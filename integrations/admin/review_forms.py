@@ -98,6 +98,17 @@ class ApplyToInvoiceForm(forms.Form):
     )
 
 
+class ItemApplyForm(ApplyToInvoiceForm):
+    """Apply from an item's page, optionally remembering who the payer is."""
+
+    remember = forms.BooleanField(
+        label="Remember: this payer is this customer",
+        required=False,
+        help_text="After applying, the payer's PayTrace customer id, e-mail and "
+        "billing name map to the invoice's customer (a customer mapping).",
+    )
+
+
 class DismissForm(forms.Form):
     reason = forms.CharField(
         label="Reason",
@@ -175,7 +186,7 @@ class SplitForm(forms.Form):
 
 # The buttons and small forms on an item's page; each posts to its own URL.
 DECISION_FORMS: dict[str, type[forms.Form]] = {
-    "apply": ApplyToInvoiceForm,
+    "apply": ItemApplyForm,
     "split": SplitForm,
     "on_account": OnAccountForm,
     "duplicate": DuplicateForm,

@@ -31,7 +31,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
-from integrations import review
+from integrations import learning, review
 from integrations.admin.base import (
     PortalMedia,
     change_link,
@@ -59,9 +59,10 @@ from integrations.admin.review_forms import (
     describe_decision,
     form_problem,
 )
+from integrations.admin.transactions import explanation_panel
 from integrations.connectors.base import ConnectorError
 from integrations.models import Posting, ReviewItem
-from mappings import matching
+from mappings import matching, payers
 
 # The item as the pipeline opened and resolved it: shown, never edited.
 RECORD_FIELDS = (
@@ -165,6 +166,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 self.message_user(request, done, messages.SUCCESS)
             except (review.ReviewError, ConnectorError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+            else:
+                if form.cleaned_data.get("remember"):
+                    self._remember_payer(request, item)
         return HttpResponseRedirect(
             reverse("admin:integrations_reviewitem_change", args=[item.pk])
         )
@@ -193,6 +197,38 @@ class ReviewItemAdmin(admin.ModelAdmin):
         if decision in ("apply", "split", "on_account"):
             done += " The receipt is queued for Sage Pro."
         return done
+
+    def _remember_payer(self, request: HttpRequest, item: ReviewItem) -> None:
+        """After an apply: map the payer to the customer the receipt went to."""
+        txn = item.transaction
+        receipt = (
+            txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first() if txn else None
+        )
+        custno = str((receipt.payload or {}).get("custno") or "") if receipt else ""
+        if txn is None or not custno.strip():
+            self.message_user(
+                request,
+                f"{self._label(item)}: the payer was not remembered, the receipt "
+                "names no customer; an integration admin can add the mapping under "
+                "Customer mappings.",
+                messages.WARNING,
+            )
+            return
+        try:
+            links = learning.remember_payer(txn, custno, staff_user(request))
+        except learning.LearningError as exc:
+            self.message_user(request, f"{self._label(item)}: {exc}", messages.WARNING)
+            return
+        keys = "; ".join(
+            f"{payers.KIND_LABELS.get(link.kind, link.kind)} {link.key}"
+            for link in links
+        )
+        self.message_user(
+            request,
+            f"Remembered: this payer ({keys}) is customer {custno.strip().upper()} "
+            "from now on (Customer mappings).",
+            messages.SUCCESS,
+        )
 
     def render_change_form(
         self,
@@ -244,6 +280,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
             "can_correct": item.kind == ReviewItem.Kind.VALIDATION
             and item.posting_id is not None,
             "is_money_kind": item.kind in MONEY_KINDS,
+            "explanation_panel": explanation_panel(txn.match_explanation)
+            if txn is not None and (txn.match_explanation or item.kind in MONEY_KINDS)
+            else "",
             "decisions": [
                 (d, describe_decision(d)) for d in item.decisions.select_related("user")
             ],

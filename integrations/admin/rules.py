@@ -11,15 +11,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 
-from integrations import documents
+from integrations import documents, learning
 from integrations.connectors.base import ConnectorError
 from integrations.models import Connection, PaymentTransaction
-from mappings import gl
+from mappings import gl, matching
 from mappings.models import CurrencyRate, GlRule, MatchingRule, StatusMap
 
 
@@ -267,7 +268,9 @@ class CurrencyRateAdmin(admin.ModelAdmin):
 
 @admin.register(MatchingRule)
 class MatchingRuleAdmin(admin.ModelAdmin):
-    """How payments meet open invoices; the first active rule that fits decides."""
+    """How payments meet open invoices; the first active rule that fits decides, and
+    a connection without active rules uses the built-in standard rule (whose values a
+    new rule starts from: they are the model's defaults)."""
 
     list_display = (
         "connection",
@@ -277,6 +280,8 @@ class MatchingRuleAdmin(admin.ModelAdmin):
         "tolerance",
         "auto_apply",
         "allow_partial",
+        "payments_decided",
+        "changed_by_reviewer",
         "is_active",
     )
     # Shown only to users who may change matching rules (Django drops them otherwise).
@@ -286,6 +291,7 @@ class MatchingRuleAdmin(admin.ModelAdmin):
     list_select_related = ("connection",)
     ordering = ("connection", "priority", "id")
     search_fields = ("name", "customer_pattern", "channels")
+    change_list_template = "admin/mappings/matchingrule/change_list.html"
     fieldsets = [
         (None, {"fields": ["connection", "name", "priority", "is_active"]}),
         (
@@ -312,7 +318,40 @@ class MatchingRuleAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "What a reference may name",
+            {"fields": ["multiple_invoices", "order_numbers", "near_misses"]},
+        ),
+        (
+            "Who paid, and payments without a usable reference",
+            {"fields": ["identify_payer", "by_amount", "max_combination"]},
+        ),
     ]
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        cl = super().get_changelist_instance(request)
+        stats = learning.rule_stats()
+        for rule in cl.result_list:
+            rule.portal_stats = stats.get(rule.pk, (0, 0))
+        cl.standard_stats = stats.get(None, (0, 0))  # type: ignore[attr-defined]
+        return cl
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        without = Connection.objects.filter(kind=Connection.Kind.PAYTRACE).exclude(
+            matching_rules__is_active=True
+        )
+        add_url = reverse("admin:mappings_matchingrule_add")
+        context = {
+            "standard_connections": [
+                {"connection": c, "add_url": f"{add_url}?connection={c.pk}"}
+                for c in without.order_by("name")
+            ],
+            "standard_values": describe_standard(),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
 
     @admin.display(description="Tolerance", ordering="tolerance_type")
     def tolerance(self, obj: MatchingRule) -> str:
@@ -321,3 +360,33 @@ class MatchingRuleAdmin(admin.ModelAdmin):
         if obj.tolerance_type == MatchingRule.Tolerance.FIXED:
             return f"{obj.tolerance_value.quantize(Decimal('0.01'))} fixed"
         return "exact amount"
+
+    @admin.display(description="Payments decided")
+    def payments_decided(self, obj: MatchingRule) -> int:
+        return getattr(obj, "portal_stats", (0, 0))[0]
+
+    @admin.display(description="Changed by a reviewer")
+    def changed_by_reviewer(self, obj: MatchingRule) -> str:
+        decided, changed = getattr(obj, "portal_stats", (0, 0))
+        return f"{changed} ({changed * 100 // decided} %)" if decided else "0"
+
+
+def describe_standard() -> list[str]:
+    """The built-in standard rule in words, for the changelist."""
+    values = matching.STANDARD
+    tolerance = Decimal(str(values["tolerance_value"])).normalize()
+    return [
+        "references read after removing words like "
+        + ", ".join(matching.DEFAULT_PREFIXES[:6])
+        + ", punctuation and leading zeros",
+        "several invoice numbers in one reference paid together",
+        "Sage Pro order numbers and PO numbers as references",
+        "a number one edit or transposition away only with the customer and the "
+        "exact amount confirming it",
+        "the customer identified from the payer (customer mappings, PayTrace "
+        "customer id, e-mail, billing name)",
+        f"amounts within {tolerance:f} % of the balance",
+        "partial payments applied, the invoice left open",
+        "with no usable reference, the known customer's one open invoice (or one "
+        f"combination of up to {values['max_combination']}) of that amount",
+    ]

@@ -6,13 +6,15 @@ read-only; a reviewer re-sends postings with the "Retry now" action.
 """
 
 import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
 from integrations import documents, review
@@ -35,6 +37,83 @@ from integrations.models import (
 )
 from integrations.queries import WithCashReceipt, with_cash_receipt
 from mappings import fields as fm
+from mappings.models import PayerLink
+
+EXPLANATION_TEMPLATE = "admin/integrations/match_explanation.html"
+
+
+def explanation_context(
+    explanation: object,
+    *,
+    title: str = "Why this decision",
+    link: PayerLink | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """The stored explanation of a matching decision (`mappings.matching.Decision.
+    explanation`), checked piece by piece: a row written by an older version, or
+    not at all, still renders."""
+    data = explanation if isinstance(explanation, dict) else {}
+    rule_id = data.get("rule_id")
+    rule = str(data.get("rule") or "")
+    return {
+        "title": title,
+        "present": bool(data),
+        "note": note,
+        "outcome": str(data.get("outcome") or ""),
+        "reason": str(data.get("reason") or ""),
+        "rule": rule
+        if rule_id or not rule
+        else f"{rule} (used when no matching rule of the connection fits)",
+        "rule_url": reverse("admin:mappings_matchingrule_change", args=[rule_id])
+        if isinstance(rule_id, int)
+        else "",
+        "method_label": str(data.get("method_label") or data.get("method") or ""),
+        "customer": str(data.get("customer") or ""),
+        "customer_from": str(data.get("customer_from") or ""),
+        "steps": _pairs(data.get("steps"), "label", "text"),
+        "rejected": _pairs(data.get("rejected"), "invno", "why"),
+        "applications": [
+            (str(row[0]), str(row[1]))
+            for row in data.get("applications") or []
+            if isinstance(row, list | tuple) and len(row) == 2
+        ],
+        "link_url": reverse("admin:mappings_payerlink_change", args=[link.pk])
+        if link is not None
+        else "",
+        "link_label": str(link) if link is not None else "",
+    }
+
+
+def _pairs(rows: object, first: str, second: str) -> list[dict[str, str]]:
+    if not isinstance(rows, list):
+        return []
+    return [
+        {first: str(row.get(first, "")), second: str(row.get(second, ""))}
+        for row in rows
+        if isinstance(row, dict)
+    ]
+
+
+def explanation_panel(explanation: object, **kwargs: Any) -> SafeString:
+    """The "Why this decision" panel (see `explanation_context`)."""
+    return SafeString(
+        render_to_string(
+            EXPLANATION_TEMPLATE, {"why": explanation_context(explanation, **kwargs)}
+        )
+    )
+
+
+def transaction_explanation(txn: PaymentTransaction) -> SafeString:
+    """The panel for a transaction: its last decision, or its receipt's."""
+    receipt = (
+        txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT)
+        .select_related("payer_link")
+        .first()
+    )
+    explanation = txn.match_explanation or (receipt.decision if receipt else {})
+    return explanation_panel(
+        explanation, link=receipt.payer_link if receipt is not None else None
+    )
 
 
 class TransactionHistoryInline(ReadOnlyInline):
@@ -136,6 +215,20 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return with_cash_receipt(super().get_queryset(request))
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: PaymentTransaction | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            # Shown after the payment's facts (the change form template places it).
+            context["explanation_panel"] = transaction_explanation(obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, obj: PaymentTransaction) -> str:
@@ -262,6 +355,11 @@ class PostingAdmin(ReadOnlyAdmin):
         "idempotency_key",
         "last_error_code",
         "last_error",
+        "decided_automatically",
+        "match_rule",
+        "match_method",
+        "payer_link",
+        "decision_panel",
         "payload_pretty",
         "response_pretty",
     )
@@ -292,6 +390,15 @@ class PostingAdmin(ReadOnlyAdmin):
     @admin.display(description="Last error", ordering="last_error")
     def last_error_short(self, obj: Posting) -> str:
         return short(obj.last_error)
+
+    @admin.display(description="Why this decision")
+    def decision_panel(self, obj: Posting) -> SafeString:
+        return explanation_panel(
+            obj.decision,
+            title="The automatic decision that made this posting",
+            link=obj.payer_link,
+            note="" if obj.decided_automatically else "placed by a reviewer",
+        )
 
     @admin.display(description="Document as sent")
     def payload_pretty(self, obj: Posting) -> SafeString:

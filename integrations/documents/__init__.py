@@ -6,7 +6,7 @@ and what a posting sends.
 - `build`: `build_cash_receipt`, one function per step, and the preview.
 - `overrides`: the fields a reviewer may correct and why others are refused.
 - `sending`: the receipt a posting sends now, and how a refusal is described.
-- `matching`: the plain values `mappings.matching` decides on.
+- `matching`: the plain values `mappings.matching` decides on, and `place`.
 
 The receipt itself is `integrations.connectors.sagepro.CashReceipt`.
 """
@@ -20,7 +20,7 @@ from integrations.documents.build import (
     payment_amount,
     preview_cash_receipt,
 )
-from integrations.documents.matching import decide_match
+from integrations.documents.matching import Placement, place
 from integrations.documents.overrides import (
     CORRECTABLE_FIELDS,
     DATE_CORRECTION_MAX_DAYS,
@@ -65,12 +65,12 @@ __all__ = [
     "CashReceipt",
     "MappingUse",
     "OverrideError",
+    "Placement",
     "ReceiptDocument",
     "SageFacts",
     "amount_problem",
     "build_cash_receipt",
     "check_overrides",
-    "decide_match",
     "document_for_send",
     "find_invoice",
     "invoice_number_for",
@@ -80,6 +80,7 @@ __all__ = [
     "needs_rebuild",
     "override_problems",
     "payment_amount",
+    "place",
     "preview_cash_receipt",
     "problem_summary",
     "refusal_reason",

@@ -88,6 +88,10 @@ class MirroredCustomer(StorableValuesMixin, models.Model):
     details = models.JSONField(
         default=dict, blank=True, help_text="Contact and address, as the gateway sent."
     )
+    # How a payer's billing name and e-mail are compared with the customer's
+    # (`mappings.payers`): the name key, and every address as ";a@x.com;b@y.com;".
+    name_key = models.CharField(max_length=120, blank=True)
+    emails = models.CharField(max_length=400, blank=True)
     deleted = models.BooleanField(default=False)
     synced_at = models.DateTimeField(default=timezone.now)
 
@@ -100,6 +104,11 @@ class MirroredCustomer(StorableValuesMixin, models.Model):
             money_in_range("mirroredcustomer", "balance"),
             money_in_range("mirroredcustomer", "credit_limit"),
             money_in_range("mirroredcustomer", "last_payment_amount"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["connection", "name_key"], name="mirroredcustomer_name_key"
+            )
         ]
 
     def __str__(self) -> str:
@@ -121,6 +130,11 @@ class MirroredInvoice(StorableValuesMixin, models.Model):
     artype = models.CharField(max_length=2, blank=True)
     ornum = models.CharField(max_length=40, blank=True)
     ponum = models.CharField(max_length=40, blank=True)
+    # The numbers as a customer's reference is compared with them
+    # (`mappings.references.reference_key`: no prefix word, punctuation or leading 0).
+    invno_key = models.CharField(max_length=40, blank=True)
+    ornum_key = models.CharField(max_length=40, blank=True)
+    ponum_key = models.CharField(max_length=40, blank=True)
     deleted = models.BooleanField(default=False)
     synced_at = models.DateTimeField(default=timezone.now)
 
@@ -137,7 +151,16 @@ class MirroredInvoice(StorableValuesMixin, models.Model):
         indexes = [
             models.Index(
                 fields=["connection", "custno"], name="mirroredinvoice_customer"
-            )
+            ),
+            models.Index(
+                fields=["connection", "invno_key"], name="mirroredinvoice_invno_key"
+            ),
+            models.Index(
+                fields=["connection", "ornum_key"], name="mirroredinvoice_ornum_key"
+            ),
+            models.Index(
+                fields=["connection", "ponum_key"], name="mirroredinvoice_ponum_key"
+            ),
         ]
 
     def __str__(self) -> str:

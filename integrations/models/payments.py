@@ -92,6 +92,13 @@ class PaymentTransaction(StorableValuesMixin, models.Model):
         encoder=DjangoJSONEncoder,
         help_text="PayTrace's record, card data masked.",
     )
+    match_explanation = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="How the last automatic decision placed the payment: the rule, the "
+        "evidence, the alternatives it rejected.",
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -280,6 +287,34 @@ class Posting(StorableValuesMixin, models.Model):
         default=False,
         help_text="Our own validation stopped the document: nothing reached Sage Pro, "
         "so it is built again from the current rows before it is sent.",
+    )
+    decided_automatically = models.BooleanField(
+        default=False,
+        help_text="The matching rules placed the payment without a person.",
+    )
+    match_rule = models.ForeignKey(
+        "mappings.MatchingRule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="postings",
+        help_text="The matching rule that decided (blank: the built-in standard rule "
+        "or a reviewer).",
+    )
+    match_method = models.CharField(max_length=20, blank=True)
+    payer_link = models.ForeignKey(
+        "mappings.PayerLink",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="postings",
+        help_text="The customer mapping that identified the payer.",
+    )
+    decision = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="The automatic decision that created the posting, explained.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     posted_at = models.DateTimeField(null=True, blank=True)

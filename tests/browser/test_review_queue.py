@@ -14,6 +14,7 @@ from integrations.models import Posting, ReviewItem
 from integrations.roles import FINANCE_REVIEWER
 from integrations.sandbox.sagepro import seed
 from integrations.sandbox.sagepro.models import CashReceipt
+from mappings.models import MatchingRule
 from tests.factories import make_user
 from tests.queue import run_queued_tasks
 from tests.webhooks import event_body, paytrace_record, post_event, sign
@@ -58,7 +59,7 @@ def portal(live_connections):
     make_user(
         group=FINANCE_REVIEWER, username="rita", first_name="Rita", password=PASSWORD
     )
-    return {"pay": pay, "fault": fault}
+    return {"pay": pay, "fault": fault, "paytrace": paytrace}
 
 
 def sign_in(page, live_server, username="rita"):
@@ -73,6 +74,10 @@ def test_a_reviewer_applies_a_payment_to_the_best_candidate(
     live_server, browser_page, screenshot, portal
 ):
     pay = portal["pay"]
+    # References compared as written: the standard rule would read the one below.
+    MatchingRule.objects.create(
+        connection=portal["paytrace"], name="as written", reference_mode="exact"
+    )
     target = seed.seed_invoice("ACME", "412.80")
     # The customer wrote the invoice number with a prefix and padding Sage Pro lacks.
     txid = pay(f"INV-{int(target):010d}", "412.80", customer_id="ACME")

@@ -82,6 +82,7 @@ def test_with_a_strict_rule_an_underpayment_waits_for_a_reviewer(
         name="exact amounts",
         tolerance_type="fixed",
         tolerance_value=Decimal("0.50"),
+        allow_partial=False,  # the standard rule applies partial payments
     )
     invno = sage.seed_invoice("ACME", "100.00")
     txid = pay(invno, "90.00")
@@ -151,7 +152,14 @@ def test_marking_a_duplicate_and_notes_are_recorded(pay, sage, django_user_model
     assert not Posting.objects.exists()
 
 
-def test_candidates_rank_the_referenced_invoice_first_with_its_parts(pay, sage):
+def test_candidates_rank_the_referenced_invoice_first_with_its_parts(
+    pay, sage, paytrace_conn
+):
+    # A rule comparing references as written sends the payment to a person (the
+    # standard rule would read the reference and apply it).
+    MatchingRule.objects.create(
+        connection=paytrace_conn, name="as written", reference_mode="exact"
+    )
     target = sage.seed_invoice("ACME", "33.00")
     txid = pay(
         f"INV-{int(target):010d}", "33.00", customer_id="ACME"

@@ -71,8 +71,12 @@ def messages_of(response):
 
 
 @pytest.fixture
-def near_miss(pay, sage):
-    """An unmatched $33.00 payment from ACME whose reference almost names an invoice."""
+def near_miss(pay, sage, paytrace_conn):
+    """An unmatched $33.00 payment from ACME whose reference almost names an invoice
+    (under a rule comparing references as written: the standard rule reads it)."""
+    MatchingRule.objects.create(
+        connection=paytrace_conn, name="as written", reference_mode="exact"
+    )
     target = sage.seed_invoice("ACME", "33.00")
     txid = pay(f"INV-{int(target):010d}", "33.00", customer_id="ACME")
     return {"invno": target, "txid": txid, "item": item_for(txid)}

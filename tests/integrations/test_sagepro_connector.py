@@ -400,3 +400,9 @@ def set_fault(client, mode, seconds):
     )
     assert response.status_code == 200, response.content
     assert response.json()["mode"] == mode
+
+
+@pytest.mark.parametrize("key", ["N/A", "10045/10046", "a/b/c"])
+def test_an_invoice_number_with_a_slash_is_simply_not_found(gateway, key):
+    """A customer's reference such as "N/A" is asked for as it is: not found."""
+    assert gateway.get_invoice(key) is None

@@ -479,3 +479,75 @@ def test_a_receipts_gl_account_is_kept_and_read_back(http, sage):
     found = sage_api.find_cash_receipts(reference="777000111")
     assert posted["gl_account"] == "1100-00"
     assert [r["gl_account"] for r in found] == ["1100-00"]
+
+
+# --- seeded invoices with order and PO numbers (issue 11) ----------------------------
+
+
+def test_the_sandbox_stores_an_invoices_order_and_po_numbers(sandbox, client):
+    response = post(
+        client,
+        "/invoices",
+        {
+            "custno": "ACME",
+            "invamt": "250.00",
+            "invno": "88001",
+            "ornum": " 5100123 ",
+            "ponum": "4500123456",
+        },
+    )
+
+    assert response.status_code == 201
+    assert response.json()["ornum"] == "5100123"
+    assert response.json()["ponum"] == "4500123456"
+    stored = ArMast.objects.get(invno="     88001")
+    assert stored.ornum == "   5100123"  # C10, right-justified like the seeded ones
+    assert stored.ponum == "4500123456"
+    assert get(client, "/invoices/88001").json()["ornum"] == "5100123"
+
+
+def test_order_and_po_numbers_are_optional(sandbox, client):
+    response = post(
+        client, "/invoices", {"custno": "ACME", "invamt": "5.00", "ornum": None}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["ornum"] == ""
+    assert response.json()["ponum"] == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ornum", 5100123, "must be a string"),
+        ("ornum", "51001234567", "must be at most 10 characters"),
+        ("ponum", ["PO-1"], "must be a string"),
+        ("ponum", "P" * 21, "must be at most 20 characters"),
+    ],
+)
+def test_a_bad_order_or_po_number_is_refused_by_name(
+    sandbox, client, field, value, message
+):
+    before = ArMast.objects.count()
+
+    response = post(
+        client,
+        "/invoices",
+        {"custno": "ACME", "invamt": "5.00", "invno": "88002", field: value},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert response.json()["errors"] == {field: [message]}
+    assert ArMast.objects.count() == before
+
+
+def test_seed_invoice_takes_order_and_po_numbers(sandbox):
+    invno = seed_invoice("BLUEOX", "75.00", "88003", ornum="5100999", ponum="MNT-2291")
+
+    stored = ArMast.objects.get(invno=invno.rjust(10))
+    assert stored.ornum == "   5100999"
+    assert stored.ponum == "MNT-2291"
+    with pytest.raises(keys.InvalidKeyError, match="ponum"):
+        seed_invoice("BLUEOX", "75.00", "88004", ponum="P" * 21)
+    assert not ArMast.objects.filter(invno="     88004").exists()

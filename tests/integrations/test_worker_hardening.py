@@ -179,22 +179,37 @@ def test_the_migration_repairs_rows_stored_out_of_range_before_constraining_them
 
     before = [("integrations", "0004_dead_letter_queue")]
     MigrationExecutor(connection).migrate(before)
-    txn = make_transaction()
-    # A posting as that schema stored it (later migrations add columns to postings).
-    OldPosting = (
-        MigrationExecutor(connection)
-        .loader.project_state(before)
-        .apps.get_model("integrations", "Posting")
-    )
+    # Rows as that schema stored them (later migrations add columns).
+    old_apps = MigrationExecutor(connection).loader.project_state(before).apps
+    OldTransaction = old_apps.get_model("integrations", "PaymentTransaction")
+    OldPosting = old_apps.get_model("integrations", "Posting")
+    source = make_connection()
+
+    def old_transaction(**fields):
+        n = OldTransaction.objects.count() + 1
+        return OldTransaction.objects.create(
+            connection_id=source.pk,
+            transaction_id=str(900000 + n),
+            transaction_type="SALE",
+            gateway_status="settled",
+            mapped_status="Paid",
+            amount=fields.get("amount", Decimal("12.30")),
+            tax_amount=fields.get("tax_amount"),
+            currency="USD",
+            invoice_reference=f"INV-{n}",
+            card_last4="1111",
+        )
+
+    txn = old_transaction()
     posting = OldPosting.objects.create(
         transaction_id=txn.pk,
         sagepro_id=make_connection(kind=Connection.Kind.SAGEPRO).pk,
         kind=Posting.Kind.CASH_RECEIPT,
         idempotency_key=Posting.key_for(
-            txn.connection, txn.transaction_id, Posting.Kind.CASH_RECEIPT
+            source, txn.transaction_id, Posting.Kind.CASH_RECEIPT
         ),
     )
-    healthy = make_transaction(amount=Decimal("40.00"), tax_amount=Decimal("1.25"))
+    healthy = old_transaction(amount=Decimal("40.00"), tax_amount=Decimal("1.25"))
     if connection.vendor == "postgresql":
         bad = {"amount": "'NaN'", "tax_amount": "'NaN'", "unapplied_amount": "'NaN'"}
     else:
@@ -212,7 +227,8 @@ def test_the_migration_repairs_rows_stored_out_of_range_before_constraining_them
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
 
-    txn.refresh_from_db()
+    txn = PaymentTransaction.objects.get(pk=txn.pk)
+    healthy = PaymentTransaction.objects.get(pk=healthy.pk)
     assert (txn.amount, txn.tax_amount) == (Decimal("0.00"), None)
     posting = Posting.objects.get(pk=posting.pk)
     assert posting.unapplied_amount is None

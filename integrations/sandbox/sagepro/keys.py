@@ -10,6 +10,8 @@ INVNO_WIDTH = 10
 RECEIPT_NO_WIDTH = 10
 GLACNT_WIDTH = 24
 COMPANY_WIDTH = 2
+ORNUM_WIDTH = 10  # ARMAST.ORNUM, the sales order: right-justified like INVNO
+PONUM_WIDTH = 20  # ARMAST.PONUM, the customer's PO: text as written
 
 
 class InvalidKeyError(ValueError):

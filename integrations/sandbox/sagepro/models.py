@@ -296,8 +296,8 @@ class ArMast(ChangeStamped):
     balance = money_field()
     artype = models.CharField(max_length=1, default="", blank=True)
     arstat = models.CharField(max_length=1, default="", blank=True)
-    ornum = models.CharField(max_length=10, default="", blank=True)
-    ponum = models.CharField(max_length=20, default="", blank=True)
+    ornum = models.CharField(max_length=keys.ORNUM_WIDTH, default="", blank=True)
+    ponum = models.CharField(max_length=keys.PONUM_WIDTH, default="", blank=True)
 
     objects = ArMastQuerySet.as_manager()
 

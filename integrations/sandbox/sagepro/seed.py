@@ -275,8 +275,21 @@ def seed_invoice(
     invdte: datetime.date | None = None,
     paidamt: Decimal | str = ZERO,
     artype: str = "",
+    ornum: str = "",
+    ponum: str = "",
 ) -> str:
-    """Add an invoice for an existing customer; return its trimmed invno."""
+    """Add an invoice for an existing customer; return its trimmed invno.
+
+    `ornum` (sales order, C10) is stored right-justified as Sage Pro keeps it, `ponum`
+    (the customer's PO, C20) as written; a longer one raises `keys.InvalidKeyError`.
+    """
+    ornum, ponum = ornum.strip(), ponum.strip()
+    for name, value, width in (
+        ("ornum", ornum, keys.ORNUM_WIDTH),
+        ("ponum", ponum, keys.PONUM_WIDTH),
+    ):
+        if len(value) > width:
+            raise keys.InvalidKeyError(f"{name} must be at most {width} characters")
     invoice = ledger.create_invoice(
         company,
         custno,
@@ -285,5 +298,7 @@ def seed_invoice(
         invno=invno,
         paidamt=Decimal(paidamt),
         artype=artype,
+        ornum=ornum.rjust(keys.ORNUM_WIDTH) if ornum else "",
+        ponum=ponum,
     )
     return invoice.invno.strip()

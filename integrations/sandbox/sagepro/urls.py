@@ -9,7 +9,8 @@ urlpatterns = [
     path("customers/<str:custno>", views.customer_detail),
     path("customers/<str:custno>/open-items", views.customer_open_items),
     path("invoices", changes.invoice_collection),  # change feed, else views
-    path("invoices/<str:invno>", views.invoice_detail),
+    # Any key, "/" included: the contract answers 404 INVOICE_NOT_FOUND for it.
+    path("invoices/<path:invno>", views.invoice_detail),
     path("cash-receipts", listing.receipt_collection),  # dated listing, else views
     path("cash-receipts", views.receipt_collection),
     path("cash-receipts/batch", batch.receipt_batch),  # before <receipt_no>

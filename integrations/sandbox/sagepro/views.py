@@ -274,12 +274,28 @@ def invoice_collection(request: HttpRequest, company: SycComp) -> HttpResponse:
 
 
 def create_invoice(request: HttpRequest, company: SycComp) -> HttpResponse:
-    """Sandbox only: seed an invoice (`{invno?, custno, invamt, invdte, artype?}`)."""
+    """Sandbox only: seed an invoice (`{invno?, custno, invamt, invdte?, paidamt?,
+    artype?, ornum?, ponum?}`).
+
+    `ornum` (the sales order, C10) is stored right-justified as Sage Pro keeps it,
+    `ponum` (the customer's PO, C20) as written; both trimmed, both optional."""
     body = read_json(request)
     if not isinstance(body, dict):
         raise ValidationError({"body": ["must be a JSON object"]})
     errors: dict[str, list[str]] = {}
     custno = ledger.parse_key(body.get("custno"), "custno", keys.pad_custno, errors)
+    numbers: dict[str, str] = {}
+    for name in ("ornum", "ponum"):
+        value = body.get(name)
+        width = keys.ORNUM_WIDTH if name == "ornum" else keys.PONUM_WIDTH
+        if value is not None and not isinstance(value, str):
+            errors[name] = ["must be a string"]
+            continue
+        text = (value or "").strip()
+        if len(text) > width:
+            errors[name] = [f"must be at most {width} characters"]
+        # ORNUM is a key, right-justified in its column like INVNO; PONUM is text.
+        numbers[name] = text.rjust(width) if name == "ornum" and text else text
     invamt = ledger.parse_money(body.get("invamt"), "invamt", errors)
     paidamt = ledger.parse_money(body.get("paidamt", "0.00"), "paidamt", errors)
     raw_date = body.get("invdte") or timezone.localdate().isoformat()
@@ -302,6 +318,8 @@ def create_invoice(request: HttpRequest, company: SycComp) -> HttpResponse:
         invno=invno,
         paidamt=paidamt,
         artype=artype,
+        ornum=numbers["ornum"],
+        ponum=numbers["ponum"],
     )
     return JsonResponse(invoice_json(invoice), status=201)
 
