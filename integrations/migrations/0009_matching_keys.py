@@ -6,82 +6,121 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0008_duplicate_lookup_index'),
-        ('mappings', '0004_matching_allow_partial'),
+        ("integrations", "0008_duplicate_lookup_index"),
+        ("mappings", "0004_matching_allow_partial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='mirroredcustomer',
-            name='emails',
+            model_name="mirroredcustomer",
+            name="emails",
             field=models.CharField(blank=True, max_length=400),
         ),
         migrations.AddField(
-            model_name='mirroredcustomer',
-            name='name_key',
+            model_name="mirroredcustomer",
+            name="name_key",
             field=models.CharField(blank=True, max_length=120),
         ),
         migrations.AddField(
-            model_name='mirroredinvoice',
-            name='invno_key',
+            model_name="mirroredinvoice",
+            name="invno_key",
             field=models.CharField(blank=True, max_length=40),
         ),
         migrations.AddField(
-            model_name='mirroredinvoice',
-            name='ornum_key',
+            model_name="mirroredinvoice",
+            name="ornum_key",
             field=models.CharField(blank=True, max_length=40),
         ),
         migrations.AddField(
-            model_name='mirroredinvoice',
-            name='ponum_key',
+            model_name="mirroredinvoice",
+            name="ponum_key",
             field=models.CharField(blank=True, max_length=40),
         ),
         migrations.AddField(
-            model_name='paymenttransaction',
-            name='match_explanation',
-            field=models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='How the last automatic decision placed the payment: the rule, the evidence, the alternatives it rejected.'),
+            model_name="paymenttransaction",
+            name="match_explanation",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                encoder=django.core.serializers.json.DjangoJSONEncoder,
+                help_text="How the last automatic decision placed the payment: the rule, the evidence, the alternatives it rejected.",
+            ),
         ),
         migrations.AddField(
-            model_name='posting',
-            name='decided_automatically',
-            field=models.BooleanField(default=False, help_text='The matching rules placed the payment without a person.'),
+            model_name="posting",
+            name="decided_automatically",
+            field=models.BooleanField(
+                default=False,
+                help_text="The matching rules placed the payment without a person.",
+            ),
         ),
         migrations.AddField(
-            model_name='posting',
-            name='decision',
-            field=models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='The automatic decision that created the posting, explained.'),
+            model_name="posting",
+            name="decision",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                encoder=django.core.serializers.json.DjangoJSONEncoder,
+                help_text="The automatic decision that created the posting, explained.",
+            ),
         ),
         migrations.AddField(
-            model_name='posting',
-            name='match_method',
+            model_name="posting",
+            name="match_method",
             field=models.CharField(blank=True, max_length=20),
         ),
         migrations.AddField(
-            model_name='posting',
-            name='match_rule',
-            field=models.ForeignKey(blank=True, help_text='The matching rule that decided (blank: the built-in standard rule or a reviewer).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='postings', to='mappings.matchingrule'),
+            model_name="posting",
+            name="match_rule",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The matching rule that decided (blank: the built-in standard rule or a reviewer).",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="postings",
+                to="mappings.matchingrule",
+            ),
         ),
     ]
 
 
 def fill_keys(apps, schema_editor):
-    """Compute the comparison keys of rows mirrored before they existed."""
+    """Compute the comparison keys of rows mirrored before they existed (a thousand
+    rows to a statement)."""
     from mappings.payers import customer_emails, name_key
     from mappings.references import reference_key
 
-    invoices = apps.get_model("integrations", "MirroredInvoice")
-    for row in invoices.objects.all().iterator(chunk_size=2000):
+    def fill(model, fields, compute):
+        batch = []
+        for row in model.objects.all().iterator(chunk_size=1000):
+            compute(row)
+            batch.append(row)
+            if len(batch) == 1000:
+                model.objects.bulk_update(batch, fields)
+                batch = []
+        if batch:
+            model.objects.bulk_update(batch, fields)
+
+    def invoice_keys(row):
         row.invno_key = reference_key(row.invno)[:40]
         row.ornum_key = reference_key(row.ornum)[:40]
         row.ponum_key = reference_key(row.ponum)[:40]
-        row.save(update_fields=["invno_key", "ornum_key", "ponum_key"])
-    customers = apps.get_model("integrations", "MirroredCustomer")
-    for row in customers.objects.all().iterator(chunk_size=2000):
+
+    def customer_keys(row):
         row.name_key = name_key(row.name)
         row.emails = customer_emails((row.details or {}).get("email"))
-        row.save(update_fields=["name_key", "emails"])
+
+    fill(
+        apps.get_model("integrations", "MirroredInvoice"),
+        ["invno_key", "ornum_key", "ponum_key"],
+        invoice_keys,
+    )
+    fill(
+        apps.get_model("integrations", "MirroredCustomer"),
+        ["name_key", "emails"],
+        customer_keys,
+    )
 
 
 Migration.operations.append(migrations.RunPython(fill_keys, migrations.RunPython.noop))

@@ -341,3 +341,53 @@ def test_trap_a_part_payment_equal_to_another_open_invoice(deliver, company):
     assert not txn.postings.exists()
     assert (balance(named), balance(other)) == (D("500.00"), D("334.58"))
     assert other in ReviewItem.objects.get(transaction=txn).reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migrations_fill_the_keys_and_give_old_default_rules_the_standard_words():
+    from django.db import connection as db
+    from django.db.migrations.executor import MigrationExecutor
+
+    from integrations.models import Connection
+    from integrations.models.mirror import MirroredCustomer, MirroredInvoice
+    from tests.factories import make_connection
+
+    before = [("integrations", "0008_duplicate_lookup_index")]
+    MigrationExecutor(db).migrate(before)
+    old = MigrationExecutor(db).loader.project_state(before).apps
+    sage = make_connection(kind=Connection.Kind.SAGEPRO)
+    old.get_model("integrations", "MirroredInvoice").objects.create(
+        connection_id=sage.pk,
+        invno="0010045",
+        custno="ACME",
+        ornum="  4053045",
+        ponum="PO-7781",
+    )
+    old.get_model("integrations", "MirroredCustomer").objects.create(
+        connection_id=sage.pk,
+        custno="ACME",
+        name="Acme Tools, Inc.",
+        details={"email": "AP@acme.example; billing@acme.example"},
+    )
+
+    paytrace = make_connection()
+    rules = old.get_model("mappings", "MatchingRule")
+    rules.objects.create(connection_id=paytrace.pk, name="kept the old default")
+    rules.objects.create(connection_id=paytrace.pk, name="own", strip_prefixes="REM")
+
+    executor = MigrationExecutor(db)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from mappings.models import STANDARD_PREFIXES, MatchingRule
+
+    prefixes = dict(MatchingRule.objects.values_list("name", "strip_prefixes"))
+    assert prefixes == {"kept the old default": STANDARD_PREFIXES, "own": "REM"}
+    invoice = MirroredInvoice.objects.get(connection=sage)
+    assert (invoice.invno_key, invoice.ornum_key, invoice.ponum_key) == (
+        "10045",
+        "4053045",
+        "7781",
+    )
+    customer = MirroredCustomer.objects.get(connection=sage)
+    assert customer.name_key == "ACME TOOLS"
+    assert customer.emails == ";ap@acme.example;billing@acme.example;"
