@@ -113,3 +113,48 @@ def test_retry_now_pressed_twice_at_once_posts_once(
     assert (
         CashReceipt.objects.filter(reference=str(record["transaction_id"])).count() == 1
     )
+
+
+def test_reviewers_deciding_at_once_each_count_once_and_one_mapping_is_accepted(
+    paytrace_conn, sage, http, run_tasks, client, secret, django_user_model
+):
+    """Four reviewers place four payments of one payer at the same moment: the learned
+    proposal counts four agreeing decisions (none lost), and two admins accepting it
+    at once make one customer mapping."""
+    from integrations import learning
+    from mappings.models import MatchingProposal, PayerLink
+
+    items = []
+    for amount in ("21.00", "22.00", "23.00", "24.00"):
+        invno = sage.seed_invoice("GRANIT", amount)
+        record = paytrace_record(
+            invoice_id="", customer_id="VAULT-9", amount=Decimal(amount)
+        )
+        body = event_body("transaction.approved", record)
+        assert (
+            post_event(client, "paytrace-sandbox", body, sign(body, secret)).status_code
+            == 202
+        )
+        run_tasks()
+        item = ReviewItem.objects.get(
+            transaction__transaction_id=str(record["transaction_id"])
+        )
+        items.append((item, invno))
+    reviewers = [django_user_model.objects.create_user(f"rev{i}") for i in range(4)]
+
+    run_at_once(
+        4, lambda i: review.apply_review_item(items[i][0], items[i][1], reviewers[i])
+    )
+
+    proposal = MatchingProposal.objects.get(subject="customer_id", key="VAULT-9")
+    assert (proposal.agreeing, proposal.disagreeing, proposal.state) == (4, 0, "open")
+    assert MatchingProposal.objects.filter(subject="customer_id").count() == 1
+
+    admins = [django_user_model.objects.create_user(f"adm{i}") for i in range(2)]
+    run_at_once(
+        2,
+        lambda i: learning.accept(
+            MatchingProposal.objects.get(pk=proposal.pk), admins[i]
+        ),
+    )
+    assert PayerLink.objects.filter(kind="customer_id", key="VAULT-9").count() == 1
