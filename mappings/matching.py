@@ -427,6 +427,8 @@ class _Matcher:
         self.ranked = candidates(self.payment, self.invoices, self.rule, history)
         self.steps: list[tuple[str, str]] = [("Rule", self.rule.name)]
         self.rejected: list[tuple[str, str]] = []
+        # Tokens that named only another customer's invoice, with the first such one.
+        self.foreign: list[tuple[Token, Invoice]] = []
         self.method = ""
 
     # --- the outcome ----------------------------------------------------------------
@@ -535,7 +537,7 @@ class _Matcher:
             self.note("Reference", f"{payment.reference!r} compared as written")
             self.method = "exact"
             return self.named(exact, clean=True) if exact else self.unnamed([])
-        if len(exact) == 1:
+        if len(exact) == 1 and not self.anothers(exact[0]):
             self.method = "exact"
             self.note(
                 "Reference",
@@ -576,6 +578,8 @@ class _Matcher:
                 parsed = replace(parsed, clean=bool(named) and not parsed.tokens)
         if isinstance(named, Decision):
             return named
+        if self.foreign:
+            return self.foreign_or_near(named, list(parsed.tokens))
         if named:
             if unresolved:
                 self.note(
@@ -586,12 +590,36 @@ class _Matcher:
             return self.named(named, clean=clean)
         return self.unnamed(list(parsed.tokens))
 
+    def anothers(self, invoice: Invoice) -> bool:
+        """Whether `invoice` belongs to another customer than the payer (when the
+        rule requires the same customer and the payer is known or named)."""
+        payer = self.customer or self.claimed
+        return bool(
+            self.rule.require_same_customer
+            and payer
+            and invoice.custno.strip().upper() != payer.upper()
+        )
+
+    def foreign_or_near(self, named: list[Invoice], tokens: list[Token]) -> Decision:
+        """The reference names another customer's invoice: never paid. When it names
+        nothing of the payer's own, the payer's invoice one edit away with exactly the
+        amount is what was meant (dense invoice numbers make a transposition name
+        somebody else's); otherwise a person decides."""
+        _, first = self.foreign[0]
+        if not named and self.rule.near_misses and self.customer:
+            found = self.near(tokens)
+            if found is not None and found.action == Action.APPLY:
+                return found
+        return self.review(
+            f"Invoice {first.invno} belongs to customer {first.custno}, but the payment names customer {self.customer or self.claimed}.",
+            invoice=first,
+        )
+
     def resolve(
         self, tokens: Sequence[Token], *, only: str
     ) -> tuple[list[Invoice] | Decision, list[Token]]:
         """The invoices the tokens name (one per token, or one PO's several), and the
         tokens that name none; a Decision when a token names more than one."""
-        rule = self.rule
         named: list[Invoice] = []
         unresolved: list[Token] = []
         for token in tokens:
@@ -605,29 +633,21 @@ class _Matcher:
                 continue
             kept = []
             for inv, how in hits.values():
-                payer = self.customer or self.claimed
-                if (
-                    rule.require_same_customer
-                    and payer
-                    and inv.custno.strip().upper() != payer.upper()
-                ):
+                if self.anothers(inv):
                     self.rejected.append(
                         (
                             inv.invno,
-                            f"{how} {token.key}, but it belongs to customer {inv.custno}, not the payer {payer}",
+                            f"{how} {token.key}, but it belongs to customer {inv.custno}, not the payer {self.customer or self.claimed}",
                         )
                     )
                 else:
                     kept.append((inv, how))
             if not kept:
-                first = next(iter(hits.values()))[0]
-                return (
-                    self.review(
-                        f"Invoice {first.invno} belongs to customer {first.custno}, but the payment names customer {self.customer or self.claimed}.",
-                        invoice=first,
-                    ),
-                    unresolved,
-                )
+                # Another customer's: never paid. The payer's own invoice one edit
+                # away may still be what was meant (`foreign_or_near`).
+                self.foreign.append((token, next(iter(hits.values()))[0]))
+                unresolved.append(token)
+                continue
             ways = {how for _, how in kept}
             if len(kept) > 1 and ways != {"PO number"}:
                 names = ", ".join(f"{i.invno} ({i.custno}, {how})" for i, how in kept)
@@ -684,14 +704,9 @@ class _Matcher:
             return self.several(invoices)
         invoice = invoices[0]
         self.method = self.method or "normalized"
-        payer = self.customer or self.claimed
-        if (
-            rule.require_same_customer
-            and payer
-            and invoice.custno.strip().upper() != payer.upper()
-        ):
+        if self.anothers(invoice):
             return self.review(
-                f"Invoice {invoice.invno} belongs to customer {invoice.custno}, but the payment names customer {payer}.",
+                f"Invoice {invoice.invno} belongs to customer {invoice.custno}, but the payment names customer {self.customer or self.claimed}.",
                 invoice=invoice,
             )
         if invoice.custno.strip() and not self.customer:
@@ -931,8 +946,10 @@ class _Matcher:
 
     def near(self, tokens: list[Token]) -> Decision | None:
         """A reference one edit from an invoice of the known customer: applied when the
-        amount is exactly its balance and no other invoice is as close; None when no
-        invoice is that close (the reference is then not usable)."""
+        amount is exactly its balance and no other of the customer's open invoices, one
+        edit away or not, has that balance; None when no invoice is that close (the
+        reference is then not usable). Invoice numbers are dense, so a typo is often
+        one edit from several invoices: the exact amount says which."""
         if not self.customer:
             return None
         close = [
@@ -949,11 +966,22 @@ class _Matcher:
         exact = [
             (t, inv, how) for t, inv, how in close if inv.balance == self.payment.amount
         ]
-        if len(close) == 1 and len(exact) == 1:
+        same_amount = {
+            inv.invno for inv in self.own_open() if inv.balance == self.payment.amount
+        }
+        if len({inv.invno for _, inv, _ in exact}) == 1 and len(same_amount) == 1:
             token, invoice, how = exact[0]
+            for _, inv, other in close:
+                if inv.invno != invoice.invno:
+                    self.rejected.append(
+                        (
+                            inv.invno,
+                            f"{token.key} is one edit from it too ({other}), but its balance {inv.balance} is not the amount",
+                        )
+                    )
             self.note(
                 "Amount",
-                f"{self.payment.amount} is exactly invoice {invoice.invno}'s balance, confirming {token.key} meant {invoice.invno}",
+                f"{self.payment.amount} is exactly invoice {invoice.invno}'s balance, and no other open invoice of {self.customer} has it: {token.key} meant {invoice.invno}",
             )
             return self.decision(
                 Action.APPLY,
@@ -964,7 +992,7 @@ class _Matcher:
             why = (
                 f"{token.key} is one edit away ({how}), but the amount {self.payment.amount} is not its balance {inv.balance}"
                 if inv.balance != self.payment.amount
-                else f"{token.key} is one edit away ({how}), as is another invoice"
+                else f"{token.key} is one edit away ({how}), and another open invoice has the same balance"
             )
             self.rejected.append((inv.invno, why))
         return self.review(

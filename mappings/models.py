@@ -425,7 +425,7 @@ class MatchingRule(models.Model):
         default=True,
         help_text="A reference one edit or one transposition away from an invoice "
         "pays it only when the customer is known, the amount is exactly its balance "
-        "and no other invoice is as close.",
+        "and no other open invoice of the customer has that balance.",
     )
     identify_payer = models.BooleanField(
         default=True,

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='matchingrule',
             name='near_misses',
-            field=models.BooleanField(default=True, help_text='A reference one edit or one transposition away from an invoice pays it only when the customer is known, the amount is exactly its balance and no other invoice is as close.'),
+            field=models.BooleanField(default=True, help_text='A reference one edit or one transposition away from an invoice pays it only when the customer is known, the amount is exactly its balance and no other open invoice of the customer has that balance.'),
         ),
         migrations.AddField(
             model_name='matchingrule',

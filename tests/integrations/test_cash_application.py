@@ -391,3 +391,107 @@ def test_the_migrations_fill_the_keys_and_give_old_default_rules_the_standard_wo
     customer = MirroredCustomer.objects.get(connection=sage)
     assert customer.name_key == "ACME TOOLS"
     assert customer.emails == ";ap@acme.example;billing@acme.example;"
+
+
+def test_dense_numbers_a_transposition_naming_another_customers_invoice(
+    deliver, company
+):
+    """The seeded ledger numbers invoices 10001-10056 round robin over the customers,
+    as a real one does: ACME's 10012 transposed is 10021, IRONWD's, and one edit from
+    ACME's 10001 and 10023 too. The exact amount says which; IRONWD's is never paid."""
+    acme = ArMast.objects.get(invno="10012".rjust(10))
+    assert acme.custno.strip() == "ACME"
+    assert ArMast.objects.get(invno="10021".rjust(10)).custno.strip() == "IRONWD"
+    assert (
+        not ArMast.objects.filter(
+            custno=acme.custno, balance=acme.balance, deleted=False
+        )
+        .exclude(pk=acme.pk)
+        .exists()
+    )
+    ironwood = balance("10021")
+    company["sync"]()
+    txn = deliver(
+        paytrace_record(invoice_id="10021", customer_id="ACME", amount=acme.balance)
+    )
+    assert applications(txn) == [("10012", acme.balance)]
+    assert balance("10021") == ironwood  # IRONWD's is never paid
+    wrong = deliver(
+        paytrace_record(invoice_id="10021", customer_id="ACME", amount=D("1.23"))
+    )
+    assert not wrong.postings.exists()
+    assert (
+        "belongs to customer IRONWD" in ReviewItem.objects.get(transaction=wrong).reason
+    )
+
+
+def test_the_issues_27_payments_on_the_demo_ledger_all_post_and_the_traps_do_not(
+    deliver, sage
+):
+    """Issue 11's table, on the seeded demo ledger (dense invoice numbers, the mirror
+    never synced): 8 exact, 6 prefixed, 4 pairs, 5 transposed with the customer id,
+    4 without a reference; then another customer's invoice and two equal invoices."""
+    rows = ArMast.objects.filter(deleted=False, balance__gt=0, artype="").order_by(
+        "invno"
+    )
+    free = {}
+    for row in rows:
+        free.setdefault(row.custno.strip(), []).append(row)
+    customers = [c for c in free if c != "HOLDCO"]
+
+    def take(custno):
+        row = free[custno].pop(0)
+        return row.invno.strip(), row.balance
+
+    outcomes = []
+
+    def pay(style, expected, **record):
+        txn = deliver(paytrace_record(**record))
+        outcomes.append((style, record.get("invoice_id"), applications(txn), expected))
+
+    for custno in customers[:8]:
+        invno, amount = take(custno)
+        pay("exact", [(invno, amount)], invoice_id=invno, amount=amount)
+    for style, custno in zip(
+        ["INV-{}", "Invoice #{}", "inv {}", "#{}", "Inv. {}", "No. {}"],
+        customers[:6],
+        strict=True,
+    ):
+        invno, amount = take(custno)
+        pay("prefix", [(invno, amount)], invoice_id=style.format(invno), amount=amount)
+    for custno in customers[:4]:
+        (a, x), (b, y) = take(custno), take(custno)
+        pay("two", sorted([(a, x), (b, y)]), invoice_id=f"{a}, {b}", amount=x + y)
+    for custno in customers[4:9]:
+        invno, amount = take(custno)
+        typo = invno[:-2] + invno[-1] + invno[-2]
+        pay(
+            "transposed",
+            [(invno, amount)],
+            invoice_id=typo,
+            customer_id=custno,
+            amount=amount,
+        )
+    for custno in customers[:4]:
+        invno, amount = take(custno)
+        pay(
+            "no reference",
+            [(invno, amount)],
+            invoice_id="",
+            customer_id=custno,
+            amount=amount,
+        )
+
+    missed = [o for o in outcomes if o[2] != o[3]]
+    assert not missed, missed
+    assert len(outcomes) == 27
+
+    other, amount = take(customers[-1])  # another customer's invoice, paid by ACME
+    trap = deliver(paytrace_record(invoice_id=other, customer_id="ACME", amount=amount))
+    assert not trap.postings.exists() and balance(other) == amount
+    twins = [sage.seed_invoice("GRANIT", "77.77"), sage.seed_invoice("GRANIT", "77.77")]
+    trap = deliver(
+        paytrace_record(invoice_id="", customer_id="GRANIT", amount=D("77.77"))
+    )
+    assert not trap.postings.exists()
+    assert [balance(t) for t in twins] == [D("77.77"), D("77.77")]

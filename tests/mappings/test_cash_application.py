@@ -227,10 +227,29 @@ def test_trap_a_transposition_onto_an_invoice_with_another_amount_goes_to_review
     assert any(r["invno"] == "10045" for r in decision.explanation["rejected"])
 
 
-def test_trap_two_near_misses_go_to_review_even_when_one_amount_fits():
+def test_of_two_near_misses_the_exact_amount_says_which():
     decision = decide(
         pay("123.45", ref="10054"),
         [inv("10045", "123.45"), inv("10055", "80.00")],
+        identity=KNOWN,
+    )
+    assert applied(decision) == [("10045", "123.45")]
+    assert any(r["invno"] == "10055" for r in decision.explanation["rejected"])
+
+
+def test_trap_two_near_misses_of_the_same_amount_go_to_review():
+    decision = decide(
+        pay("123.45", ref="10054"),
+        [inv("10045", "123.45"), inv("10055", "123.45")],
+        identity=KNOWN,
+    )
+    assert decision.action == "review"
+
+
+def test_trap_a_near_miss_whose_amount_another_open_invoice_shares_goes_to_review():
+    decision = decide(
+        pay("123.45", ref="10054"),
+        [inv("10045", "123.45"), inv("20999", "123.45")],
         identity=KNOWN,
     )
     assert decision.action == "review"
@@ -455,3 +474,17 @@ def test_a_po_number_alone_pays_only_when_the_amount_agrees():
     invoice = inv("10045", "100.00", ponum="1001")
     assert decide(pay("100.00", po="1001"), [invoice]).action == "apply"
     assert decide(pay("40.00", po="1001"), [invoice]).action == "review"
+
+
+def test_a_transposition_that_names_another_customers_invoice_pays_the_payers_own():
+    """Dense invoice numbers: 10054 is GLOBEX's, the payer is ACME, and ACME's 10045
+    has exactly the amount: that is what was meant; GLOBEX's is never paid."""
+    invoices = [inv("10054", "50.00", custno="GLOBEX"), inv("10045", "123.45")]
+    decision = decide(pay("123.45", ref="10054"), invoices, identity=KNOWN)
+    assert decision.action == "apply" and applied(decision) == [("10045", "123.45")]
+    assert decision.method == "near_miss"
+    other_amount = decide(pay("99.00", ref="10054"), invoices, identity=KNOWN)
+    assert other_amount.action == "review"
+    assert "belongs to customer GLOBEX" in other_amount.reason
+    unknown_payer = decide(pay("123.45", ref="10054"), invoices)
+    assert applied(unknown_payer) in ([], [("10054", "50.00")])  # the payer is unknown
