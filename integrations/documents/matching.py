@@ -22,6 +22,7 @@ from django.db.models import Q
 from integrations import mirror
 from integrations.batchcache import cached
 from integrations.connectors.base import NotFoundError
+from integrations.documents.sources import invoice_number_for
 from integrations.models import Connection, PaymentTransaction
 from integrations.models.mirror import MirroredCustomer, MirroredInvoice, MirrorState
 from mappings import matching, payers
@@ -304,8 +305,6 @@ def place(
 ) -> Placement:
     """Which invoice(s) the payment pays: the connection's matching rules decide on
     everything `_Gatherer` finds (see the module docstring)."""
-    from integrations.documents.sources import invoice_number_for
-
     reference = invoice_number_for(txn) if reference is None else reference
     payment = matching_payment(txn, reference)
     rules = matching_rules(txn.connection)
