@@ -335,11 +335,6 @@ class Decision:
     # payment, a surcharge): the customer's other open invoices must be known.
     approximate: bool = False
 
-    @property
-    def automatic(self) -> bool:
-        """Applied without a person (a review item may still follow it)."""
-        return self.action == Action.APPLY
-
 
 METHODS = {
     "exact": "invoice number as written",

@@ -556,11 +556,15 @@ class PayerLink(models.Model):
         return payers.Link(self.kind, self.key, self.custno, self.pk, self.source)
 
     @classmethod
-    def links_for(cls, connection: object) -> list[payers.Link]:
-        return [
-            row.as_link()
-            for row in cls.objects.filter(connection=connection, is_active=True)
-        ]
+    def links_for(
+        cls, connection: object, keys: dict[str, str] | None = None
+    ) -> list[payers.Link]:
+        """The connection's active links; with `keys` ({kind: key}, a payer's), only
+        those naming one of them (one indexed lookup, however big the table)."""
+        rows = cls.objects.filter(connection=connection, is_active=True)
+        if keys is not None:
+            rows = rows.filter(key__in=list(keys.values()), kind__in=list(keys))
+        return [row.as_link() for row in rows]
 
 
 def normalise_payer_key(kind: str, value: str) -> str:

@@ -64,8 +64,6 @@ class ParsedReference:
     # its invoice is paid as a bare invoice number is. A number picked out of longer
     # text only counts when the amount agrees.
     clean: bool
-    prefixes_removed: tuple[str, ...] = ()
-    ranges: tuple[str, ...] = ()
 
     @property
     def keys(self) -> list[str]:
@@ -186,7 +184,7 @@ def parse_reference(
     clean = len(tokens) == 1 and not ranges and _is_one_number(stripped)
     if not multiple and len(tokens) > 1:
         tokens = []
-    return ParsedReference(raw, tuple(tokens), clean, tuple(removed), tuple(ranges))
+    return ParsedReference(raw, tuple(tokens), clean)
 
 
 def _is_one_number(stripped: str) -> bool:

@@ -75,12 +75,6 @@ def matching_rules(connection: Connection) -> list[matching.Rule]:
     )
 
 
-def payer_links(connection: Connection) -> list[payers.Link]:
-    return cached(
-        ("payer_links", connection.pk), lambda: PayerLink.links_for(connection)
-    )
-
-
 def payer_of(txn: PaymentTransaction) -> payers.Payer:
     """What the payment says about its payer, as normalised keys."""
     record = txn.source_record if isinstance(txn.source_record, dict) else {}
@@ -163,8 +157,6 @@ class Placement:
 
     decision: matching.Decision
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    identity: payers.Identity | None = None
-    payer: payers.Payer | None = None
 
     def invoice(self, invno: str) -> dict[str, Any] | None:
         return self.invoices.get(invno.strip().upper())
@@ -280,7 +272,9 @@ class _Gatherer:
                 pass
             else:
                 customers.append(payers.Customer(str(found["custno"]).strip()))
-        return payers.identify(payer, payer_links(self.txn.connection), customers)
+        keys = payer.keys()
+        links = PayerLink.links_for(self.txn.connection, keys) if keys else []
+        return payers.identify(payer, links, customers)
 
     def open_invoices(self, custno: str) -> None:
         if self.fresh:
@@ -332,7 +326,7 @@ def place(
         # customer's other open invoices.
         gatherer.open_invoices(customer)
         decision = decide()
-    return Placement(decision, gatherer.invoices, identity, payer)
+    return Placement(decision, gatherer.invoices)
 
 
 def _is_clean(decision: matching.Decision) -> bool:

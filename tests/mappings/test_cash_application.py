@@ -486,5 +486,8 @@ def test_a_transposition_that_names_another_customers_invoice_pays_the_payers_ow
     other_amount = decide(pay("99.00", ref="10054"), invoices, identity=KNOWN)
     assert other_amount.action == "review"
     assert "belongs to customer GLOBEX" in other_amount.reason
+    # With the payer unknown, 10054 is simply the invoice named: its balance is
+    # applied and the rest goes to a reviewer as an overpayment, as before.
     unknown_payer = decide(pay("123.45", ref="10054"), invoices)
-    assert applied(unknown_payer) in ([], [("10054", "50.00")])  # the payer is unknown
+    assert applied(unknown_payer) == [("10054", "50.00")]
+    assert unknown_payer.review_kind == "overpayment"
