@@ -80,6 +80,7 @@ def current_conditions(now: datetime) -> list[Condition]:
             )
         )
     conditions.extend(mirror_conditions(now))
+    conditions.extend(agent_conditions(now))
     return conditions
 
 
@@ -104,6 +105,32 @@ def mirror_conditions(now: datetime) -> list[Condition]:
                 f"({state.connection.slug}) has not synced for {minutes} minutes"
                 f"{never} (limit {limit}).{error} Check the connection, then run "
                 f"manage.py sync_sagepro_mirror --connection {state.connection.slug}.",
+            )
+        )
+    return conditions
+
+
+def agent_conditions(now: datetime) -> list[Condition]:
+    """`agent_offline:<id>`: an enrolled, unrevoked Sage Pro agent has sent no heartbeat
+    for AGENT_OFFLINE_MINUTES (counted from its enrolment until its first heartbeat),
+    so the companies it serves cannot be posted to."""
+    from integrations.models import Agent
+
+    limit = getattr(settings, "AGENT_OFFLINE_MINUTES", 5)
+    conditions = []
+    for agent in Agent.objects.exclude(enrolled_at=None):  # a revoked one resolves
+        since = agent.last_heartbeat_at or agent.enrolled_at
+        assert since is not None  # enrolled_at is set: excluded above
+        minutes = int((now - since).total_seconds() // 60)
+        error = f" Last error: {agent.last_error}" if agent.last_error else ""
+        conditions.append(
+            Condition(
+                f"agent_offline:{agent.pk}",
+                agent.revoked_at is None and now - since > timedelta(minutes=limit),
+                f"The Sage Pro agent {agent.name} has sent no heartbeat for {minutes} "
+                f"minutes (limit {limit}); postings to the companies it serves wait.{error} "
+                "Check that its service runs on the site's server and can reach the "
+                "portal over HTTPS.",
             )
         )
     return conditions

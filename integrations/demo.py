@@ -4,12 +4,21 @@ Only `manage.py seed_demo` and `manage.py demo` use this module, and both refuse
 unless DEMO_MODE is on. The payment stream talks to the sandboxes over HTTP, exactly as
 a real client of PayTrace would, so every payment travels the whole pipeline: sandbox
 sale → signed webhook → event → worker → Sage Pro cash receipt.
+
+`DEMO_SAGEPRO` picks what plays Sage Pro: `sandbox` (the default, the emulator inside
+the portal) or `agent`: a real `sagepro_agent` process, started by `manage.py demo`,
+serving FoxPro fixture files under the clone (`var/demo-sagepro/data/`, or
+`$DEMO_SAGEPRO_DIR/data/`) through the relay, so each receipt lands in `ARCASH01.DBF`.
+The fixture files are test data written by the agent's fixture store, never a real
+Sage Pro company.
 """
 
+import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +27,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from integrations.models import Connection, WebhookSecret
+from integrations.models import Agent, Connection, WebhookSecret
 from integrations.roles import FINANCE_REVIEWER, ensure_groups
 
 SAGEPRO_SLUG = "sagepro-sandbox"
@@ -36,6 +45,14 @@ APPROVED_CARDS = ["4111111111111111", "5454545454545454", "371449635398431"]
 DECLINED_CARD = "4000000000000002"
 CENT = Decimal("0.01")
 
+# What plays Sage Pro in the demo (DEMO_SAGEPRO): the emulator, or an on-site agent.
+SAGEPRO_MODES = ("sandbox", "agent")
+DEMO_AGENT_NAME = "Demo agent (this machine)"
+DEMO_AGENT_USER = "DEMO"
+# Seconds between the demo agent's heartbeats (the agent's default is 30).
+DEMO_AGENT_HEARTBEAT = 5
+COMPANY = "01"
+
 
 def require_demo_mode() -> None:
     if not settings.DEMO_MODE:
@@ -43,6 +60,22 @@ def require_demo_mode() -> None:
             "This only runs in demo mode: set DEMO_MODE=1 (it creates well-known "
             "logins such as admin/admin and sandbox connections)."
         )
+
+
+def sagepro_mode() -> str:
+    """What plays Sage Pro: DEMO_SAGEPRO, `sandbox` when unset or empty."""
+    mode = os.environ.get("DEMO_SAGEPRO", "").strip().lower() or "sandbox"
+    if mode not in SAGEPRO_MODES:
+        raise CommandError(
+            f"DEMO_SAGEPRO={os.environ['DEMO_SAGEPRO']!r} is not a demo mode: use "
+            "DEMO_SAGEPRO=sandbox (the built-in Sage Pro emulator, the default) or "
+            "DEMO_SAGEPRO=agent (an on-site agent over FoxPro fixture files)."
+        )
+    return mode
+
+
+def portal_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 def sagepro_base_url(port: int) -> str:
@@ -64,7 +97,10 @@ def seed_demo(port: int) -> list[str]:
     """Make the demo's rows exist and match the settings; return what was done.
 
     1. Seed the Sage Pro sandbox (customers, open invoices, GL accounts, periods).
-    2. Create or update the two sandbox connections.
+       With DEMO_SAGEPRO=agent, also the agent's side (`seed_agent_site`): the fixture
+       company, the site mapping, the agent and its credentials.
+    2. Create or update the two sandbox connections (Sage Pro's transport: direct to
+       the emulator, or the agent through the relay).
     3. Give the PayTrace connection one active secret equal to DEMO_WEBHOOK_SECRET.
     4. Create or repair the demo logins.
 
@@ -73,17 +109,34 @@ def seed_demo(port: int) -> list[str]:
     from integrations.sandbox.sagepro.seed import seed as seed_sagepro
 
     require_demo_mode()
-    report = [f"Sage Pro sandbox: {_describe_counts(seed_sagepro(company='01'))}"]
+    mode = sagepro_mode()
+    report = [f"Sage Pro sandbox: {_describe_counts(seed_sagepro(company=COMPANY))}"]
+    transport: dict[str, Any] = {
+        "name": "Sage Pro sandbox",
+        "transport": Connection.Transport.DIRECT,
+        "agent": None,
+    }
+    if mode == "agent":
+        site = AgentSite()
+        agent, lines = site.seed()
+        report += lines
+        transport = {
+            "name": "Sage Pro via the demo agent",
+            "transport": Connection.Transport.AGENT,
+            "agent": agent,
+        }
     sagepro, verb = _upsert_connection(
         SAGEPRO_SLUG,
         kind=Connection.Kind.SAGEPRO,
-        name="Sage Pro sandbox",
         base_url=sagepro_base_url(port),
         password=settings.SANDBOX_SAGEPRO_API_KEY,
-        company_id="01",
+        company_id=COMPANY,
         is_active=True,
+        **transport,
     )
     report.append(f"Connection {SAGEPRO_SLUG}: {verb}")
+    if mode == "agent":
+        report.append(site.ensure_credentials(port))
     paytrace, verb = _upsert_connection(
         PAYTRACE_SLUG,
         kind=Connection.Kind.PAYTRACE,
@@ -104,6 +157,146 @@ def seed_demo(port: int) -> list[str]:
         verb = _ensure_user(username, password, is_superuser, group)
         report.append(f"User {username}: {verb}")
     return report
+
+
+class AgentSite:
+    """The demo agent's files under the clone, and its row in the portal.
+
+        <folder>/data/              the fixture company (FoxPro DBF + CDX + FPT)
+        <folder>/site.toml          the site mapping the agent runs with
+        <folder>/journal.sqlite3    the agent's journal
+        <folder>/relay.json, credentials.json   what enrolment gave the agent
+
+    `folder` is $DEMO_SAGEPRO_DIR, else var/demo-sagepro (relative to the clone).
+    """
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        folder = folder or os.environ.get("DEMO_SAGEPRO_DIR", "") or "var/demo-sagepro"
+        # A relative folder is relative to the clone, wherever the demo is started.
+        self.folder = (Path(settings.BASE_DIR) / folder).resolve()
+        self.data = self.folder / "data"
+        self.site_file = self.folder / "site.toml"
+        self.journal = self.folder / "journal.sqlite3"
+
+    def table(self, physical: str) -> Path:
+        from sagepro_agent.store.fixture import table_path
+
+        return Path(table_path(str(self.data), physical))
+
+    def seed(self) -> tuple[Agent, list[str]]:
+        """The fixture company (once), the site mapping and the agent's row."""
+        report = [f"Demo agent's FoxPro files: {self.ensure_company()}"]
+        report.append(
+            f"Demo agent's site mapping {self.site_file}: {self.write_site()}"
+        )
+        agent, created = Agent.objects.get_or_create(name=DEMO_AGENT_NAME)
+        if agent.is_revoked:  # revoked from the admin: the demo needs a working one
+            agent = Agent.objects.create(name=DEMO_AGENT_NAME)
+            created = True
+        report.append(f"Agent {agent.name!r}: {'created' if created else 'unchanged'}")
+        return agent, report
+
+    def ensure_company(self) -> str:
+        """Create the sandbox's baseline company in FoxPro files, unless it is there.
+
+        Created once: the receipts the demo posts stay, as the sandbox's do."""
+        from sagepro_agent.store.fixture import guard
+        from sagepro_agent.store.fixture.seed import create_company
+
+        if guard.is_fixture_folder(str(self.data)) and all(
+            self.table(name.format(co=COMPANY)).exists()
+            for name in ("SYCCOMP", "ARCUST{co}", "ARMAST{co}", "ARCASH{co}")
+        ):
+            return f"already in {self.data}"
+        from integrations.sandbox.sagepro.seed import today
+
+        create_company(self.data, COMPANY, today=today())
+        return f"created company {COMPANY} in {self.data}"
+
+    def site_text(self) -> str:
+        return (
+            "# The demo agent's site mapping, written by `manage.py seed_demo` "
+            "(DEMO_SAGEPRO=agent).\n"
+            "# Relative paths are relative to this file. The fixture store is for tests "
+            "and the demo only.\n"
+            "[sage]\n"
+            'store = "fixture"\n'
+            'data = "data"\n'
+            f'companies = ["{COMPANY}"]\n'
+            "\n[agent]\n"
+            f'user = "{DEMO_AGENT_USER}"\n'
+            'journal = "journal.sqlite3"\n'
+            f'time_zone = "{settings.BUSINESS_TIME_ZONE}"\n'
+            "scan_interval = 60\n"
+        )
+
+    def write_site(self) -> str:
+        text = self.site_text()
+        if self.site_file.exists() and self.site_file.read_text() == text:
+            return "unchanged"
+        verb = "updated" if self.site_file.exists() else "created"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.site_file.write_text(text)
+        return verb
+
+    def ensure_credentials(self, port: int) -> str:
+        """Enrol the agent once; later runs reuse its credentials (following a changed
+        port). Enrolment is the relay's own: a one-time code, traded for a token and a
+        signing key, stored where `python -m sagepro_agent relay run` reads them."""
+        from integrations.relay import enrolment
+        from sagepro_agent import __version__
+        from sagepro_agent.relay import credentials as creds
+
+        agent = Connection.objects.get(slug=SAGEPRO_SLUG).agent
+        assert agent is not None, "seed_demo links the connection to the agent first"
+        url = portal_url(port)
+        try:
+            stored = creds.load(self.folder)
+        except creds.CredentialsError:
+            stored = None
+        if (
+            stored is not None
+            and stored.agent_id == agent.pk
+            and agent.token_matches(stored.token.partition(".")[2])
+        ):
+            if stored.portal_url == url:
+                return f"Agent credentials in {self.folder}: unchanged"
+            creds.save(replace(stored, portal_url=url), self.folder)
+            return f"Agent credentials in {self.folder}: portal URL updated to {url}"
+        code = enrolment.create_code(agent)
+        issued = enrolment.enrol(code, version=__version__)
+        creds.save(
+            creds.Credentials(url, issued.agent_id, issued.token, issued.signing_key),
+            self.folder,
+        )
+        return f"Agent credentials in {self.folder}: enrolled as agent {agent.pk}"
+
+    def agent_command(self, python: str) -> list[str]:
+        """The command `manage.py demo` runs the agent with."""
+        return [
+            python, "-m", "sagepro_agent", "relay", "run",
+            "--config", str(self.site_file),
+            "--insecure-local",  # the demo portal is plain HTTP on 127.0.0.1
+            "--heartbeat", str(DEMO_AGENT_HEARTBEAT),
+        ]  # fmt: skip
+
+    def banner(self, python: str) -> list[str]:
+        """What `manage.py demo` prints about the agent's FoxPro files."""
+        cash = self.table(f"ARCASH{COMPANY}")
+        show_last = (
+            f"{python} -c \"import dbfread; rows = list(dbfread.DBF('{cash}', "
+            "char_decode_errors='replace')); print(len(rows), 'receipts'); "
+            '[print(dict(r)) for r in rows[-3:]]"'
+        )
+        return [
+            "Sage Pro is played by an on-site agent (DEMO_SAGEPRO=agent), through the "
+            "relay, over FoxPro fixture files (test data, not a real Sage Pro company):",
+            f"  FoxPro files:  {self.data}/",
+            f"  Site mapping:  {self.site_file}",
+            f"  Agent journal: {self.journal}",
+            f"  Structure:     {python} -m sagepro_agent schema {self.data}",
+            f"  Last receipts: {show_last}",
+        ]
 
 
 def _describe_counts(created: Any) -> str:

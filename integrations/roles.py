@@ -28,6 +28,7 @@ GROUP_PERMISSIONS = {
         "integrations": {
             "connection": [_READ, "add", "change", "delete"],
             "mirrorstate": [_READ, "change"],
+            "agent": [_READ, "add", "change"],
             "webhooksecret": [_READ, "add", "change", "delete"],
             "paymenttransaction": [_READ],
             "transactionhistory": [_READ],

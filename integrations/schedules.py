@@ -32,6 +32,11 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
         },
+        "portal: prune finished relay commands": {
+            "func": "integrations.relay.commands.prune",
+            "schedule_type": Schedule.DAILY,
+            "first_run": time(hour=12),
+        },
         "portal: nightly reconciliation": {
             "func": "integrations.reconciliation.reconcile_yesterday",
             "schedule_type": Schedule.DAILY,

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from integrations import api
+from integrations.relay import views as relay_views
 
 urlpatterns = [
     path(
@@ -13,4 +14,13 @@ urlpatterns = [
         api.SilentPostView.as_view(),
         name="paytrace-silent-post",
     ),
+    # The on-site Sage Pro agent's relay API (integrations.relay).
+    path("api/agent/enrol", relay_views.enrol, name="agent-enrol"),
+    path("api/agent/poll", relay_views.poll, name="agent-poll"),
+    path(
+        "api/agent/commands/<int:command_id>/result",
+        relay_views.result,
+        name="agent-result",
+    ),
+    path("api/agent/heartbeat", relay_views.heartbeat_view, name="agent-heartbeat"),
 ]

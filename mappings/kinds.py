@@ -17,3 +17,4 @@ class ReviewKind(TextChoices):
     OVERPAYMENT = "overpayment", "Paid more than the invoice balance"
     UNDERPAYMENT = "underpayment", "Paid less than the invoice balance"
     POSSIBLE_DUPLICATE = "possible_duplicate", "Possibly paid twice"
+    AGENT_JOURNAL = "agent_journal", "The Sage Pro agent could not finish a write"

@@ -245,6 +245,13 @@ REVIEW_SLA_HOURS = env.int("REVIEW_SLA_HOURS", default=24)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="payments-portal@localhost")
 OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)
 
+# On-site Sage Pro agents (the relay): an agent is offline, and alerted on, after
+# AGENT_OFFLINE_MINUTES without a heartbeat; it is told to send one every
+# AGENT_HEARTBEAT_SECONDS; an enrolment code lives ENROLMENT_CODE_MINUTES.
+AGENT_OFFLINE_MINUTES = env.int("AGENT_OFFLINE_MINUTES", default=5)
+AGENT_HEARTBEAT_SECONDS = env.int("AGENT_HEARTBEAT_SECONDS", default=30)
+ENROLMENT_CODE_MINUTES = env.int("ENROLMENT_CODE_MINUTES", default=15)
+
 # Sandbox emulators (demo, tests, benchmarks). Never on in production.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=False)
 SANDBOX_SAGEPRO_API_KEY = env.str(

@@ -73,3 +73,19 @@ def sage(db):
 @pytest.fixture
 def secret(settings):
     return settings.DEMO_WEBHOOK_SECRET
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Mark `portal_db_free` the tests that never touch the portal's database: the
+    agent's own tests (`tests/agent/`, no Django in the agent) and the conformance
+    suite's `agent` target (the agent over its direct HTTP binding). CI's second run,
+    on PostgreSQL, leaves them out: it would repeat the first run exactly."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        target = callspec.params.get("target") if callspec else None
+        if item.nodeid.startswith("tests/agent/") or (
+            item.nodeid.startswith("tests/conformance/") and target == "agent"
+        ):
+            item.add_marker(pytest.mark.portal_db_free)

@@ -11,6 +11,7 @@ through actions that call `integrations.review`.
 from django.contrib import admin
 
 from integrations.admin import (  # noqa: F401 - importing registers the admins
+    agents,
     connections,
     deadletters,
     events,

@@ -49,6 +49,8 @@ class ConnectionForm(forms.ModelForm):
             "password",
             "integrator_id",
             "company_id",
+            "transport",
+            "agent",
             "sagepro",
             "payment_method",
             "time_zone",
@@ -141,6 +143,8 @@ class ConnectionAdmin(admin.ModelAdmin):
                     "password_status",
                     "integrator_id",
                     "company_id",
+                    "transport",
+                    "agent",
                 ]
             },
         ),

@@ -28,9 +28,11 @@ What is left out, and what an import leaves alone:
   which connections need them entered in this environment.
 - A connection's `environment` belongs to the portal it lives in: not exported; new
   connections get the target's environment.
-- `base_url`, `username` and `integrator_id` differ per environment. They are exported
-  so a new connection can be created, but an existing connection keeps its own; the
-  plan notes where they differ.
+- `base_url`, `username`, `integrator_id` and a Sage Pro connection's `transport`
+  (direct or through an on-site agent) differ per environment. They are exported so a
+  new connection can be created, but an existing connection keeps its own; the plan
+  notes where they differ. The agent itself is never exported: each environment enrols
+  its own.
 - Connections missing from the bundle are left alone. For each connection in the
   bundle, its status maps, GL rules, field mappings and matching rules become exactly
   the bundle's: rows the bundle doesn't have are deleted (the plan lists them).

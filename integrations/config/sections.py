@@ -23,12 +23,13 @@ FORMAT = "payments-portal-config"
 FORMAT_VERSION = 1
 
 # Set when a connection is created; an existing connection keeps its own.
-ENVIRONMENT_FIELDS = ("base_url", "username", "integrator_id")
+ENVIRONMENT_FIELDS = ("base_url", "username", "integrator_id", "transport")
 
 # Fields of the configuration models deliberately left out of bundles. A test checks
 # that every other field is exported, so a new field can't be forgotten silently.
 NOT_EXPORTED = {
-    Connection: {"id", "environment", "password", "created_at", "updated_at"},
+    # `agent`: each environment enrols its own on-site agent.
+    Connection: {"id", "environment", "password", "agent", "created_at", "updated_at"},
     StatusMap: {"id"},
     GlRule: {"id"},
     FieldMapping: {"id"},
@@ -89,6 +90,7 @@ CONNECTIONS = Section(
         "base_url",
         "username",
         "integrator_id",
+        "transport",
         "time_zone",
         "company_id",
         "sagepro",

@@ -7,6 +7,12 @@ reconciliations, alerts) and `mirror` (the local copy of Sage Pro's reference da
 Import the models from here.
 """
 
+from integrations.models.agents import (
+    Agent,
+    AgentReviewEntry,
+    EnrolmentCode,
+    RelayCommand,
+)
 from integrations.models.connections import Connection, Environment, WebhookSecret
 from integrations.models.inbound import Event, InboundDelivery
 from integrations.models.mirror import (
@@ -49,6 +55,10 @@ from integrations.models.storage import (
 from mappings.models import GatewayStatus, PaymentStatus  # noqa: F401 - re-exported
 
 __all__ = [
+    "Agent",
+    "AgentReviewEntry",
+    "EnrolmentCode",
+    "RelayCommand",
     "CENT",
     "GATEWAY_STATUS_RANK",
     "MAX_JSON_DEPTH",

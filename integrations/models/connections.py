@@ -75,6 +75,25 @@ class Connection(models.Model):
     base_currency = models.CharField(
         max_length=3, default="USD", help_text="Sage Pro company's base currency."
     )
+
+    class Transport(models.TextChoices):
+        DIRECT = "direct", "Direct HTTP"
+        AGENT = "agent", "On-site agent (relay)"
+
+    transport = models.CharField(
+        max_length=10,
+        choices=Transport.choices,
+        default=Transport.DIRECT,
+        help_text="Sage Pro: reach the gateway at its URL, or through an on-site agent.",
+    )
+    agent = models.ForeignKey(
+        "integrations.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="connections",
+        help_text="Sage Pro with transport 'agent': the agent that serves this company.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -116,6 +135,12 @@ class Connection(models.Model):
     def sage(self):  # noqa: ANN201 - import cycle
         from integrations.connectors.sagepro import SageProConnector
 
+        if self.transport == self.Transport.AGENT:
+            from integrations.connectors.relay import RelaySageProConnector
+
+            return RelaySageProConnector(
+                self, timeout=settings.OUTBOUND_TIMEOUT_SECONDS
+            )
         return SageProConnector(
             self.base_url,
             self.password,

@@ -77,6 +77,8 @@ def connection_form_data(connection, **overrides):
         "password": "",
         "integrator_id": connection.integrator_id,
         "company_id": connection.company_id,
+        "transport": connection.transport,
+        "agent": "",
         "sagepro": "",
         "payment_method": connection.payment_method,
         "time_zone": connection.time_zone,

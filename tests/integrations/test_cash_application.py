@@ -350,11 +350,18 @@ def test_the_migrations_fill_the_keys_and_give_old_default_rules_the_standard_wo
 
     from integrations.models import Connection
     from integrations.models.mirror import MirroredCustomer, MirroredInvoice
-    from tests.factories import make_connection
 
     before = [("integrations", "0008_duplicate_lookup_index")]
     MigrationExecutor(db).migrate(before)
     old = MigrationExecutor(db).loader.project_state(before).apps
+
+    def make_connection(kind=Connection.Kind.PAYTRACE):
+        # Rows as that schema stored them (later migrations add columns).
+        n = old.get_model("integrations", "Connection").objects.count() + 1
+        return old.get_model("integrations", "Connection").objects.create(
+            kind=kind, name=f"{kind} {n}", slug=f"{kind}-{n}", base_url="https://x.test"
+        )
+
     sage = make_connection(kind=Connection.Kind.SAGEPRO)
     old.get_model("integrations", "MirroredInvoice").objects.create(
         connection_id=sage.pk,
@@ -382,13 +389,13 @@ def test_the_migrations_fill_the_keys_and_give_old_default_rules_the_standard_wo
 
     prefixes = dict(MatchingRule.objects.values_list("name", "strip_prefixes"))
     assert prefixes == {"kept the old default": STANDARD_PREFIXES, "own": "REM"}
-    invoice = MirroredInvoice.objects.get(connection=sage)
+    invoice = MirroredInvoice.objects.get(connection_id=sage.pk)
     assert (invoice.invno_key, invoice.ornum_key, invoice.ponum_key) == (
         "10045",
         "4053045",
         "7781",
     )
-    customer = MirroredCustomer.objects.get(connection=sage)
+    customer = MirroredCustomer.objects.get(connection_id=sage.pk)
     assert customer.name_key == "ACME TOOLS"
     assert customer.emails == ";ap@acme.example;billing@acme.example;"
 

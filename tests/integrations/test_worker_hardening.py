@@ -28,7 +28,6 @@ from integrations.models import (
     TooDeeplyNestedError,
 )
 from tests.factories import (
-    make_connection,
     make_delivery,
     make_event,
     make_posting,
@@ -183,7 +182,15 @@ def test_the_migration_repairs_rows_stored_out_of_range_before_constraining_them
     old_apps = MigrationExecutor(connection).loader.project_state(before).apps
     OldTransaction = old_apps.get_model("integrations", "PaymentTransaction")
     OldPosting = old_apps.get_model("integrations", "Posting")
-    source = make_connection()
+    OldConnection = old_apps.get_model("integrations", "Connection")
+
+    def old_connection(kind):
+        n = OldConnection.objects.count() + 1
+        return OldConnection.objects.create(
+            kind=kind, name=f"{kind} {n}", slug=f"{kind}-{n}", base_url="https://x.test"
+        )
+
+    source = old_connection(Connection.Kind.PAYTRACE)
 
     def old_transaction(**fields):
         n = OldTransaction.objects.count() + 1
@@ -203,7 +210,7 @@ def test_the_migration_repairs_rows_stored_out_of_range_before_constraining_them
     txn = old_transaction()
     posting = OldPosting.objects.create(
         transaction_id=txn.pk,
-        sagepro_id=make_connection(kind=Connection.Kind.SAGEPRO).pk,
+        sagepro_id=old_connection(Connection.Kind.SAGEPRO).pk,
         kind=Posting.Kind.CASH_RECEIPT,
         idempotency_key=Posting.key_for(
             source, txn.transaction_id, Posting.Kind.CASH_RECEIPT

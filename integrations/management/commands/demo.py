@@ -3,6 +3,11 @@
 Steps: migrate, collect static files, seed (`seed_demo`), start gunicorn and one
 django-q2 cluster as child processes, wait for /healthz, print the URLs and logins,
 then make card payments in the foreground until Ctrl-C.
+
+With DEMO_SAGEPRO=agent, a third child plays Sage Pro: the on-site agent
+(`python -m sagepro_agent relay run`) over FoxPro fixture files under the clone,
+reached through the relay. The demo waits for its first heartbeat before the payments
+start, and prints where its `.DBF` files are.
 """
 
 import os
@@ -24,6 +29,7 @@ from django.db import connections
 from integrations import demo
 
 HEALTHZ_TIMEOUT_SECONDS = 60
+HEARTBEAT_TIMEOUT_SECONDS = 60
 STOP_GRACE_SECONDS = 10
 
 
@@ -38,8 +44,16 @@ class Child:
     order instead), and lets the demo signal its workers along with it.
     """
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
         self.name = name
+        # The agent stops on SIGINT (its Ctrl+C); gunicorn and qcluster on SIGTERM.
+        self.stop_signal = stop_signal
         self.process = subprocess.Popen(
             args, cwd=settings.BASE_DIR, env=env, process_group=0
         )
@@ -84,6 +98,7 @@ class Command(BaseCommand):
         self, *args: Any, port: int, stream: bool, interval: float, **options: Any
     ) -> None:
         demo.require_demo_mode()
+        self.sagepro_mode = demo.sagepro_mode()  # a bad DEMO_SAGEPRO stops us here
         stream = stream and environ.Env().bool("DEMO_STREAM", default=True)
         self.children: list[Child] = []
         self.stopping = False
@@ -123,16 +138,53 @@ class Command(BaseCommand):
             "qcluster", [python, str(settings.BASE_DIR / "manage.py"), "qcluster"], env
         )
         self.wait_until_healthy(f"http://127.0.0.1:{port}/healthz")
+        if self.sagepro_mode == "agent":
+            self.start_agent(env)
         self.print_banner(port)
         if not stream:
             while True:
                 self.wait(1.0)
         demo.run_stream(demo.PaymentStream.for_demo(), self.say, self.wait, interval)
 
-    def start_child(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        child = Child(name, args, env)
+    def start_child(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        child = Child(name, args, env, stop_signal)
         self.children.append(child)
         self.say(f"Started {child}.")
+
+    def start_agent(self, env: dict[str, str]) -> None:
+        """Start the on-site agent through the relay; wait for its first heartbeat."""
+        from django.utils import timezone
+
+        from integrations.models import Connection
+
+        agent = Connection.objects.get(slug=demo.SAGEPRO_SLUG).agent
+        assert agent is not None, "seed_demo enrols the demo agent"
+        since = timezone.now()
+        self.start_child(
+            "agent",
+            demo.AgentSite().agent_command(sys.executable),
+            env,
+            stop_signal=signal.SIGINT,
+        )
+        self.say("Waiting for the agent's first heartbeat… ", ending="")
+        deadline = time.monotonic() + HEARTBEAT_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            agent.refresh_from_db()
+            if agent.last_heartbeat_at and agent.last_heartbeat_at >= since:
+                state = "reachable" if agent.sage_reachable else "NOT reachable"
+                self.say(f"received (version {agent.version}, FoxPro files {state}).")
+                return
+            self.wait(0.3)
+        raise CommandError(
+            f"The agent sent no heartbeat within {HEARTBEAT_TIMEOUT_SECONDS} s; its "
+            "output is above."
+        )
 
     def check_children(self) -> None:
         for child in self.children:
@@ -169,21 +221,30 @@ class Command(BaseCommand):
         )
 
     def stop_children(self) -> None:
-        """Terminate every child, wait a few seconds, then kill what is left."""
+        """Stop every child, wait a few seconds, then kill what is left.
+
+        The agent goes last: once the portal is gone no new command can reach it, so
+        its Ctrl+C does not land in the middle of a write (its journal would finish
+        such a write on the next start, but a clean stop needs no recovery)."""
         running = [c for c in self.children if c.exit_code() is None]
         if running:
             self.say(f"Stopping {', '.join(str(c) for c in running)}…")
-        for child in running:
-            # Only the leader: gunicorn and qcluster each stop their own workers.
-            child.process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in running:
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say(
-                    f"{child} did not stop within {STOP_GRACE_SECONDS} s; killing it."
-                )
+        for wave in (
+            [c for c in running if c.name != "agent"],
+            [c for c in running if c.name == "agent"],
+        ):
+            for child in wave:
+                # Only the leader: gunicorn and qcluster each stop their own workers.
+                child.process.send_signal(child.stop_signal)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            for child in wave:
+                try:
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.say(
+                        f"{child} did not stop within {STOP_GRACE_SECONDS} s; "
+                        "killing it."
+                    )
         for child in self.children:
             # Also catches workers left behind by a parent that died first.
             child.signal_group(signal.SIGKILL)
@@ -204,6 +265,9 @@ class Command(BaseCommand):
         for username, password, is_superuser, group in demo.DEMO_USERS:
             role = "superuser" if is_superuser else group
             self.say(f"  {username} / {password}  ({role})")
+        if self.sagepro_mode == "agent":
+            for line in demo.AgentSite().banner(sys.executable):
+                self.say(line)
         self.say("Press Ctrl-C to stop.\n")
 
     def say(self, line: str, ending: str | None = None) -> None:

@@ -9,8 +9,9 @@ from integrations import demo
 class Command(BaseCommand):
     help = (
         "Seed the sandboxes, the two sandbox connections, the demo webhook secret and "
-        "the demo logins (admin/admin, reviewer/reviewer). DEMO_MODE=1 only; safe to "
-        "run again."
+        "the demo logins (admin/admin, reviewer/reviewer); with DEMO_SAGEPRO=agent, "
+        "also the demo agent's FoxPro files, site mapping and enrolment. DEMO_MODE=1 "
+        "only; safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -18,6 +18,7 @@ from .models import SycComp
 
 BATCH_MAX = 100
 KEY_HEADER = "Idempotency-Key"
+BODY_SHAPE = f'the body must be an object {{"receipts": [1 to {BATCH_MAX} items]}}'
 
 
 @views.gateway_view("POST")
@@ -33,9 +34,12 @@ def receipt_batch(request: HttpRequest, company: SycComp) -> HttpResponse:
 
 
 def parse_batch(body: Any) -> list[Any]:
-    """The items of a batch body; 400 for anything but 1 to BATCH_MAX of them."""
+    """The items of a batch body; 400 for anything but 1 to BATCH_MAX of them.
+
+    A body that is not an object is reported under `receipts` too (the contract names
+    `errors.receipts` for every whole-call refusal of the body's shape)."""
     if not isinstance(body, dict):
-        raise ValidationError({"body": ["must be a JSON object"]})
+        raise ValidationError({"receipts": [BODY_SHAPE]})
     items = body.get("receipts")
     if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX:
         raise ValidationError(

@@ -4,22 +4,29 @@ Each write runs in one database transaction with the rows it changes locked
 (`select_for_update`), so two concurrent posts cannot apply the same invoice balance
 twice. Refusals raise `GatewayError`, which the views turn into the contract's
 `{"code", "detail"}` body.
+
+Reading a request (money, dates, keys, text, the receipt body and its fingerprint) and
+the refusals themselves are the contract's, shared with the on-site agent:
+`sagepro_agent.core` (`errors`, `money`, `validation`), so both answer the same input
+the same way.
 """
 
 import datetime
-import hashlib
-import json
-import re
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
 
+from sagepro_agent.core.errors import GatewayError, ValidationError, refuse
+from sagepro_agent.core.money import parse_money as parse_money
+from sagepro_agent.core.validation import ReceiptRequest
+from sagepro_agent.core.validation import parse_date as parse_date
+from sagepro_agent.core.validation import parse_key as parse_key
+
 from . import keys
+from .models import CENT as CENT
 from .models import (
-    CENT,
     ZERO,
     ArCust,
     ArMast,
@@ -32,159 +39,7 @@ from .models import (
     SysData,
 )
 
-MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
 MAX_KEY_LENGTH = 100
-
-
-class GatewayError(Exception):
-    """A refusal in the contract's terms: HTTP status, error code, human detail."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        errors: dict[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.errors = errors
-
-    def as_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "detail": self.detail}
-        if self.errors:
-            body["errors"] = self.errors
-        return body
-
-
-class ValidationError(GatewayError):
-    def __init__(self, errors: dict[str, list[str]], detail: str = "") -> None:
-        fields = ", ".join(sorted(errors))
-        super().__init__(
-            400, "VALIDATION_ERROR", detail or f"invalid fields: {fields}", errors
-        )
-
-
-def refuse(code: str, detail: str) -> GatewayError:
-    """A Sage Pro business rule refused the document (HTTP 422)."""
-    return GatewayError(422, code, detail)
-
-
-# --- parsing -----------------------------------------------------------------------
-
-
-def parse_money(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal:
-    """Read a contract money value: a decimal string with at most 2 places."""
-    if not isinstance(value, str) or not MONEY_RE.match(value.strip()):
-        errors.setdefault(name, []).append(
-            'must be a decimal string with at most 2 places, e.g. "12.30"'
-        )
-        return ZERO
-    return Decimal(value.strip()).quantize(CENT)
-
-
-def parse_date(value: Any, name: str, errors: dict[str, list[str]]) -> datetime.date:
-    try:
-        if not isinstance(value, str) or len(value) != 10:
-            raise ValueError(value)
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        errors.setdefault(name, []).append("must be a date as YYYY-MM-DD")
-        return datetime.date.min
-
-
-def parse_key(value: Any, name: str, pad: Any, errors: dict[str, list[str]]) -> str:
-    try:
-        if not isinstance(value, str):
-            raise keys.InvalidKeyError("must be a string")
-        return pad(value)
-    except keys.InvalidKeyError as exc:
-        errors.setdefault(name, []).append(str(exc))
-        return ""
-
-
-def parse_text(value: Any, name: str, width: int, errors: dict[str, list[str]]) -> str:
-    if not isinstance(value, str) or not value.strip():
-        errors.setdefault(name, []).append("is required")
-        return ""
-    if len(value.strip()) > width:
-        errors.setdefault(name, []).append(f"must be at most {width} characters")
-    return value.strip()
-
-
-@dataclass(frozen=True)
-class ReceiptRequest:
-    """A validated `POST /cash-receipts` body, keys already padded the Sage way."""
-
-    custno: str
-    date: datetime.date
-    amount: Decimal
-    method: str
-    reference: str
-    applications: list[tuple[str, Decimal]] = field(default_factory=list)
-    gl_account: str = ""
-
-    @classmethod
-    def parse(cls, body: Any) -> "ReceiptRequest":
-        if not isinstance(body, dict):
-            raise ValidationError({"body": ["must be a JSON object"]})
-        errors: dict[str, list[str]] = {}
-        custno = parse_key(body.get("custno"), "custno", keys.pad_custno, errors)
-        date = parse_date(body.get("date"), "date", errors)
-        amount = parse_money(body.get("amount"), "amount", errors)
-        if "amount" not in errors and amount <= ZERO:
-            errors["amount"] = ["must be greater than 0.00"]
-        method = parse_text(body.get("method"), "method", 10, errors).upper()
-        reference = parse_text(body.get("reference"), "reference", 40, errors)
-        gl_account = ""
-        if body.get("gl_account") not in (None, ""):
-            gl_account = parse_text(
-                body.get("gl_account"), "gl_account", keys.GLACNT_WIDTH, errors
-            ).upper()
-        raw_apps = body.get("applications", [])
-        applications: list[tuple[str, Decimal]] = []
-        if not isinstance(raw_apps, list):
-            errors["applications"] = ["must be a list"]
-            raw_apps = []
-        seen: set[str] = set()
-        for i, app in enumerate(raw_apps):
-            prefix = f"applications.{i}"
-            if not isinstance(app, dict):
-                errors[prefix] = ["must be an object {invno, amount}"]
-                continue
-            invno = parse_key(
-                app.get("invno"), f"{prefix}.invno", keys.pad_invno, errors
-            )
-            applied = parse_money(app.get("amount"), f"{prefix}.amount", errors)
-            if f"{prefix}.amount" not in errors and applied <= ZERO:
-                errors[f"{prefix}.amount"] = ["must be greater than 0.00"]
-            if invno and invno in seen:
-                errors[f"{prefix}.invno"] = ["invoice is listed more than once"]
-            seen.add(invno)
-            applications.append((invno, applied))
-        if errors:
-            raise ValidationError(errors)
-        return cls(custno, date, amount, method, reference, applications, gl_account)
-
-    def fingerprint(self) -> str:
-        """Hash of the normalised request: same fingerprint = same document."""
-        canonical = json.dumps(
-            [
-                self.custno.strip(),
-                self.date.isoformat(),
-                str(self.amount),
-                self.method,
-                self.reference,
-                [[invno.strip(), str(amount)] for invno, amount in self.applications],
-            ]
-            # Without a GL account the hash is what it always was, so receipts posted
-            # before the field existed still replay.
-            + ([self.gl_account.replace("-", "")] if self.gl_account else []),
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # --- lookups -----------------------------------------------------------------------

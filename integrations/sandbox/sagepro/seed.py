@@ -22,6 +22,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+# The baseline company's data is shared with the on-site agent's fixture FoxPro files
+# (`sagepro_agent.store.fixture.seed`); a test compares the two seeds row for row.
+from sagepro_agent.store.fixture.seed import (
+    CUSTOMERS,
+    FIRST_INVNO,
+    GL_ACCOUNTS,
+    INVOICED,
+    OPEN_INVOICE_COUNT,
+    PERIOD_OFFSETS,
+    RANDOM_SEED,
+)
+
 from . import keys, ledger
 from .models import (
     CENT,
@@ -34,43 +46,6 @@ from .models import (
     SycDfis,
     SysData,
 )
-
-RANDOM_SEED = 20250501
-FIRST_INVNO = 10001
-OPEN_INVOICE_COUNT = 56
-PERIOD_OFFSETS = range(-12, 4)
-
-# custno, name (ARCUST.COMPANY), city, state, credstat
-CUSTOMERS = [
-    ("ACME", "Acme Supply Co", "Portland", "OR", ""),
-    ("BLUEOX", "Blue Ox Hardware", "Eugene", "OR", ""),
-    ("CASCAD", "Cascade Outfitters", "Bend", "OR", ""),
-    ("DELTA", "Delta Marine Parts", "Stockton", "CA", ""),
-    ("EVERGR", "Evergreen Landscaping", "Olympia", "WA", ""),
-    ("FOXRUN", "Fox Run Vineyards", "Napa", "CA", ""),
-    ("GRANIT", "Granite State Tools", "Reno", "NV", ""),
-    ("HARBOR", "Harbor Freight Lines", "Tacoma", "WA", ""),
-    ("HOLDCO", "Holdover Contracting", "Boise", "ID", "H"),
-    ("IRONWD", "Ironwood Cabinets", "Spokane", "WA", ""),
-    ("JUNIPR", "Juniper Dental Group", "Medford", "OR", ""),
-    ("ZEROBL", "Zero Balance Bakery", "Salem", "OR", ""),
-]
-# Customers that get the open invoices, round robin.
-INVOICED = [c[0] for c in CUSTOMERS if c[0] != "ZEROBL"]
-
-# glacnt, gldesc, glstat, deleted
-GL_ACCOUNTS = [
-    ("1000-00", "Cash - operating", "", False),
-    ("1050-00", "Cash - closed bank account", "", True),
-    ("1100-00", "Undeposited card receipts", "", False),
-    ("1200-00", "Accounts receivable", "", False),
-    ("2100-00", "Customer deposits", "", False),
-    ("4000-00", "Sales", "", False),
-    ("4900-00", "Sales discounts", "", False),
-    ("6100-00", "Merchant card fees", "", False),
-    ("6900-00", "Old bank charges", "I", False),
-    ("9999-00", "Suspense", "", False),
-]
 
 
 def today() -> datetime.date:

@@ -67,6 +67,8 @@ def read_json(request: HttpRequest) -> Any:
         return json.loads(request.body or b"null", parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError({"body": ["is not valid JSON"]}) from exc
+    except RecursionError as exc:  # thousands of nested brackets: still the caller's
+        raise ValidationError({"body": ["is nested too deeply"]}) from exc
 
 
 def gateway_view(*methods: str, faultable: bool = True) -> Callable[[View], View]:
