@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -32,7 +33,9 @@ class Connection(models.Model):
     )
     base_url = models.URLField(
         max_length=300,
-        help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL.",
+        blank=True,
+        help_text="PayTrace host root, or the Sage Pro gateway's /api/v1 URL (not "
+        "needed for a Sage Pro company reached through an on-site agent).",
     )
     username = models.CharField(
         max_length=200, blank=True, help_text="PayTrace API user."
@@ -111,6 +114,22 @@ class Connection(models.Model):
             from mappings.models import StatusMap
 
             StatusMap.seed_defaults(self)
+
+    def clean(self) -> None:
+        through_agent = (
+            self.kind == self.Kind.SAGEPRO and self.transport == self.Transport.AGENT
+        )
+        if not self.base_url and not through_agent:
+            raise ValidationError(
+                {
+                    "base_url": "Enter the URL this connection calls (only a Sage Pro "
+                    "company reached through an on-site agent needs none)."
+                }
+            )
+        if self.transport == self.Transport.AGENT and self.kind != self.Kind.SAGEPRO:
+            raise ValidationError(
+                {"transport": "Only a Sage Pro connection can go through an agent."}
+            )
 
     def active_webhook_secrets(self) -> list[str]:
         now = timezone.now()

@@ -662,3 +662,42 @@ def test_format_age_rounds_down_to_a_readable_unit():
     assert format_age(now - timedelta(minutes=12), now) == "12 min"
     assert format_age(now - timedelta(hours=3, minutes=59), now) == "3 h"
     assert format_age(now - timedelta(days=4, hours=2), now) == "4 d"
+
+
+def test_a_sage_pro_company_reached_through_an_agent_needs_no_url(
+    integration_admin_client,
+):
+    sage = make_connection(kind=Connection.Kind.SAGEPRO, password=API_KEY)
+    data = connection_form_data(sage, base_url="", transport="agent")
+
+    response = integration_admin_client.post(url("connection_change", sage.pk), data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    sage.refresh_from_db()
+    assert (sage.transport, sage.base_url) == ("agent", "")
+
+
+@pytest.mark.parametrize(
+    ("kind", "transport", "field", "message"),
+    [
+        ("sagepro", "direct", "base_url", "Enter the URL this connection calls"),
+        ("paytrace", "direct", "base_url", "Enter the URL this connection calls"),
+        ("paytrace", "agent", "transport", "Only a Sage Pro connection"),
+    ],
+)
+def test_a_connection_without_its_url_or_with_an_agent_it_cannot_use_is_refused(
+    integration_admin_client, kind, transport, field, message
+):
+    connection = make_connection(kind=kind, password=API_KEY)
+    base_url = "" if field == "base_url" else connection.base_url
+    data = connection_form_data(connection, base_url=base_url, transport=transport)
+
+    response = integration_admin_client.post(
+        url("connection_change", connection.pk), data
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in errors[field][0], errors
+    connection.refresh_from_db()
+    assert connection.transport == "direct" and connection.base_url

@@ -684,7 +684,9 @@ def test_an_answer_lost_on_its_way_back_is_found_by_key_not_posted_twice(
     from integrations import posting as posting_module
     from tests.webhooks import event_body, paytrace_record, post_event, sign
 
-    settings.OUTBOUND_TIMEOUT_SECONDS = 0.6
+    # Long enough for the agent's first cycle (heartbeat, then poll) on a loaded
+    # machine to lease the command before its lease deadline (half of this).
+    settings.OUTBOUND_TIMEOUT_SECONDS = 2.0
     delivered = agent_client._post_raw
     lost = []
 
