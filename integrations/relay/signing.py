@@ -7,46 +7,18 @@ What the signature buys is that a command the agent runs was written by the port
 for this agent, unchanged, and not after its expiry: anyone who could forge one would
 need the key, and the agent holding it can only send commands to itself.
 
-The agent has its own copy of these three functions (`sagepro_agent.relay.signing`):
-the two programs share the format, not code. A test checks they agree.
+The format is the agent's (`sagepro_agent.relay.signing`): the portal signs with the
+same functions the agent verifies with, so the two cannot drift apart.
 """
 
 import base64
-import hashlib
-import hmac
-import json
 import secrets
-from typing import Any
 
-# The fields a signature covers, in the command the agent receives.
-SIGNED_FIELDS = (
-    "id",
-    "agent",
-    "company",
-    "method",
-    "path",
-    "query",
-    "headers",
-    "body",
-    "body_encoding",
-    "idempotency_key",
-    "expires_at",
-)
+from sagepro_agent.relay.signing import SIGNED_FIELDS, canonical, sign
+
+__all__ = ["SIGNED_FIELDS", "canonical", "new_key", "sign"]
 
 
 def new_key() -> str:
     """A fresh signing key: 32 random bytes, URL-safe base64."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-def canonical(command: dict[str, Any]) -> bytes:
-    """The bytes that are signed: the signed fields as sorted, compact, ASCII JSON."""
-    signed = {name: command.get(name) for name in SIGNED_FIELDS}
-    return json.dumps(
-        signed, sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    ).encode()
-
-
-def sign(command: dict[str, Any], key: str) -> str:
-    mac = hmac.new(base64.urlsafe_b64decode(key), canonical(command), hashlib.sha256)
-    return mac.hexdigest()

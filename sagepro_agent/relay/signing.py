@@ -2,9 +2,8 @@
 JSON of the command's fields.
 
 A shared-key MAC because only the agent verifies and the agent then needs nothing
-beyond the standard library; the portal keeps the key encrypted. The portal has its own
-copy of the format (`integrations.relay.signing`); the two programs share the format,
-not code, and a test checks they agree.
+beyond the standard library; the portal keeps the key encrypted. The portal signs with
+these same functions (`integrations.relay.signing` imports them).
 """
 
 from __future__ import annotations
