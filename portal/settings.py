@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.middleware.BusinessTimeZoneMiddleware",
     "mappings.versioning.ConfigRevisionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -170,6 +171,8 @@ USE_I18N = True
 USE_TZ = True
 # Sage Pro posting dates are calendar dates in the business's own time zone.
 BUSINESS_TIME_ZONE = env.str("BUSINESS_TIME_ZONE", default="America/Los_Angeles")
+# Pages show one date-time format, with the zone named (portal/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["portal.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"

@@ -29,15 +29,12 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.safestring import SafeString
 
 from integrations import learning, review
 from integrations.admin.base import (
     PortalMedia,
-    change_link,
     format_age,
     plural,
-    short,
     staff_user,
 )
 from integrations.admin.review_forms import (
@@ -54,11 +51,11 @@ from integrations.admin.review_forms import (
     DuplicateForm,
     NoteForm,
     OnAccountForm,
-    ReviewStateFilter,
     SplitForm,
     describe_decision,
     form_problem,
 )
+from integrations.admin.review_list import ReviewListMixin
 from integrations.admin.transactions import explanation_panel
 from integrations.connectors.base import ConnectorError
 from integrations.models import Posting, ReviewItem
@@ -80,25 +77,7 @@ RECORD_FIELDS = (
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(admin.ModelAdmin):
-    list_display = (
-        "kind",
-        "transaction_link",
-        "amount",
-        "invoice_reference",
-        "reason_short",
-        "age",
-        "state",
-        "assigned_to",
-        "suggested_action",
-    )
-    list_filter = (ReviewStateFilter, "kind")
-    search_fields = (
-        "transaction__transaction_id",
-        "transaction__invoice_reference",
-        "reason",
-    )
-    list_select_related = ("transaction", "assigned_to")
+class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
     actions = [
         "apply_to_invoice",
         "post_on_account",
@@ -518,33 +497,3 @@ class ReviewItemAdmin(admin.ModelAdmin):
             if item.transaction
             else str(item)
         )
-
-    @admin.display(description="Transaction", ordering="transaction__transaction_id")
-    def transaction_link(self, obj: ReviewItem) -> SafeString | None:
-        if obj.transaction is None:
-            return None
-        return change_link(obj.transaction, obj.transaction.transaction_id)
-
-    @admin.display(description="Amount", ordering="transaction__amount")
-    def amount(self, obj: ReviewItem) -> str | None:
-        if obj.transaction is None:
-            return None
-        return f"{obj.transaction.amount} {obj.transaction.currency}"
-
-    @admin.display(
-        description="Invoice reference", ordering="transaction__invoice_reference"
-    )
-    def invoice_reference(self, obj: ReviewItem) -> str | None:
-        return obj.transaction.invoice_reference if obj.transaction else None
-
-    @admin.display(description="Reason")
-    def reason_short(self, obj: ReviewItem) -> str:
-        return short(obj.reason, 140)
-
-    @admin.display(description="Age", ordering="created_at")
-    def age(self, obj: ReviewItem) -> str:
-        return format_age(obj.created_at)
-
-    @admin.display(description="Suggested action")
-    def suggested_action(self, obj: ReviewItem) -> str:
-        return SUGGESTED_ACTIONS.get(obj.kind, "")
