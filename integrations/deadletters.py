@@ -5,6 +5,7 @@ worker, and only one replay runs at a time (a lease), so two people pressing "re
 everything" at once never race each other or post out of order.
 """
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -34,6 +35,12 @@ def dead_letters(
     if since is not None:
         postings = postings.filter(started_at__gte=since)
     return postings.order_by("transaction__created_at", "created_at", "pk")
+
+
+def replay_fingerprint(postings: Iterable[Posting]) -> str:
+    """Changes whenever the dead letters a replay would send change."""
+    rows = [(p.pk, str(p.transaction.amount), p.transaction.currency) for p in postings]
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:20]
 
 
 def replay(

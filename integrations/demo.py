@@ -1,9 +1,14 @@
-"""The demo: its seed rows and the stream of card payments it sends to the sandbox.
+"""The demo: its seed rows, its past, and the stream of card payments it sends.
 
-Only `manage.py seed_demo` and `manage.py demo` use this module, and both refuse to run
-unless DEMO_MODE is on. The payment stream talks to the sandboxes over HTTP, exactly as
-a real client of PayTrace would, so every payment travels the whole pipeline: sandbox
-sale → signed webhook → event → worker → Sage Pro cash receipt.
+Only `manage.py seed_demo`, `manage.py demo_history` and `manage.py demo` use this
+module, and they refuse to run unless DEMO_MODE is on. The payment stream talks to the
+sandboxes over HTTP, exactly as a real client of PayTrace would, so every payment
+travels the whole pipeline: sandbox sale → signed webhook → event → worker → Sage Pro
+cash receipt. The past (`seed_history`, about 60 days) is written into the sandboxes
+once and read by the portal the way it reads PayTrace: a backfill of the export and
+the settlement sweep, so what the dashboard and month-end show was made by the
+pipeline itself. The demo bills as well as pays: its invoices carry a PONUM starting
+with DEMO_PONUM_PREFIX, and it pays only those.
 
 `DEMO_SAGEPRO` picks what plays Sage Pro: `sandbox` (the default, the emulator inside
 the portal) or `agent`: a real `sagepro_agent` process, started by `manage.py demo`,
@@ -13,13 +18,19 @@ The fixture files are test data written by the agent's fixture store, never a re
 Sage Pro company.
 """
 
+import logging
 import os
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,8 +38,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from integrations.models import Agent, Connection, WebhookSecret
+from integrations.models import Agent, Connection, SyncRun, WebhookSecret
 from integrations.roles import FINANCE_REVIEWER, ensure_groups
+
+logger = logging.getLogger(__name__)
 
 SAGEPRO_SLUG = "sagepro-sandbox"
 PAYTRACE_SLUG = "paytrace-sandbox"
@@ -271,6 +284,18 @@ class AgentSite:
         )
         return f"Agent credentials in {self.folder}: enrolled as agent {agent.pk}"
 
+    def make_invoice(self, custno: str, amount: Decimal, ponum: str) -> dict[str, Any]:
+        """Bill a customer in the FoxPro files (the stream's invoices, agent mode)."""
+        from sagepro_agent.store.fixture.seed import seed_invoice
+
+        invno = seed_invoice(self.data, COMPANY, custno, amount, ponum=ponum)
+        return {
+            "invno": invno,
+            "custno": custno,
+            "balance": str(amount),
+            "ponum": ponum,
+        }
+
     def agent_command(self, python: str) -> list[str]:
         """The command `manage.py demo` runs the agent with."""
         return [
@@ -370,6 +395,346 @@ def _ensure_user(
     return f"updated ({', '.join(changed)})" if changed else "unchanged"
 
 
+# The past: about 60 days of history ------------------------------------------------
+
+HISTORY_DAYS = 60
+# Seconds (one try a second) the backfill waits for a scheduled poll to finish.
+BACKFILL_TRIES = 60
+# Sage Pro invoices the demo made carry this prefix in their customer PO (PONUM): the
+# stream pays only those, and leaves invoices a user creates by hand alone.
+DEMO_PONUM_PREFIX = "DEMO-"
+# The sandbox sales of the seeded past carry this customer reference; it also tells a
+# second start that the past is already there.
+HISTORY_REFERENCE = "DEMO-HISTORY"
+# Customers the demo invoices (HOLDCO is on credit hold, ZEROBL owes nothing).
+DEMO_CUSTOMERS = ["ACME", "BLUEOX", "CASCAD", "DELTA", "EVERGR", "FOXRUN", "GRANIT",
+                  "HARBOR", "IRONWD", "JUNIPR"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PastSale:
+    """One sale of the seeded past, before it is written to the sandboxes."""
+
+    kind: str  # "full", "partial", "over", "unmatched" or "decline"
+    custno: str
+    invoice_amount: Decimal
+    amount: Decimal
+    created_at: datetime
+    card_number: str
+
+
+def history_exists() -> bool:
+    from integrations.sandbox.paytrace.models import Transaction
+
+    return Transaction.objects.filter(customer_reference_id=HISTORY_REFERENCE).exists()
+
+
+def seed_history(
+    say: Callable[[str], None],
+    *,
+    days: int = HISTORY_DAYS,
+    per_day: float = 1.0,
+    rng: random.Random | None = None,
+) -> list[str]:
+    """Give the demo a past, as if the portal had run for `days` days; return a report.
+
+    1. The sandboxes (once): Sage Pro invoices and the PayTrace sales that pay them,
+       day by day (weekdays busier than weekends; `per_day` scales the volume), a few
+       declines, partial payments, overpayments and unknown invoices, some refunds,
+       and one settlement batch per gateway day, the night after.
+    2. The portal reads that past as it reads PayTrace: a backfill of the export
+       (`polling.poll`), the pipeline's own workers posting the receipts
+       (`batches.drain`), and the settlement sweep of each day (`sweep_settlements`).
+       The Sage Pro periods of the past are opened for the backfill and locked again.
+    3. A reconciliation run of the previous month (the month-end a team closed).
+
+    The portal must be serving (the connectors talk HTTP). Safe to run again: the
+    sandboxes are written once, the pipeline skips what it holds, and the month's run
+    is made once.
+    """
+    from integrations import polling
+    from integrations.reconciliation import business_today
+
+    require_demo_mode()
+    report = []
+    paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
+    today = business_today()
+    first = today - timedelta(days=days)
+    if history_exists():
+        report.append("Past: the sandboxes already hold it")
+    elif sagepro_mode() != "sandbox":
+        report.append(
+            "Past: not seeded (only the built-in Sage Pro sandbox can be given one)"
+        )
+        return report
+    else:
+        started = time.monotonic()
+        sales = plan_history(first, today, rng or random.Random(2026), per_day)
+        say(f"Writing {len(sales)} past sales into the sandboxes… ")
+        report.append(f"Past: {write_history(sales, today)}")
+        say(f"  done in {time.monotonic() - started:.1f} s.")
+    with _past_periods_open():
+        _sync_mirror(paytrace)
+        started = time.monotonic()
+
+        def progress(run: Any, day_from: date, day_to: date) -> None:
+            if day_from.day == 1 or day_to >= today:
+                say(f"  read PayTrace up to {day_to} ({run.new} new so far)")
+
+        say(f"Reading the past {days} days from PayTrace (a backfill)…")
+        for _ in range(BACKFILL_TRIES):
+            run = polling.poll(
+                paytrace,
+                start=first - timedelta(days=1),
+                end=today,
+                kind=SyncRun.Kind.BACKFILL,
+                progress=progress,
+            )
+            if run.state != SyncRun.State.SKIPPED:
+                break
+            # The cluster's scheduled poll holds the lease; it is short. Wait for it.
+            time.sleep(1)
+        if run.state != SyncRun.State.SUCCEEDED:
+            raise CommandError(
+                f"The backfill of the demo's past did not run ({run.state}"
+                f"{': ' + run.error if run.error else ''})."
+            )
+        processed = _drain_events(say)
+        report.append(
+            f"Past read from PayTrace: {run.new} new transaction states, "
+            f"{processed} events processed ({time.monotonic() - started:.1f} s)"
+        )
+        batches = _record_past_batches(paytrace, first, today)
+        report.append(f"Settlement batches recorded: {batches}")
+    report.append(f"Month-end: {_close_previous_month(paytrace, today, say)}")
+    return report
+
+
+def plan_history(
+    first: date, today: date, rng: random.Random, per_day: float = 1.0
+) -> list[PastSale]:
+    """The sales of each day from `first` to yesterday, at business hours."""
+    zone = ZoneInfo(settings.BUSINESS_TIME_ZONE)
+    kinds = {"full": 88, "partial": 4, "over": 2, "unmatched": 3, "decline": 3}
+    sales = []
+    day = first
+    while day < today:
+        busy = day.weekday() < 5
+        count = round(rng.randint(8, 14) * per_day) if busy else rng.randint(0, 3)
+        for _ in range(max(count, 1 if busy else 0)):
+            kind = rng.choices(list(kinds), weights=list(kinds.values()))[0]
+            invoice = _avoid_decline_cents(
+                Decimal(rng.randint(4_000, 350_000)).scaleb(-2)
+            )
+            amount = invoice
+            if kind == "partial":
+                amount = (invoice * Decimal(rng.randint(30, 80)) / 100).quantize(CENT)
+            elif kind == "over":
+                amount = invoice + Decimal(rng.randint(500, 10_000)).scaleb(-2)
+            moment = datetime.combine(
+                day, dt_time(rng.randint(7, 17), rng.randint(0, 59)), tzinfo=zone
+            )
+            sales.append(
+                PastSale(
+                    kind=kind,
+                    custno=rng.choice(DEMO_CUSTOMERS),
+                    invoice_amount=invoice,
+                    amount=_avoid_decline_cents(amount),
+                    created_at=moment.astimezone(UTC),
+                    card_number=(
+                        DECLINED_CARD
+                        if kind == "decline"
+                        else rng.choice(APPROVED_CARDS)
+                    ),
+                )
+            )
+        day += timedelta(days=1)
+    return sales
+
+
+def write_history(sales: list[PastSale], today: date) -> str:
+    """Write the past into both sandboxes in one transaction; return what was made.
+
+    Each sale's invoice is dated a few weeks before it; each gateway day's approved
+    sales (and refunds) settle into one batch at 01:30 the next night; one sale in
+    forty is refunded in part a few days later."""
+    from django.db import transaction
+
+    from integrations.sandbox.paytrace.cards import brand_of
+    from integrations.sandbox.paytrace.models import Batch, Transaction
+    from integrations.sandbox.sagepro import ledger
+    from integrations.sandbox.sagepro.models import ArCust
+
+    rng = random.Random(len(sales))
+    gateway = ZoneInfo(settings.SANDBOX_PAYTRACE_TIME_ZONE)
+    names = {c.custno.strip(): c for c in ArCust.objects.filter(company=COMPANY)}
+    by_day: dict[date, list[Any]] = {}
+    invoices = refunds = 0
+    with transaction.atomic():
+        for n, sale in enumerate(sales):
+            if sale.kind == "unmatched":
+                # Sage Pro invoices are numbered from 10001; 9xxxx never exists.
+                invno = str(rng.randint(90000, 99999))
+            else:
+                invno = ledger.create_invoice(
+                    COMPANY,
+                    sale.custno,
+                    sale.invoice_amount,
+                    (sale.created_at - timedelta(days=rng.randint(5, 40))).date(),
+                    ponum=f"{DEMO_PONUM_PREFIX}H{n + 1:05d}",
+                ).invno.strip()
+                invoices += 1
+            customer = names.get(sale.custno)
+            txn = Transaction.create_sale(
+                approved=sale.kind != "decline",
+                notify=False,
+                amount=sale.amount,
+                invoice_id=invno,
+                customer_reference_id=HISTORY_REFERENCE,
+                description=f"Payment of invoice {invno}",
+                customer_id=sale.custno,
+                email=customer.email.strip() if customer else "",
+                card_last4=sale.card_number[-4:],
+                card_brand=brand_of(sale.card_number),
+                expiration_month=12,
+                expiration_year=(today.year + 3) % 100,
+                billing_address={"name": customer.name.strip() if customer else ""},
+                created_by=settings.SANDBOX_PAYTRACE_USERNAME,
+                created_through="API",
+            )
+            Transaction.objects.filter(pk=txn.pk).update(created_at=sale.created_at)
+            if sale.kind == "decline":
+                continue
+            by_day.setdefault(sale.created_at.astimezone(gateway).date(), []).append(
+                txn.pk
+            )
+        settled: list[tuple[Any, datetime]] = []
+        for day in sorted(by_day):
+            settled_at = datetime.combine(
+                day + timedelta(days=1), dt_time(1, 30), tzinfo=gateway
+            )
+            if settled_at.date() >= today:
+                continue  # last night's batch is the live stream's first settle
+            batch = Batch.objects.create(settled_at=settled_at)
+            code = f"GB{batch.number}"
+            Transaction.objects.filter(pk__in=by_day[day]).update(
+                batch=batch,
+                settled_at=settled_at,
+                status_code=code,
+                status_message=code,
+            )
+            settled.append((batch, settled_at))
+        # Refunds: one settled sale in forty, a few days later, in that day's batch.
+        batches = {at.date(): batch for batch, at in settled}
+        for txn in Transaction.objects.filter(
+            customer_reference_id=HISTORY_REFERENCE, batch__isnull=False
+        ).order_by("pk")[::40]:
+            when = txn.created_at + timedelta(days=rng.randint(2, 6), hours=2)
+            night = when.astimezone(gateway).date() + timedelta(days=1)
+            refund_batch = batches.get(night)
+            if refund_batch is None:
+                continue
+            refund = txn.refund(
+                (txn.amount * Decimal(rng.choice([25, 50, 100])) / 100).quantize(CENT),
+                created_by=settings.SANDBOX_PAYTRACE_USERNAME,
+                notify=False,
+            )
+            code = f"GB{refund_batch.number}"
+            Transaction.objects.filter(pk=refund.pk).update(
+                created_at=when,
+                batch=refund_batch,
+                settled_at=refund_batch.settled_at,
+                status_code=code,
+                status_message=code,
+            )
+            refunds += 1
+    return (
+        f"{len(sales)} sales, {invoices} invoices, {refunds} refunds, "
+        f"{len(settled)} settlement batches"
+    )
+
+
+@contextmanager
+def _past_periods_open() -> Iterator[None]:
+    """Open the Sage Pro sandbox's periods of the past while the backfill posts into
+    them (a team posted each day's receipts in its own month, before the month was
+    locked); then set the calendar back to what the sandbox's seed makes it."""
+    from integrations.sandbox.sagepro.models import SycDfis
+    from integrations.sandbox.sagepro.seed import reset_periods
+
+    SycDfis.objects.filter(compid=COMPANY, permlck=False).update(
+        pclosed=False, plocked=False
+    )
+    try:
+        yield
+    finally:
+        reset_periods(COMPANY)
+
+
+def _sync_mirror(paytrace: Connection) -> None:
+    from integrations import mirror
+
+    if paytrace.sagepro is not None:
+        try:
+            mirror.sync(paytrace.sagepro)
+        except Exception as exc:  # the pipeline asks Sage Pro itself without it
+            logger.warning("demo: the Sage Pro mirror could not sync: %s", exc)
+
+
+def _drain_events(say: Callable[[str], None]) -> int:
+    """Process the queued events here, as a worker would (the demo's own cluster may
+    take some too: events are claimed, never processed twice)."""
+    from integrations.batches import drain
+    from integrations.models import Event
+
+    done = 0
+    while Event.objects.filter(state=Event.State.QUEUED).exists():
+        outcome = drain()
+        count = int(outcome.split()[0])
+        if not count:
+            break
+        done += count
+        say(f"  the pipeline processed {done} events")
+    return done
+
+
+def _record_past_batches(paytrace: Connection, first: date, today: date) -> int:
+    """Record each gateway day's batches, as the nightly settlement sweep does."""
+    from integrations import polling
+    from integrations.models import SettlementBatch
+
+    day = first
+    while day <= today:
+        polling.sweep_settlements(paytrace, day)
+        day += timedelta(days=1)
+    return SettlementBatch.objects.filter(connection=paytrace).count()
+
+
+def _close_previous_month(
+    paytrace: Connection, today: date, say: Callable[[str], None]
+) -> str:
+    """Reconcile the previous calendar month once (the month-end a team closed)."""
+    from integrations.models import ReconciliationRun
+    from integrations.reconciliation import reconcile, summarize
+
+    last = today.replace(day=1) - timedelta(days=1)
+    first = last.replace(day=1)
+    done = ReconciliationRun.objects.filter(
+        connection=paytrace,
+        date_from=first,
+        date_to=last,
+        state=ReconciliationRun.State.DONE,
+    ).first()
+    if done is not None:
+        return f"{first:%B %Y} already reconciled ({summarize(done)})"
+    say(f"Reconciling {first:%B %Y} (the month-end the team closed)…")
+    try:
+        run = reconcile(paytrace, first, last, progress=lambda line: say(f"  {line}"))
+    except Exception as exc:  # the run is stored as failed, with its error
+        return f"the run of {first:%B %Y} failed ({exc}); start it again from the admin"
+    return summarize(run)
+
+
 # The payment stream ----------------------------------------------------------------
 
 
@@ -377,10 +742,11 @@ def _ensure_user(
 class Payment:
     """One sale the stream is about to make. `card_number` is never printed."""
 
-    kind: str  # "full", "partial", "unmatched" or "decline"
+    kind: str  # a key of PaymentStream.MIX
     amount: Decimal
     invoice: str
     card_number: str
+    custno: str = ""
 
 
 @dataclass(frozen=True)
@@ -400,13 +766,27 @@ class PaymentResult:
 class PaymentStream:
     """Make a realistic mix of keyed card sales against the PayTrace sandbox.
 
-    Mostly full payments of open Sage Pro invoices, some partial payments, some for an
-    invoice number Sage Pro does not know (the review queue's "unmatched"), and some
-    declines. Every `settle_every` payments the sandbox settles its pending sales.
+    The stream bills as well as pays: it keeps `stock` open Sage Pro invoices of its
+    own (their PONUM starts with DEMO_PONUM_PREFIX), creating new ones as they are
+    paid, so payments keep matching however long the demo runs. It pays only those:
+    an invoice a user creates by hand is left alone.
+
+    Mostly full payments; a small share of partial payments, overpayments, payments
+    for an invoice number Sage Pro does not know (the review queue's "unmatched"),
+    second payments of an invoice already paid (duplicates) and declines. Every
+    `settle_every` payments the sandbox settles its pending sales into a batch, and
+    `record_batches` (if given) records it as the pipeline's settlement sweep does.
     """
 
     # Weights of each kind of payment.
-    MIX = {"full": 60, "partial": 15, "unmatched": 12, "decline": 13}
+    MIX = {
+        "full": 84,
+        "partial": 4,
+        "over": 2,
+        "unmatched": 3,
+        "duplicate": 2,
+        "decline": 5,
+    }
 
     def __init__(
         self,
@@ -414,57 +794,114 @@ class PaymentStream:
         sage: Any,
         *,
         rng: random.Random | None = None,
-        settle_every: int = 10,
+        settle_every: int = 40,
+        stock: int = 6,
+        make_invoice: Callable[[str, Decimal, str], dict[str, Any]] | None = None,
+        record_batches: Callable[[], str] | None = None,
     ) -> None:
         self.paytrace = paytrace
         self.sage = sage
         self.rng = rng or random.Random()
         self.settle_every = settle_every
+        self.stock = stock
+        self.make_invoice = make_invoice or self.post_invoice
+        self.record_batches = record_batches
         self.sent = 0
-        # Invoices already paid in full: their receipts may not be posted yet, so the
-        # Sage Pro balance can still show them open for a few seconds.
-        self.paid: set[str] = set()
+        self.made = 0
+        # Invoices paid in full (and what was paid): their receipts may not be posted
+        # yet, so Sage Pro can still show them open for a few seconds. A duplicate
+        # pays one of them again.
+        self.paid: dict[str, Decimal] = {}
+        # Invoices paid in part: left alone, their balance is in flight.
+        self.touched: set[str] = set()
 
     @classmethod
     def for_demo(cls, **kwargs: Any) -> "PaymentStream":
+        from integrations import polling
+
         paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
         assert paytrace.sagepro is not None, "the demo posts to Sage Pro"
+        if sagepro_mode() == "agent":
+            kwargs.setdefault("make_invoice", AgentSite().make_invoice)
+
+        def record_batches() -> str:
+            run = polling.sweep_settlements(paytrace, polling.gateway_today(paytrace))
+            if run.state == SyncRun.State.SUCCEEDED:
+                return "recorded in the portal"
+            return f"not recorded: {run.error}"
+
+        kwargs.setdefault("record_batches", record_batches)
         return cls(paytrace.paytrace(), paytrace.sagepro.sage(), **kwargs)
 
     def open_invoices(self) -> list[dict]:
+        """The stream's own open invoices that nothing is paying yet."""
         reply = self.sage.call("GET", "/invoices", params={"status": "open"})
         rows = reply.get("results", []) if isinstance(reply, dict) else reply
         return [
             row
             for row in rows or []
-            if str(row["invno"]).strip() not in self.paid
+            if is_demo_invoice(row)
+            and str(row["invno"]).strip() not in self.paid
+            and str(row["invno"]).strip() not in self.touched
             and Decimal(str(row["balance"])) > 0
         ]
 
+    def stocked_invoices(self) -> list[dict]:
+        """`open_invoices`, topped up to `stock` with new invoices."""
+        invoices = self.open_invoices()
+        while len(invoices) < self.stock:
+            invoices.append(self.bill())
+        return invoices
+
+    def bill(self) -> dict[str, Any]:
+        """Create one invoice of the stream's own for a demo customer."""
+        self.made += 1
+        custno = self.rng.choice(DEMO_CUSTOMERS)
+        amount = _avoid_decline_cents(
+            Decimal(self.rng.randint(4_000, 250_000)).scaleb(-2)
+        )
+        ponum = f"{DEMO_PONUM_PREFIX}S{self.rng.randint(0, 99_999):05d}{self.made:04d}"
+        return self.make_invoice(custno, amount, ponum[:20])
+
+    def post_invoice(self, custno: str, amount: Decimal, ponum: str) -> dict[str, Any]:
+        """Create an invoice through the Sage Pro sandbox's seeding endpoint."""
+        return self.sage.call(
+            "POST",
+            "/invoices",
+            json={"custno": custno, "invamt": str(amount), "ponum": ponum},
+        )
+
     def choose(self) -> Payment:
         kind = self.rng.choices(list(self.MIX), weights=list(self.MIX.values()))[0]
-        invoices = [] if kind == "unmatched" else self.open_invoices()
-        if not invoices:
-            kind = "unmatched"
-        if kind == "unmatched":
+        if kind == "duplicate" and self.paid:
+            invoice = self.rng.choice(sorted(self.paid))
+            return Payment(kind, self.paid[invoice], invoice, self._approved_card())
+        invoices = [] if kind == "unmatched" else self.stocked_invoices()
+        if not invoices:  # unmatched, or a stream told to keep no stock
             # Sage Pro invoices are numbered from 10001; 9xxxx never exists.
             invoice = str(self.rng.randint(90000, 99999))
             amount = Decimal(self.rng.randint(2500, 90000)).scaleb(-2)
             return Payment(
-                kind, _avoid_decline_cents(amount), invoice, self._approved_card()
+                "unmatched",
+                _avoid_decline_cents(amount),
+                invoice,
+                self._approved_card(),
             )
         row = self.rng.choice(invoices)
         invoice = str(row["invno"]).strip()
+        custno = str(row.get("custno") or "").strip()
         balance = Decimal(str(row["balance"]))
         if kind == "decline":
-            return Payment(kind, balance, invoice, DECLINED_CARD)
-        amount = balance
-        if kind == "partial" or _has_decline_cents(balance):
-            kind = "partial"
+            return Payment(kind, balance, invoice, DECLINED_CARD, custno)
+        if kind == "partial" or (kind != "over" and _has_decline_cents(balance)):
             share = Decimal(self.rng.randint(20, 80)) / 100
-            amount = max(CENT, (balance * share).quantize(CENT))
-            amount = _avoid_decline_cents(amount)
-        return Payment(kind, amount, invoice, self._approved_card())
+            amount = _avoid_decline_cents(max(CENT, (balance * share).quantize(CENT)))
+            return Payment("partial", amount, invoice, self._approved_card(), custno)
+        if kind == "over":
+            extra = Decimal(self.rng.randint(100, 5_000)).scaleb(-2)
+            amount = _avoid_decline_cents(balance + extra)
+            return Payment(kind, amount, invoice, self._approved_card(), custno)
+        return Payment("full", balance, invoice, self._approved_card(), custno)
 
     def send(self, payment: Payment) -> PaymentResult:
         reply = self.paytrace.sale_keyed(
@@ -474,11 +911,14 @@ class PaymentStream:
             expiration_year=timezone.now().year + 3,
             csc="999",
             invoice_id=payment.invoice,
+            customer_id=payment.custno,
             description=f"Payment of invoice {payment.invoice}",
         )
         approved = reply.get("success") is True  # a decline is a reply, not an error
-        if payment.kind == "full" and approved:
-            self.paid.add(payment.invoice)
+        if approved and payment.kind in ("full", "over"):
+            self.paid[payment.invoice] = payment.amount
+        elif approved and payment.kind == "partial":
+            self.touched.add(payment.invoice)
         return PaymentResult(payment, str(reply.get("transaction_id") or ""), approved)
 
     def step(self) -> list[str]:
@@ -495,13 +935,21 @@ class PaymentStream:
         reply = self.paytrace.call(
             "POST", "/_settle", headers={"Authorization": f"Bearer {token}"}
         )
-        return (
+        line = (
             f"Settled {reply.get('count', 0)} pending sale(s) in the PayTrace sandbox "
             f"(batch {reply.get('batch_number') or '-'})"
         )
+        if self.record_batches is not None and reply.get("batch_number"):
+            line += f"; settlement batches {self.record_batches()}"
+        return line
 
     def _approved_card(self) -> str:
         return self.rng.choice(APPROVED_CARDS)
+
+
+def is_demo_invoice(row: dict[str, Any]) -> bool:
+    """Whether the demo made this Sage Pro invoice (a user's own are left alone)."""
+    return str(row.get("ponum") or "").strip().startswith(DEMO_PONUM_PREFIX)
 
 
 def _has_decline_cents(amount: Decimal) -> bool:

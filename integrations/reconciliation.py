@@ -31,6 +31,16 @@ portal's transactions carrying that batch number (refunds negative). `batch_tota
 keeps expected vs actual per batch; `ties_out` is true when every known batch agrees,
 false when one does not, and null when no batch data is known yet.
 
+Headline: the PayTrace total (what the range's payments that need a receipt collected),
+the Sage Pro total (the live receipts dated in the range that belong to those payments,
+plus receipts without a PayTrace transaction) and the difference, split into what
+explains it (`EXPLANATIONS`: in review, pending, dead letters, missing in Sage Pro,
+timing, amount differences, receipts to reverse, orphan receipts). Each payment adds
+its amount less its listed receipt to exactly one explanation, so the explanations sum
+to the difference by construction; `other` holds anything they do not (e.g. a receipt
+in another currency). Unapplied cash on the receipts and payments settled but not yet
+posted are shown for information: they are inside the totals, not differences.
+
 Scale: Sage Pro's receipts for the range are read in one paginated listing, the
 transactions in one query with their posting state and open review joined in SQL, each
 row is classified with dict lookups, and lines are bulk-created in batches, so the time
@@ -56,6 +66,7 @@ from django.utils import timezone
 
 from integrations.models import (
     Connection,
+    GatewayStatus,
     PaymentTransaction,
     Posting,
     ReconciliationLine,
@@ -75,6 +86,22 @@ PROGRESS_EVERY = 10_000
 MAX_POINT_LOOKUPS = 50
 MAX_IDS_LISTED = 20
 PAYTRACE_ID = re.compile(r"^\d{1,20}$")
+TIMING_DETAIL = "outside the range."
+WRONG_AMOUNT_DETAIL = "correct the receipt in Sage Pro."
+REVERSE_DETAIL = "is live: reverse it."
+
+# What can explain a difference between the PayTrace and Sage Pro totals, in the order
+# the report lists them: key -> label.
+EXPLANATIONS = {
+    "in_review": "Waiting in review",
+    "pending": "Pending (not posted yet)",
+    "dead": "Dead letters (posting gave up)",
+    "missing": "Posted, but missing in Sage Pro",
+    "timing": "Timing: receipt dated outside the period",
+    "amount_differences": "Receipt for another amount",
+    "reverse": "Receipts to reverse (payment voided or refunded)",
+    "orphans": "Sage Pro receipts without a PayTrace transaction",
+}
 
 Progress = Callable[[str], None]
 
@@ -134,16 +161,36 @@ def reconcile(
     The run row is written first (state running) and its lines in batches; a failure
     marks the run failed, removes its partial lines and raises again.
     """
+    run = create_run(connection, date_from, date_to, user=user)
+    return execute_run(run, progress=progress)
+
+
+def create_run(
+    connection: Connection,
+    date_from: date,
+    date_to: date,
+    *,
+    user: AbstractBaseUser | None = None,
+    progress: str = "",
+) -> ReconciliationRun:
+    """The run row (state running), before any line is classified."""
     if date_to < date_from:
         raise ReconciliationError(
             f"The range ends ({date_to}) before it starts ({date_from})."
         )
-    run = ReconciliationRun.objects.create(
+    return ReconciliationRun.objects.create(
         connection=connection,
         date_from=date_from,
         date_to=date_to,
         created_by=saved_user(user),
+        progress=progress,
     )
+
+
+def execute_run(
+    run: ReconciliationRun, *, progress: Progress | None = None
+) -> ReconciliationRun:
+    """Classify a created run's transactions and store its lines and totals."""
     try:
         _Reconciliation(run, progress or _quiet).execute()
     except Exception as exc:
@@ -199,6 +246,18 @@ class _Reconciliation:
     )
     pending_lines: list[ReconciliationLine] = field(default_factory=list)
     base_currency: str = ""
+    paytrace_total: Decimal = ZERO
+    sage_total: Decimal = ZERO
+    unapplied: Decimal = ZERO
+    explained: dict[str, list] = field(
+        default_factory=lambda: {key: [0, ZERO] for key in EXPLANATIONS}
+    )
+    settled_not_posted: list = field(default_factory=lambda: [0, ZERO])
+
+    def _explain(self, key: str, amount: Decimal) -> None:
+        entry = self.explained[key]
+        entry[0] += 1
+        entry[1] += amount
 
     def execute(self) -> None:
         run = self.run
@@ -220,6 +279,7 @@ class _Reconciliation:
         self.say(f"{connection.slug}: {len(receipts)} receipts in Sage Pro")
 
         start, end = day_bounds(run.date_from, run.date_to)
+        self.say(f"{connection.slug}: classifying the range's transactions")
         seen: set[str] = set()
         batch_numbers: set[str] = set()
         unlisted: list[tuple[ReconciliationLine, dict]] = []
@@ -240,20 +300,50 @@ class _Reconciliation:
                 self._add(line)
             if n % PROGRESS_EVERY == 0:
                 self.say(f"{connection.slug}: {n} transactions classified")
+        if unlisted:
+            self.say(
+                f"{connection.slug}: asking Sage Pro for {len(unlisted)} receipts "
+                "not in the listing"
+            )
         self._look_up_unlisted(sage, unlisted)
         for line in self._orphans(sage_conn, receipts, seen):
+            self.sage_total += line.amount
+            self._explain("orphans", -line.amount)
             self._add(line)
         self._flush()
 
+        self.say(f"{connection.slug}: tying out settlement batches")
         run.batch_totals, run.ties_out = tie_out(connection, start, end, batch_numbers)
+        run.headline = self._headline()
         run.buckets = {
             name: {"count": count, "amount": f"{amount:.2f}"}
             for name, (count, amount) in self.totals.items()
         }
         run.state = ReconciliationRun.State.DONE
         run.finished_at = timezone.now()
+        run.progress = "Done."
         run.save()
         self.say(f"{connection.slug}: {summarize(run)}")
+
+    def _headline(self) -> dict[str, Any]:
+        difference = self.paytrace_total - self.sage_total
+        explained = sum((amount for _, amount in self.explained.values()), ZERO)
+        return {
+            "currency": self.base_currency,
+            "paytrace_total": f"{self.paytrace_total:.2f}",
+            "sage_total": f"{self.sage_total:.2f}",
+            "difference": f"{difference:.2f}",
+            "explained": {
+                key: {"count": count, "amount": f"{amount:.2f}"}
+                for key, (count, amount) in self.explained.items()
+            },
+            "other": f"{difference - explained:.2f}",
+            "unapplied": f"{self.unapplied:.2f}",
+            "settled_not_posted": {
+                "count": self.settled_not_posted[0],
+                "amount": f"{self.settled_not_posted[1]:.2f}",
+            },
+        }
 
     def _line(self, row: dict, receipt: dict | None) -> ReconciliationLine:
         needs = is_receipt_wanted(row["mapped_status"], row["transaction_type"])
@@ -270,12 +360,14 @@ class _Reconciliation:
             else (row["receipt__document_number"] or "")
         )
         detail = _detail(bucket, row, receipt)
-        if (
+        wrong_amount = (
             bucket == Bucket.POSTED
             and receipt is not None
             and self._wrong_amount(row, receipt)
-        ):
+        )
+        if wrong_amount and receipt is not None:
             bucket, detail = Bucket.IN_REVIEW, _wrong_amount_detail(row, receipt)
+        self._count_headline(row, receipt, needs, bucket, wrong_amount)
         return ReconciliationLine(
             run=self.run,
             bucket=bucket,
@@ -286,6 +378,41 @@ class _Reconciliation:
             currency=row["currency"],
             detail=detail[:300],
         )
+
+    def _count_headline(
+        self,
+        row: dict,
+        receipt: dict | None,
+        needs: bool,
+        bucket: str,
+        wrong_amount: bool,
+    ) -> None:
+        """Add a payment to the headline: its amount (if it needs a receipt), its
+        listed receipt, and the difference between them to one explanation. A
+        payment posted but not in the listing is explained in `_look_up_unlisted`."""
+        listed = ZERO
+        if receipt is not None:
+            listed = receipt["amount"]
+            self.sage_total += listed
+            self.unapplied += receipt.get("unapplied_amount") or ZERO
+        if not needs:
+            if receipt is not None:
+                self._explain("reverse", -listed)
+            return
+        amount = row["amount"]
+        self.paytrace_total += amount
+        if row["gateway_status"] == GatewayStatus.SETTLED and bucket != Bucket.POSTED:
+            self.settled_not_posted[0] += 1
+            self.settled_not_posted[1] += amount
+        key = {
+            str(Bucket.DEAD): "dead",
+            str(Bucket.IN_REVIEW): "in_review",
+            str(Bucket.PENDING): "pending",
+        }.get(str(bucket))
+        if wrong_amount:
+            key = "amount_differences"
+        if key is not None:
+            self._explain(key, amount - listed)
 
     def _wrong_amount(self, row: dict, receipt: dict | None) -> bool:
         """A live receipt in the payment's currency for another amount."""
@@ -307,16 +434,21 @@ class _Reconciliation:
                 if i < MAX_POINT_LOOKUPS
                 else []
             )
+            key = "missing"
             if found:
                 receipt = found[0]
+                key = "timing"
                 line.bucket = Bucket.POSTED
                 line.receipt_no = receipt["receipt_no"]
                 line.detail = f"Receipt {receipt['receipt_no']} is dated {receipt['date']}, outside the range."
                 if self._wrong_amount(row, receipt):
+                    key = "amount_differences"
                     line.bucket = Bucket.IN_REVIEW
                     line.detail = _wrong_amount_detail(row, receipt)[:300]
             elif i >= MAX_POINT_LOOKUPS:
                 line.detail = (line.detail + " (not looked up by reference)")[:300]
+            # Not in the listing: none of its amount is in the Sage Pro total.
+            self._explain(key, line.amount)
             self._add(line)
 
     def _orphans(
@@ -490,7 +622,11 @@ def tie_out(
         if batch is not None:
             difference = amount - batch.net_amount
             agrees = difference == 0 and count == batch.transaction_count
-            unknown = sorted(set(map(str, batch.transaction_ids)) - ids)
+            listed = set(map(str, batch.transaction_ids))
+            # The storage's card-number net can mask a run of ids it takes for a
+            # card number; a masked id names no transaction, so it is only counted.
+            masked = {i for i in listed if "*" in i}
+            unknown = sorted(listed - masked - ids)
             entry.update(
                 settled_on=batch.settled_at.astimezone(zone).date().isoformat()
                 if batch.settled_at
@@ -501,6 +637,7 @@ def tie_out(
                 ties_out=agrees,
                 not_in_portal=unknown[:MAX_IDS_LISTED],
                 not_in_portal_count=len(unknown),
+                masked_ids=len(masked),
             )
             verdicts.append(agrees)
         totals[number] = entry
@@ -562,6 +699,7 @@ def as_json(runs: list[ReconciliationRun]) -> dict[str, Any]:
                 "id": run.pk,
                 "connection": run.connection.slug,
                 "ties_out": run.ties_out,
+                "headline": run.headline,
                 "batch_totals": run.batch_totals,
             }
             for run in runs

@@ -71,8 +71,20 @@ def _mask_scalar(value: Any, keyed: bool) -> tuple[Any, bool]:
     return value, False
 
 
+# An array element with more digits than this is not one group of a split card number
+# (groups are 4, or 4-6-5): a list of 9-digit transaction ids is ids, never a card.
+MAX_GROUP_DIGITS = 8
+
+
 def _group_text(value: Any) -> str | None:
     """The text of an array element that may be one digit group of a card number."""
+    text = _element_text(value)
+    if text is None or sum(c.isdigit() for c in text) > MAX_GROUP_DIGITS:
+        return None
+    return text
+
+
+def _element_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -1,20 +1,31 @@
 """What a reviewer decides about a review item, a posting or an event.
 
 Apply to an invoice (or several), post on account, mark as a duplicate, dismiss,
-correct and retry, retry, or add a note. The admin, the API and the tests call these;
-each business refusal raises `ReviewError`, whose message is what the reviewer sees.
-Pressing a decision twice, or two reviewers deciding at once, has the effect of one.
+correct and retry, retry, reopen, or add a note. The admin, the API and the tests call
+these; each business refusal raises `ReviewError`, whose message is what the reviewer
+sees. Pressing a decision twice, or two reviewers deciding at once, has the effect of
+one.
+
+Every decision that posts or closes money has a `preview_*` twin that says what it
+will do (an `Outcome`: what is applied to which invoice, what stays unapplied cash and
+the item opened for it, what is closed) without doing it; the admin shows it and
+carries the decision out only once the reviewer confirmed that very outcome. An
+application follows the pipeline's rules: up to the invoice's balance, the rest kept
+as unapplied cash with an overpayment item; another customer's invoice than the
+payer's takes an explicit tick and a note. The amount is always the payment's.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -22,14 +33,19 @@ from integrations import documents, learning, mirror
 from integrations.connectors.base import ConnectorError, NotFoundError
 from integrations.documents import Application
 from integrations.documents.matching import (
+    _Gatherer,
     invoice_problem,
+    is_invoice_key,
     matching_invoice,
     matching_payment,
     matching_rules,
+    payer_of,
 )
 from integrations.models import (
     Connection,
     Event,
+    MirroredCustomer,
+    MirroredInvoice,
     PaymentTransaction,
     Posting,
     ReviewDecision,
@@ -37,7 +53,10 @@ from integrations.models import (
     saved_user,
 )
 from integrations.processing import create_receipt_posting, queue
-from mappings import matching
+from mappings import matching, payers
+from mappings.formatting import format_money
+
+ZERO = Decimal("0.00")
 
 
 class ReviewError(Exception):
@@ -48,11 +67,361 @@ class CorrectionRefused(ReviewError):
     """Corrected values were refused before anything was saved or sent."""
 
 
+class AnotherCustomerError(ReviewError):
+    """The invoice is another customer's than the payer's: it takes a tick and a note."""
+
+
+# --- what a decision will do ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutcomeLine:
+    """One invoice a receipt pays, with its balance before and after."""
+
+    invno: str
+    custno: str
+    balance: Decimal
+    applied: Decimal
+
+    @property
+    def balance_after(self) -> Decimal:
+        return self.balance - self.applied
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision will do, shown to the reviewer before it is done.
+
+    `fingerprint` changes whenever anything shown would change (an invoice's balance
+    above all): the confirmation carries it, and a confirmation whose fingerprint is
+    no longer the outcome's is shown the new outcome instead of being carried out.
+    """
+
+    summary: str
+    transaction_id: str = ""
+    customer: str = ""
+    amount: Decimal = ZERO
+    currency: str = "USD"
+    lines: tuple[OutcomeLine, ...] = ()
+    unapplied: Decimal = ZERO
+    posts: bool = False
+    opens: tuple[str, ...] = ()
+    closes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:20]
+
+
+def outcomes_fingerprint(outcomes: list[Outcome]) -> str:
+    """One fingerprint for the outcomes of a bulk action."""
+    return hashlib.sha256(
+        "".join(o.fingerprint for o in outcomes).encode()
+    ).hexdigest()[:20]
+
+
+def payer_identity(txn: PaymentTransaction, sage_conn: Connection) -> payers.Identity:
+    """Who the payer is in Sage Pro, and why: the customer mapping, a customer id that
+    is a customer number, or the mirrored customers' e-mail and names."""
+    # The matcher's own gatherer, so the page and the pipeline never disagree.
+    return _Gatherer(txn, sage_conn, False).identity(payer_of(txn))
+
+
+def payer_customer(txn: PaymentTransaction, sage_conn: Connection) -> str:
+    """The Sage Pro customer the payer is known to be ('' when not known or unclear)."""
+    identity = payer_identity(txn, sage_conn)
+    return "" if identity.conflict else identity.custno
+
+
+def payer_facts(txn: PaymentTransaction) -> dict[str, str]:
+    """What the payment says about its payer, as stored: billing name, PayTrace
+    customer id, e-mail and card."""
+    record = txn.source_record if isinstance(txn.source_record, dict) else {}
+    billing = record.get("billing_address")
+    billing = billing if isinstance(billing, dict) else {}
+    email = next(
+        (
+            str(record[name])
+            for name in ("receipt_emailed_to", "email", "billing_email", "EMAIL")
+            if record.get(name)
+        ),
+        "",
+    )
+    return {
+        "name": str(billing.get("name") or record.get("billing_name") or ""),
+        "customer_id": txn.customer_reference,
+        "email": email,
+        "card": f"{txn.card_brand} •••• {txn.card_last4}".strip()
+        if txn.card_last4
+        else "",
+    }
+
+
+def search_invoices(
+    sage_conn: Connection, query: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Open invoices of the mirror whose number, customer (number or name) or
+    amount (balance or invoice amount) matches `query`, by invoice number."""
+    query = query.strip()
+    if not query:
+        return []
+    found = Q(invno__icontains=query) | Q(custno__iexact=query)
+    names = MirroredCustomer.objects.filter(
+        connection=sage_conn, deleted=False, name__icontains=query
+    ).values_list("custno", flat=True)[:50]
+    found |= Q(custno__in=list(names))
+    try:
+        amount = Decimal(query.replace(",", "").lstrip("$"))
+    except ArithmeticError:
+        amount = None
+    if (
+        amount is not None
+        and amount.is_finite()
+        and abs(amount) < Decimal("1e12")
+        and amount == amount.quantize(Decimal("0.01"))
+    ):
+        found |= Q(balance=amount) | Q(invamt=amount)
+    rows = (
+        MirroredInvoice.objects.filter(found, connection=sage_conn, deleted=False)
+        .exclude(balance=0)
+        .order_by("invno")[:limit]
+    )
+    invoices = [mirror.invoice_answer(row) for row in rows]
+    if not invoices and is_invoice_key(query.upper()):
+        # A mirror that does not hold it yet: ask Sage Pro for that one number.
+        try:
+            invoice = sage_conn.mirror().get_invoice(query)
+        except ConnectorError:
+            invoice = None
+        if invoice is not None and Decimal(invoice["balance"]) != 0:
+            invoices = [invoice]
+    names_of = dict(
+        MirroredCustomer.objects.filter(
+            connection=sage_conn, custno__in={i["custno"] for i in invoices}
+        ).values_list("custno", "name")
+    )
+    for invoice in invoices:
+        invoice["customer_name"] = names_of.get(invoice["custno"], "")
+    return invoices
+
+
+def earlier_payments(txn: PaymentTransaction, limit: int = 5) -> list[dict[str, Any]]:
+    """The payments a suspected duplicate may repeat: the same card and amount, or the
+    same invoice reference with a posted receipt, newest first."""
+    same_card = (
+        Q(card_last4=txn.card_last4, amount=txn.amount)
+        if txn.card_last4
+        else Q(pk=None)
+    )
+    same_invoice = (
+        Q(invoice_reference=txn.invoice_reference, postings__state=Posting.State.POSTED)
+        if txn.invoice_reference.strip()
+        else Q(pk=None)
+    )
+    others = (
+        PaymentTransaction.objects.filter(
+            same_card | same_invoice, connection=txn.connection
+        )
+        .exclude(pk=txn.pk)
+        .distinct()
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    rows = []
+    for other in others:
+        receipt = other.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+        rows.append({"transaction": other, "receipt": receipt})
+    return rows
+
+
+def _item_words(item: ReviewItem) -> str:
+    return f"review item {item.pk} ({item.get_kind_display().lower()})"
+
+
+def preview_apply(
+    item: ReviewItem,
+    allocations: list[tuple[str, Decimal | None]],
+    *,
+    other_customer: bool = False,
+    note: str = "",
+    spent: dict[str, Decimal] | None = None,
+) -> Outcome:
+    """What applying the item's payment to these invoices will do, without doing it.
+
+    Raises ReviewError as the decision itself would. `spent` (bulk actions) holds what
+    earlier items of the same action take of each invoice's balance.
+    """
+    txn, sage_conn = _reviewable(item)
+    _check_open(item)
+    lines = _allocate(txn, sage_conn, allocations, spent=spent)
+    custno = str(lines[0][0]["custno"]).strip()
+    notes = _check_other_customer(txn, sage_conn, custno, other_customer, note)
+    same_currency = _same_currency(txn, sage_conn)
+    applied = sum((share for _, share in lines), ZERO)
+    unapplied = txn.amount - applied if same_currency else ZERO
+    opens: tuple[str, ...] = ()
+    if unapplied > 0:
+        opens = (
+            f"An overpayment review item for the {format_money(unapplied, txn.currency)} "
+            f"kept as unapplied cash on customer {custno}'s account",
+        )
+    if not same_currency:
+        notes += (
+            f"A {txn.currency} payment: Sage Pro applies the exchange rate when it books "
+            "the receipt.",
+        )
+    invoices = ", ".join(str(inv["invno"]).strip() for inv, _ in lines)
+    summary = (
+        f"Apply {format_money(applied, txn.currency)} to invoice"
+        f"{'s' if len(lines) > 1 else ''} {invoices}"
+        + (
+            f"; {format_money(unapplied, txn.currency)} stays unapplied cash"
+            if unapplied > 0
+            else ""
+        )
+    )
+    return Outcome(
+        summary=summary,
+        transaction_id=txn.transaction_id,
+        customer=custno,
+        amount=txn.amount,
+        currency=txn.currency,
+        lines=tuple(
+            OutcomeLine(
+                str(inv["invno"]).strip(),
+                str(inv["custno"]).strip(),
+                Decimal(inv["balance"]) - (spent or {}).get(_key(inv["invno"]), ZERO),
+                share,
+            )
+            for inv, share in lines
+        ),
+        unapplied=unapplied,
+        posts=True,
+        opens=opens,
+        closes=(_item_words(item),),
+        notes=notes,
+    )
+
+
+def preview_on_account(item: ReviewItem, custno: str = "") -> Outcome:
+    """What posting the payment on a customer's account will do."""
+    txn, sage_conn = _reviewable(item)
+    _check_open(item)
+    custno = (custno or txn.customer_reference).strip().upper()
+    if not custno:
+        raise ReviewError("Name the Sage Pro customer whose account takes the payment.")
+    try:
+        _check_customer(sage_conn, custno)
+    except ConnectorError as exc:
+        raise ReviewError(f"Sage Pro has no customer {custno} ({exc}).") from exc
+    return Outcome(
+        summary=f"Post {format_money(txn.amount, txn.currency)} on customer {custno}'s "
+        "account as unapplied cash",
+        transaction_id=txn.transaction_id,
+        customer=custno,
+        amount=txn.amount,
+        currency=txn.currency,
+        unapplied=txn.amount,
+        posts=True,
+        closes=(_item_words(item),),
+        notes=("Nothing is applied to an invoice; the cash waits on the account.",),
+    )
+
+
+def preview_closing(item: ReviewItem, action: str, why: str) -> Outcome:
+    """What marking the item a duplicate, or dismissing it, will do: nothing posted."""
+    _check_open(item)
+    why = why.strip()
+    if not why:
+        raise ReviewError(
+            "Say why the payment is a duplicate (which payment it repeats)."
+            if action == "duplicate"
+            else "Say why the item is dismissed."
+        )
+    txn = item.transaction
+    receipt = (
+        txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first() if txn else None
+    )
+    notes: tuple[str, ...] = ("Nothing is posted to Sage Pro.",)
+    if receipt is not None and receipt.state == Posting.State.POSTED:
+        notes += (
+            f"Receipt {receipt.document_number} stays in Sage Pro as it is "
+            "(a refund or reversal is done there).",
+        )
+    elif txn is not None and item.kind in (
+        ReviewItem.Kind.UNMATCHED,
+        ReviewItem.Kind.UNDERPAYMENT,
+    ):
+        notes += (
+            f"The payment of {format_money(txn.amount, txn.currency)} is then not "
+            "booked in Sage Pro at all: reconciliation shows it as not posted.",
+        )
+    verb = "Mark as a duplicate" if action == "duplicate" else "Dismiss"
+    return Outcome(
+        summary=f"{verb}: {why}",
+        transaction_id=txn.transaction_id if txn else "",
+        customer=txn.customer_reference if txn else "",
+        amount=txn.amount if txn else ZERO,
+        currency=txn.currency if txn else "USD",
+        closes=(_item_words(item),),
+        notes=notes,
+    )
+
+
+def _check_open(item: ReviewItem) -> None:
+    item.refresh_from_db(fields=["state", "resolution"])
+    if item.state != ReviewItem.State.OPEN:
+        raise ReviewError(
+            f"Review item {item.pk} was already {item.state}: {item.resolution}"
+        )
+
+
+def _key(invno: object) -> str:
+    return str(invno).strip().upper()
+
+
+def _same_currency(txn: PaymentTransaction, sage_conn: Connection) -> bool:
+    return txn.currency.upper() == (sage_conn.base_currency or "USD").upper()
+
+
+def _check_other_customer(
+    txn: PaymentTransaction,
+    sage_conn: Connection,
+    custno: str,
+    other_customer: bool,
+    note: str,
+) -> tuple[str, ...]:
+    """Refuse another customer's invoice than the payer's known customer, unless the
+    reviewer ticked it and wrote why; return what the confirmation says about it."""
+    try:
+        payer = payer_customer(txn, sage_conn)
+    except ConnectorError as exc:
+        raise ReviewError(
+            f"Sage Pro could not be asked who the payer is: {exc}. Try again shortly."
+        ) from exc
+    if not payer or payer.upper() == custno.upper():
+        return ()
+    if not other_customer or not note.strip():
+        raise AnotherCustomerError(
+            f"Invoice customer {custno} is not the payer's customer {payer}. To apply "
+            'it anyway, tick "apply to another customer\'s invoice" and write a note '
+            "saying why."
+        )
+    return (
+        f"Another customer's invoice: the payer is customer {payer}, the invoice "
+        f"is {custno}'s. Note: {note.strip()}",
+    )
+
+
 # --- postings and events ---------------------------------------------------------------
 
 
 def retry_posting(
-    posting: Posting, user: AbstractBaseUser | None = None, *, queue_send: bool = True
+    posting: Posting,
+    user: AbstractBaseUser | None = None,
+    *,
+    queue_send: bool = True,
+    note_items: bool = True,
 ) -> bool:
     """Queue a failed, dead or needs-review posting to be sent again now.
 
@@ -71,9 +440,10 @@ def retry_posting(
         posting.transaction.record(
             "retry_requested", "Retry now (attempt count reset)", user=user
         )
-        for item in ReviewItem.objects.filter(
+        open_items = ReviewItem.objects.filter(
             posting=posting, state=ReviewItem.State.OPEN
-        ):
+        )
+        for item in open_items if note_items else []:
             ReviewDecision.objects.create(
                 item=item,
                 user=saved_user(user),
@@ -158,13 +528,24 @@ def invoice_candidates(
         ):
             custno = str(posting.payload.get("custno", "")).strip().upper()
             history[custno] = history.get(custno, 0) + 1
-    return matching.candidates(
+    ranked = matching.candidates(
         payment,
         [matching_invoice(i) for i in invoices.values()],
         matching.choose_rule(payment, matching_rules(txn.connection)),
         history,
-        limit,
+        max(limit, 50),
     )
+    # The payer's own customer's invoices first, then by score; the invoice number
+    # breaks ties, so the order is the same on every reload.
+    own = (payer_customer(txn, sage_conn) or customer or "").strip().upper()
+    ranked.sort(
+        key=lambda c: (
+            bool(own) and c.invoice.custno.strip().upper() != own,
+            -c.score,
+            (len(c.invoice.invno.strip()), c.invoice.invno.strip()),
+        )
+    )
+    return ranked[:limit]
 
 
 def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) -> str:
@@ -192,58 +573,80 @@ def retry_review_item(item: ReviewItem, user: AbstractBaseUser | None = None) ->
                 .first()
             )
         if item.posting is not None and item.posting.state != Posting.State.POSTED:
-            retried = retry_posting(item.posting, user)
             what = f"posting {item.posting.pk}"
         elif event is not None:
-            retried = reprocess_event(event, user)
             what = f"event {event.event_id}"
         else:
             raise ReviewError(
                 f"Review item {item.pk} has no posting or event to retry."
             )
-        if not retried:
-            raise ReviewError(f"The {what} is already queued or being sent.")
+        # Resolved first, so `retry_posting` (which notes the retry on the posting's
+        # open items) does not log this one a second time; a refusal rolls it back.
         item.state = ReviewItem.State.RESOLVED
         item.resolved_at = timezone.now()
         item.resolved_by = saved_user(user)
         item.resolution = f"Retried ({what})"
         item.save()
+        if item.posting is not None and item.posting.state != Posting.State.POSTED:
+            retried = retry_posting(item.posting, user)
+        else:
+            assert event is not None
+            retried = reprocess_event(event, user)
+        if not retried:
+            raise ReviewError(f"The {what} is already queued or being sent.")
+        detail: dict[str, Any] = {"what": what}
+        if item.posting is not None:
+            detail["posting"] = item.posting.pk
         ReviewDecision.objects.create(
-            item=item, user=item.resolved_by, action="retry", detail={"what": what}
+            item=item, user=item.resolved_by, action="retry", detail=detail
         )
     return what
 
 
 def apply_review_item(
-    item: ReviewItem, invno: str, user: AbstractBaseUser | None = None
+    item: ReviewItem,
+    invno: str,
+    user: AbstractBaseUser | None = None,
+    *,
+    other_customer: bool = False,
+    note: str = "",
 ) -> Posting:
-    """Resolve an item by applying its payment to one invoice, up to its balance.
+    """Resolve an item by applying its payment to one invoice, up to its balance;
+    the rest of the payment stays as unapplied cash with an overpayment item open
+    for it, as the pipeline does.
 
     Raises ReviewError with a message for the reviewer when the invoice is unknown,
-    not open, or belongs to another customer. Pressing it twice (or two reviewers at
-    once) creates one posting.
+    not open, or another customer's than the payer's (unless `other_customer` is
+    ticked and a note says why). Pressing it twice (or two reviewers at once)
+    creates one posting.
     """
     if not invno.strip():
         raise ReviewError("Enter the Sage Pro invoice number to apply the payment to.")
-    return apply_review_item_split(item, [(invno, None)], user)
+    return apply_review_item_split(
+        item, [(invno, None)], user, other_customer=other_customer, note=note
+    )
 
 
 def apply_review_item_split(
     item: ReviewItem,
     allocations: list[tuple[str, Decimal | None]],
     user: AbstractBaseUser | None = None,
+    *,
+    other_customer: bool = False,
+    note: str = "",
 ) -> Posting:
     """Apply a payment across one or several invoices of one customer.
 
     Each allocation is (invoice number, amount); an amount of None takes what is left
     of the payment, up to that invoice's balance. Whatever is not allocated stays on
-    the receipt as unapplied cash. Raises ReviewError with a reviewer-facing message.
+    the receipt as unapplied cash, and an overpayment item is opened for it. Raises
+    ReviewError with a reviewer-facing message.
     """
     txn, sage_conn = _reviewable(item)
     if not allocations:
         raise ReviewError("Name at least one invoice.")
     whole = len(allocations) == 1 and allocations[0][1] is None  # up to its balance
-    if not whole and txn.currency.upper() != (sage_conn.base_currency or "USD").upper():
+    if not whole and not _same_currency(txn, sage_conn):
         raise ReviewError(
             f"A {txn.currency} payment is applied to one invoice at a time (the rate is applied when it is booked)."
         )
@@ -252,13 +655,23 @@ def apply_review_item_split(
         f"{str(inv['invno']).strip()} ({share})" for inv, share in lines
     )
     first = str(lines[0][0]["invno"]).strip()
+    custno = str(lines[0][0]["custno"]).strip()
     resolution = (
         f"Applied to invoice {first}" if whole else f"Applied to invoices {summary}"
     )
+    unapplied = (
+        txn.amount - sum((share for _, share in lines), ZERO)
+        if _same_currency(txn, sage_conn)
+        else ZERO
+    )
+    if unapplied > 0:
+        resolution += f"; {unapplied} stays unapplied cash"
     with transaction.atomic():
         item, posting = _locked_open_item(item, resolution)
         if posting is not None:
             return posting
+        # Checked once the item is locked: the same answer as the preview gave.
+        noted = _check_other_customer(txn, sage_conn, custno, other_customer, note)
         document = documents.build_cash_receipt(
             txn,
             lines[0][0],
@@ -272,17 +685,20 @@ def apply_review_item_split(
         )
         posting = create_receipt_posting(txn, sage_conn, document)
         _replace_document(posting, document)
-        item.resolve(
-            user,
-            resolution,
-            "apply",
-            {
-                "allocations": [
-                    [str(inv["invno"]).strip(), str(share)] for inv, share in lines
-                ],
-                "posting": posting.pk,
-            },
-        )
+        detail: dict[str, Any] = {
+            "allocations": [
+                [str(inv["invno"]).strip(), str(share)] for inv, share in lines
+            ],
+            "posting": posting.pk,
+        }
+        if unapplied > 0:
+            detail["unapplied"] = str(unapplied)
+        if noted:
+            detail["other_customer"] = True
+            detail["note"] = note.strip()
+        item.resolve(user, resolution, "apply", detail)
+        if unapplied > 0:
+            _open_overpayment(item, posting, lines, unapplied, custno, user)
         learning.observe(
             item,
             str(lines[0][0]["custno"]),
@@ -293,10 +709,34 @@ def apply_review_item_split(
     return posting
 
 
+def _open_overpayment(
+    item: ReviewItem,
+    posting: Posting,
+    lines: list[tuple[dict[str, Any], Decimal]],
+    unapplied: Decimal,
+    custno: str,
+    user: AbstractBaseUser | None,
+) -> ReviewItem:
+    """Open the overpayment item for what a reviewer's application leaves unapplied,
+    in the pipeline's words, so the cash is never left without an item."""
+    txn = item.transaction
+    assert txn is not None
+    invoices = ", ".join(f"{str(inv['invno']).strip()}" for inv, _ in lines)
+    applied = txn.amount - unapplied
+    reason = (
+        f"Paid {unapplied} more than applied to invoice{'s' if len(lines) > 1 else ''} "
+        f"{invoices} ({applied} applied by {user or 'a reviewer'}): {unapplied} kept as "
+        f"unapplied cash on {custno}'s account."
+    )
+    return ReviewItem.open(txn, ReviewItem.Kind.OVERPAYMENT, reason, posting=posting)
+
+
 def _allocate(
     txn: PaymentTransaction,
     sage_conn: Connection,
     allocations: list[tuple[str, Decimal | None]],
+    *,
+    spent: dict[str, Decimal] | None = None,
 ) -> list[tuple[dict[str, Any], Decimal]]:
     """Each invoice with the share of the payment it takes, checked against its
     balance, the payment and the customer.
@@ -322,7 +762,12 @@ def _allocate(
         problem = invoice_problem(invoice, invno, "")
         if problem:
             raise ReviewError(problem)
-        balance = Decimal(invoice["balance"])
+        assert invoice is not None
+        balance = Decimal(invoice["balance"]) - (spent or {}).get(_key(invno), ZERO)
+        if spent is not None and balance <= 0:
+            raise ReviewError(
+                f"Invoice {invno} is paid in full by the payments before this one."
+            )
         share = min(remaining, balance) if amount is None else amount
         exponent = share.normalize().as_tuple().exponent
         if not isinstance(exponent, int) or exponent < -2:
@@ -341,6 +786,10 @@ def _allocate(
                 f"The amounts add up to more than the payment of {txn.amount}."
             )
         lines.append((invoice, share))
+    if spent is not None:
+        for invoice, share in lines:
+            key = _key(invoice["invno"])
+            spent[key] = spent.get(key, ZERO) + share
     customers = {str(inv["custno"]).strip() for inv, _ in lines}
     if len(customers) > 1:
         raise ReviewError(
@@ -386,8 +835,13 @@ def mark_duplicate(
     item: ReviewItem, user: AbstractBaseUser | None = None, note: str = ""
 ) -> None:
     """Record that the payment duplicates another: nothing more is posted for it (any
-    unapplied cash already booked stays for the refund or a later application)."""
-    resolution = "Marked as a duplicate" + (f": {note.strip()}" if note.strip() else "")
+    unapplied cash already booked stays for the refund or a later application).
+    The note, saying which payment it repeats, is required."""
+    if not note.strip():
+        raise ReviewError(
+            "Say why the payment is a duplicate (which payment it repeats)."
+        )
+    resolution = f"Marked as a duplicate: {note.strip()}"
     with transaction.atomic():
         item, _ = _locked_open_item(item, resolution)
         if item.state != ReviewItem.State.OPEN:
@@ -411,6 +865,146 @@ def dismiss_review_item(
         ReviewItem.objects.filter(pk=item.pk).update(state=ReviewItem.State.DISMISSED)
 
 
+# Decisions that may have put a receipt on its way to Sage Pro.
+POSTING_ACTIONS = ("apply", "on_account", "retry", "correct")
+STOPPABLE = (
+    Posting.State.PENDING,
+    Posting.State.FAILED,
+    Posting.State.DEAD,
+    Posting.State.NEEDS_REVIEW,
+)
+
+
+def decided_posting(item: ReviewItem) -> Posting | None:
+    """The posting the item's last decision sent (or queued), if any."""
+    for decision in item.decisions.order_by("-at", "-id"):
+        if decision.action == "reopen":
+            return None  # decided again since: nothing of the later decision yet
+        if decision.action in POSTING_ACTIONS:
+            pk = (decision.detail or {}).get("posting") or item.posting_id
+            if pk:
+                return Posting.objects.filter(pk=pk).first()
+            # An event run again: whatever receipt the pipeline made of it.
+            return (
+                item.transaction.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+                if item.transaction
+                else None
+            )
+    return None
+
+
+def reopen_refusal(item: ReviewItem) -> str:
+    """Why the item cannot be reopened ('' when it can): what its decision posted in
+    Sage Pro, and the reversal that undoing it needs."""
+    if item.state == ReviewItem.State.OPEN:
+        return ""
+    posting = decided_posting(item)
+    if posting is None or posting.state in STOPPABLE:
+        return ""
+    if posting.state == Posting.State.IN_PROGRESS:
+        return (
+            f"Receipt posting {posting.pk} is being sent to Sage Pro right now; "
+            "open this page again in a minute."
+        )
+    payload = posting.payload or {}
+    currency = posting.transaction.currency
+    amount = format_money(posting.transaction.amount, currency)
+    applied = [
+        f"{format_money(a.get('amount'), currency)} on invoice {str(a.get('invno')).strip()}"
+        for a in payload.get("applications") or []
+        if isinstance(a, dict)
+    ]
+    what = "; ".join(applied) if applied else "unapplied cash on the account"
+    number = posting.document_number or posting.pk
+    return (
+        f"This decision posted receipt {number} for {amount} to customer "
+        f"{str(payload.get('custno', '')).strip() or '?'} in Sage Pro ({what}). "
+        f"The item cannot be reopened here. To undo it, reverse receipt {number} in "
+        "Sage Pro (that puts the applied amounts back on the invoices' balances), "
+        "apply the payment there as it should have been, and add a note to this item "
+        "saying what was done."
+    )
+
+
+def reopen_review_item(
+    item: ReviewItem, reason: str, user: AbstractBaseUser | None = None
+) -> None:
+    """Reopen a resolved or dismissed item whose decision posted nothing, as a
+    recorded decision with its reason. A receipt the decision queued but that was
+    never sent is stopped (it waits for the new decision); an item the decision
+    opened for its unapplied cash is closed with it. Pressing it twice reopens once.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ReviewError("Say why the item is reopened.")
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if item.state == ReviewItem.State.OPEN:
+            return
+        refusal = reopen_refusal(item)
+        if refusal:
+            raise ReviewError(refusal)
+        txn = item.transaction
+        if (
+            txn is not None
+            and ReviewItem.objects.filter(
+                transaction=txn, kind=item.kind, state=ReviewItem.State.OPEN
+            ).exists()
+        ):
+            raise ReviewError(
+                f"This payment already has an open {item.get_kind_display().lower()} "
+                "item: decide that one instead."
+            )
+        posting = decided_posting(item)
+        if posting is not None:
+            stopped = Posting.objects.filter(pk=posting.pk, state__in=STOPPABLE).update(
+                state=Posting.State.NEEDS_REVIEW,
+                next_attempt_at=None,
+                not_sent=True,
+                last_error=f"Stopped: review item {item.pk} was reopened.",
+            )
+            if not stopped:  # it started sending after the check above
+                raise ReviewError(
+                    f"Receipt posting {posting.pk} is being sent to Sage Pro right now; "
+                    "open this page again in a minute."
+                )
+            for other in ReviewItem.objects.filter(
+                posting=posting, state=ReviewItem.State.OPEN
+            ).exclude(pk=item.pk):
+                other.resolve(
+                    user,
+                    f"Closed: review item {item.pk} it came from was reopened",
+                    "dismiss",
+                    {"reason": f"review item {item.pk} was reopened"},
+                )
+                ReviewItem.objects.filter(pk=other.pk).update(
+                    state=ReviewItem.State.DISMISSED
+                )
+        previous = item.resolution
+        item.state = ReviewItem.State.OPEN
+        item.resolved_at = None
+        item.resolved_by = None
+        item.resolution = ""
+        item.save()
+        ReviewDecision.objects.create(
+            item=item,
+            user=saved_user(user),
+            action="reopen",
+            detail={
+                "reason": reason,
+                "previous": previous,
+                "posting": posting.pk if posting else None,
+            },
+        )
+        if txn is not None:
+            txn.record(
+                "review_reopen",
+                f"Review item {item.pk} reopened by {user or 'system'}: {reason} "
+                f"(was: {previous})",
+                user=user,
+            )
+
+
 def correction_values(item: ReviewItem) -> dict[str, Any]:
     """The receipt's current values as a reviewer corrects them: the posting's payload
     with the stored overrides of still-correctable fields applied."""
@@ -421,6 +1015,124 @@ def correction_values(item: ReviewItem) -> dict[str, Any]:
     )
     current.update(_kept_overrides(item.posting))
     return current
+
+
+def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
+    """What storing these corrections and sending the receipt again will do, checked
+    as `correct_and_retry` checks them (nothing is stored)."""
+    posting = item.posting
+    if posting is None:
+        raise CorrectionRefused("Choose one review item that has a posting to correct.")
+    for name in values:
+        if name not in documents.CORRECTABLE_FIELDS:
+            reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
+            raise CorrectionRefused(f"{name} cannot be corrected here: {reason}.")
+    current = correction_values(item)
+    overrides = _kept_overrides(posting) | values
+    try:
+        documents.check_overrides(overrides, posting.transaction)
+    except documents.OverrideError as exc:
+        raise CorrectionRefused(f"Nothing was saved or sent: {exc}") from exc
+    txn = posting.transaction
+    payload = posting.payload or {}
+    lines = _payload_lines(posting)
+    changes = tuple(
+        f"{name}: {current.get(name) or '(blank)'} → {value or '(blank)'}"
+        for name, value in values.items()
+    )
+    return Outcome(
+        summary="Correct "
+        + (", ".join(values) if values else "nothing")
+        + " and send the receipt again",
+        transaction_id=txn.transaction_id,
+        customer=str(payload.get("custno", "")).strip(),
+        amount=txn.amount,
+        currency=txn.currency,
+        lines=lines,
+        posts=True,
+        closes=(_item_words(item),),
+        notes=(
+            *changes,
+            f"The amount stays {format_money(txn.amount, txn.currency)}, the amount "
+            "PayTrace collected; it cannot be corrected.",
+        ),
+    )
+
+
+def _payload_lines(posting: Posting) -> tuple[OutcomeLine, ...]:
+    """The invoices a stored receipt applies to, with their balances in the mirror."""
+    payload = posting.payload or {}
+    applications = [a for a in payload.get("applications") or [] if isinstance(a, dict)]
+    invoices = {
+        row.invno.strip(): row
+        for row in MirroredInvoice.objects.filter(
+            connection_id=posting.sagepro_id,
+            invno__in=[mirror.mirror_key(a.get("invno")) for a in applications],
+        )
+    }
+    lines = []
+    for a in applications:
+        invno = str(a.get("invno") or "").strip()
+        applied = Decimal(str(a.get("amount") or "0"))
+        row = invoices.get(invno)
+        lines.append(
+            OutcomeLine(
+                invno,
+                row.custno if row else str(payload.get("custno", "")).strip(),
+                row.balance if row else applied,
+                applied,
+            )
+        )
+    return tuple(lines)
+
+
+def preview_retry(item: ReviewItem) -> Outcome:
+    """What retrying the item does: send its receipt again, or run its event through
+    the pipeline again (which decides anew)."""
+    _check_open(item)
+    txn = item.transaction
+    posting = item.posting
+    if posting is not None and posting.state != Posting.State.POSTED:
+        if posting.state not in (
+            Posting.State.FAILED,
+            Posting.State.DEAD,
+            Posting.State.NEEDS_REVIEW,
+        ):
+            raise ReviewError(
+                f"Receipt posting {posting.pk} is already queued or being sent."
+            )
+        lines = _payload_lines(posting)
+        applied = sum((line.applied for line in lines), ZERO)
+        amount = posting.transaction.amount
+        return Outcome(
+            summary=f"Send receipt posting {posting.pk} to Sage Pro again",
+            transaction_id=posting.transaction.transaction_id,
+            customer=str((posting.payload or {}).get("custno", "")).strip(),
+            amount=amount,
+            currency=posting.transaction.currency,
+            lines=lines,
+            unapplied=max(amount - applied, ZERO),
+            posts=True,
+            closes=(_item_words(item),),
+            notes=(
+                "The receipt is sent as it stands; if Sage Pro refuses it again, a "
+                "new review item opens.",
+            ),
+        )
+    if txn is None and item.event is None:
+        raise ReviewError(f"Review item {item.pk} has no posting or event to retry.")
+    return Outcome(
+        summary="Run the payment through the pipeline again",
+        transaction_id=txn.transaction_id if txn else "",
+        customer=txn.customer_reference if txn else "",
+        amount=txn.amount if txn else ZERO,
+        currency=txn.currency if txn else "USD",
+        closes=(_item_words(item),),
+        notes=(
+            "The matching rules decide again: a receipt is posted only if the payment "
+            "now matches an invoice by itself; otherwise a new review item opens.",
+        ),
+    )
 
 
 def correct_and_retry(
@@ -453,7 +1165,8 @@ def correct_and_retry(
         action="correct",
         detail={"overrides": overrides, "posting": posting.pk},
     )
-    if not retry_posting(posting, user):
+    # The "correct" decision above is the item's record of this click.
+    if not retry_posting(posting, user, note_items=False):
         raise ReviewError("the posting is already posted or being sent.")
     return f"corrected {', '.join(overrides) or 'nothing'}; queued to send again."
 

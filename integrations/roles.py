@@ -1,7 +1,19 @@
-"""The two groups people are put in. Kept in step with the models after every migrate."""
+"""The two groups people are put in. Kept in step with the models after every migrate.
+
+Finance reviewers own month-end: they see, start and download reconciliation runs and
+may open everything a run's page links to (its lines, settlement batches, the
+connection — whose secrets no page shows). `OPERATE_SYSTEM` is the operator
+permission: who holds it (and superusers) sees the System tables in the navigation
+(the task queue, the sandboxes); integration admins hold it.
+"""
+
+from typing import TYPE_CHECKING
 
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import Permission
 
 FINANCE_REVIEWER = "Finance reviewer"
 INTEGRATION_ADMIN = "Integration admin"
@@ -18,6 +30,11 @@ GROUP_PERMISSIONS = {
             "event": [_READ],
             "inbounddelivery": [_READ],
             "deadletter": [_READ, "change"],
+            # Month-end: see, start and download runs, and what their pages link to.
+            "reconciliationrun": [_READ, "add"],
+            "reconciliationline": [_READ],
+            "settlementbatch": [_READ],
+            "connection": [_READ],
         },
         "mappings": {
             "payerlink": [_READ],
@@ -41,6 +58,7 @@ GROUP_PERMISSIONS = {
             "syncrun": [_READ],
             "settlementbatch": [_READ],
             "reconciliationrun": [_READ, "add"],
+            "reconciliationline": [_READ],
             "alert": [_READ],
         },
         "mappings": {
@@ -57,10 +75,34 @@ GROUP_PERMISSIONS = {
 }
 
 
+# The operator permission, held by the portal app (it has no model of its own for it).
+OPERATE_SYSTEM = "portal.operate_system"
+_OPERATE_CODENAME = "operate_system"
+OPERATOR_GROUPS = (INTEGRATION_ADMIN,)
+
+
+def ensure_operator_permission() -> "Permission":
+    """The operator permission's row (created on first use)."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    from portal.models import ApiToken
+
+    permission, _ = Permission.objects.get_or_create(
+        codename=_OPERATE_CODENAME,
+        content_type=ContentType.objects.get_for_model(ApiToken),
+        defaults={"name": "Can operate the system (task queue, sandboxes)"},
+    )
+    return permission
+
+
 @receiver(post_migrate)
 def ensure_groups(sender: object, **kwargs: object) -> None:
     from django.contrib.auth.models import Group, Permission
 
+    operate = ensure_operator_permission()
+    for group_name in OPERATOR_GROUPS:
+        Group.objects.get_or_create(name=group_name)[0].permissions.add(operate)
     for group_name, apps in GROUP_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=group_name)
         wanted: list[Permission] = []

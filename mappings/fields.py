@@ -589,3 +589,74 @@ def field_problem(
     if spec.active_account and check.chart is not None:
         return account_problem(text, check.chart)
     return None
+
+
+# --- checking a mapping when it is saved ---------------------------------------------
+
+
+def leaf_paths(record: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every dot path in `record` that ends at a value (not a dict or a list)."""
+    paths: list[str] = []
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            paths += leaf_paths(value, f"{path}.")
+        elif isinstance(value, list):
+            for n, item in enumerate(value[:3]):
+                if isinstance(item, Mapping):
+                    paths += leaf_paths(item, f"{path}.{n}.")
+                else:
+                    paths.append(f"{path}.{n}")
+        else:
+            paths.append(path)
+    return paths
+
+
+def path_problem(path: str, records: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why `path` cannot be a mapping's source, given recent source records: it is
+    found in none of them. None when found, or when there are no records to ask."""
+    path = path.strip()
+    if not path or not records:
+        return None
+    if any(resolve_path(record, path) is not None for record in records):
+        return None
+    seen: dict[str, None] = {}
+    for record in records:
+        for leaf in leaf_paths(record):
+            seen.setdefault(leaf, None)
+    # The paths that share the most with the one asked for first, then the rest.
+    wanted = path.lower().split(".")[-1]
+    ranked = sorted(seen, key=lambda p: (wanted not in p.lower(), p.count("."), p))
+    return (
+        f"{path} is in none of the last {len(records)} stored records. "
+        f"Paths they have: {', '.join(ranked[:8])}."
+    )
+
+
+def fixed_values(transforms: Any) -> list[Any]:
+    """The values a transform list can produce whatever the source says: constants,
+    a lookup table's values and its default."""
+    if not isinstance(transforms, list):
+        return []
+    values: list[Any] = []
+    for spec in transforms:
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("op") == "constant" and "value" in spec:
+            values = [spec["value"]]  # a constant replaces whatever came before
+        elif spec.get("op") == "lookup" and isinstance(spec.get("table"), dict):
+            values += list(spec["table"].values())
+            if "default" in spec:
+                values.append(spec["default"])
+    return values
+
+
+def value_problem(spec: FieldSpec, value: Any) -> str | None:
+    """Why Sage Pro would refuse `value` in the field `spec` on its own (type, width,
+    allowed values; not periods or the chart), or None."""
+    try:
+        typed = coerce(value, spec)
+    except (TransformError, TypeError) as exc:
+        return str(exc)
+    refusal = field_problem(spec, typed, FieldCheck())
+    return refusal[1] if refusal else None

@@ -213,6 +213,31 @@ def account_problem(account: str, chart: dict[str, bool]) -> tuple[str, str] | N
     return None
 
 
+# What a Sage Pro GL account code may hold: `GLACNT.GLACNT` is C(24), upper case,
+# letters and digits with the mask's dashes.
+ACCOUNT_WIDTH = 24
+_ACCOUNT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def account_format_problem(account: str) -> str | None:
+    """Why `account` cannot be a Sage Pro GL account code at all, or None."""
+    text = str(account or "").strip()
+    if not text:
+        return None
+    if len(text) > ACCOUNT_WIDTH:
+        return (
+            f"{text} is {len(text)} characters; a Sage Pro GL account has at most "
+            f"{ACCOUNT_WIDTH}"
+        )
+    bad = sorted({c for c in text.upper() if c not in _ACCOUNT_CHARS})
+    if bad:
+        return (
+            f"{text} has {' '.join(repr(c) for c in bad)}; a Sage Pro GL account is "
+            "letters, digits and dashes, e.g. 1100-00"
+        )
+    return None
+
+
 def chart_from(accounts: Iterable[dict[str, Any]]) -> dict[str, bool]:
     """Build the `account_problem` chart from `GET /gl-accounts` results."""
     return {

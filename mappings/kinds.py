@@ -9,7 +9,9 @@ from django.db.models import TextChoices
 
 class ReviewKind(TextChoices):
     UNMATCHED = "unmatched", "No matching open invoice"
-    VALIDATION = "validation", "Sage Pro refused the document"
+    # Both our own validation (nothing was sent) and Sage Pro's refusal (sent and
+    # refused) open this kind; the item's reason says which.
+    VALIDATION = "validation", "Needs correcting before posting"
     DEAD = "dead", "Posting gave up after retries"
     UNMAPPED_STATUS = "unmapped_status", "Status not in the status map"
     CARD_DATA = "card_data", "Sender included card data"

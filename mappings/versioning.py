@@ -30,6 +30,7 @@ import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 import reversion
@@ -316,6 +317,14 @@ def _display(field: models.Field[Any, Any], value: object) -> str:
         return f"{related} (#{value})" if related else f"#{value} (deleted)"
     if isinstance(field, models.JSONField):
         return json.dumps(value, sort_keys=True)
+    if isinstance(field, models.DecimalField):
+        # A version stores what was typed ("1000"), the row what the column holds
+        # ("1000.00"): show both at the column's places so equal amounts read equal.
+        try:
+            places = Decimal(1).scaleb(-(field.decimal_places or 0))
+            return str(Decimal(str(value)).quantize(places))
+        except (InvalidOperation, ValueError):
+            return str(value)
     if value == "":
         return "(blank)"
     return str(value)

@@ -1,6 +1,15 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Portal"
+    default = True
+
+
+class PortalAdminConfig(admin_apps.AdminConfig):
+    """Django's admin, with the portal's site (home, navigation grouped by job)."""
+
+    default = False
+    default_site = "portal.admin_site.PortalAdminSite"

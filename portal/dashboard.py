@@ -9,7 +9,10 @@ Days are business days (settings.BUSINESS_TIME_ZONE), today included. The four s
 - pending in review: payments with an open review item, by the day PayTrace created them.
 
 Every figure is aggregated in SQL: the page runs the same dozen queries however many
-transactions there are.
+transactions there are. Figures link to the filtered list behind them when the viewer
+may open it (`portal.home.list_url`), and the page warns when the money waiting in
+review or in dead letters passes a share of the period's approved cash
+(settings.DASHBOARD_REVIEW_SHARE_WARN, DASHBOARD_DEAD_SHARE_WARN).
 """
 
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import (
@@ -46,6 +50,8 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.reconciliation import business_today, business_zone, day_bounds
+from mappings.formatting import format_money
+from portal.home import User, list_url
 
 DAYS = 30
 ZERO = Decimal("0.00")
@@ -79,18 +85,106 @@ SERIES = (
 def cash_position(request: HttpRequest) -> HttpResponse:
     today = business_today()
     days = cash_by_day(today)
+    totals = {s.key: sum((d[s.key] for d in days), ZERO) for s in SERIES}
+    health = pipeline_health(user=request.user)
+    start, end = day_bounds(days[0]["day"], today)
     context = {
         **admin.site.each_context(request),
         "title": "Cash position",
         "today": today,
         "series": SERIES,
         "days": days,
-        "totals": {s.key: sum((d[s.key] for d in days), ZERO) for s in SERIES},
+        "totals": totals,
+        "total_links": series_links(request.user, start, end),
+        "currency": settings.DASHBOARD_CURRENCY,
         "chart": bar_chart(days),
-        "health": pipeline_health(),
+        "health": health,
+        "warnings": share_warnings(
+            totals["approved"], totals["in_review"], dead_amount(start, end), health
+        ),
         "time_zone": business_zone().key,
     }
     return render(request, "portal/dashboard.html", context)
+
+
+def series_links(user: User, start: datetime, end: datetime) -> dict[str, str | None]:
+    """Each series' list for the period, when `user` may open it."""
+    return {
+        "approved": list_url(
+            user,
+            "integrations",
+            "paymenttransaction",
+            created_at__gte=start,
+            created_at__lt=end,
+            gateway_status__in=",".join(APPROVED_STATES),
+        ),
+        "settled": list_url(
+            user,
+            "integrations",
+            "paymenttransaction",
+            settled_at__gte=start,
+            settled_at__lt=end,
+        ),
+        "refunded": list_url(
+            user,
+            "integrations",
+            "paymenttransaction",
+            gateway_status__exact=GatewayStatus.REFUNDED,
+            status_changed_at__gte=start,
+            status_changed_at__lt=end,
+        ),
+        "in_review": list_url(
+            user, "integrations", "reviewitem", state=ReviewItem.State.OPEN
+        ),
+    }
+
+
+def dead_amount(start: datetime, end: datetime) -> Decimal:
+    """Money in dead letters: payments of the period whose posting gave up."""
+    total = Posting.objects.filter(
+        state=Posting.State.DEAD,
+        transaction__created_at__gte=start,
+        transaction__created_at__lt=end,
+    ).aggregate(total=Sum("transaction__amount"))["total"]
+    return (total or ZERO).quantize(CENT)
+
+
+def share_warnings(
+    cash: Decimal, in_review: Decimal, dead: Decimal, health: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A warning per kind of waiting money that passes its share of the period's cash."""
+    if cash <= 0:
+        return []
+    currency = settings.DASHBOARD_CURRENCY
+    warnings = []
+    for label, amount, limit, url in (
+        (
+            "waiting in review",
+            in_review,
+            settings.DASHBOARD_REVIEW_SHARE_WARN,
+            health["review_url"],
+        ),
+        (
+            "in dead letters",
+            dead,
+            settings.DASHBOARD_DEAD_SHARE_WARN,
+            health["dead_postings_url"],
+        ),
+    ):
+        share = amount / cash
+        if share > Decimal(str(limit)):
+            warnings.append(
+                {
+                    "text": (
+                        f"{share:.0%} of the period's approved cash "
+                        f"({format_money(amount, currency)} of "
+                        f"{format_money(cash, currency)}) is {label}; "
+                        f"the limit is {Decimal(str(limit)):.0%}."
+                    ),
+                    "url": url,
+                }
+            )
+    return warnings
 
 
 # --- money by day ------------------------------------------------------------------------
@@ -188,7 +282,8 @@ def bar_chart(days: list[dict[str, Any]]) -> dict[str, Any]:
                     "w": round(bar_w - 0.5, 1),
                     "h": round(h, 1),
                     "color": series.color,
-                    "title": f"{day['day']:%b %-d}: {series.label} {amount:,.2f}",
+                    "title": f"{day['day']:%b %-d}: {series.label} "
+                    f"{format_money(amount, settings.DASHBOARD_CURRENCY)}",
                 }
             )
         if i % 5 == 0 or i == len(days) - 1:
@@ -215,8 +310,22 @@ def bar_chart(days: list[dict[str, Any]]) -> dict[str, Any]:
 # --- pipeline health -----------------------------------------------------------------------
 
 
-def pipeline_health(now: datetime | None = None) -> dict[str, Any]:
+def pipeline_health(
+    now: datetime | None = None, *, user: User | None = None
+) -> dict[str, Any]:
+    """Events, dead letters, open review items, polls and the last reconciliation.
+
+    Given the viewing `user`, each list link is None when that user cannot open it;
+    without one (the home's own checks apply) every link is given."""
     now = now or timezone.now()
+
+    def url(app: str, model: str, **params: object) -> str | None:
+        if user is None:
+            query = "&".join(f"{k}={v}" for k, v in params.items())
+            base = reverse(f"admin:{app}_{model}_changelist")
+            return f"{base}?{query}" if query else base
+        return list_url(user, app, model, **params)
+
     events = dict(
         Event.objects.order_by()
         .values("state")
@@ -249,24 +358,43 @@ def pipeline_health(now: datetime | None = None) -> dict[str, Any]:
     last_poll = SyncRun.objects.filter(
         kind=SyncRun.Kind.POLL, state=SyncRun.State.SUCCEEDED
     ).aggregate(at=Max("finished_at"))["at"]
-    posting_admin = reverse("admin:integrations_posting_changelist")
     return {
         "events": [
-            (label, events.get(value, 0)) for value, label in Event.State.choices
+            (
+                label,
+                events.get(value, 0),
+                url("integrations", "event", state__exact=value),
+            )
+            for value, label in Event.State.choices
         ],
         "events_total": sum(events.values()),
         "oldest_unprocessed_at": oldest,
         "oldest_unprocessed_age": _age(oldest, now),
         "dead_events": events.get(Event.State.DEAD, 0),
         "dead_postings": Posting.objects.filter(state=Posting.State.DEAD).count(),
-        "dead_postings_url": f"{posting_admin}?state__exact={Posting.State.DEAD}",
+        "dead_postings_url": url(
+            "integrations", "posting", state__exact=Posting.State.DEAD
+        ),
+        "dead_events_url": url("integrations", "event", state__exact=Event.State.DEAD),
         "review": [
-            (label, review[value])
+            (
+                label,
+                review[value],
+                url(
+                    "integrations",
+                    "reviewitem",
+                    state=ReviewItem.State.OPEN,
+                    kind__exact=value,
+                ),
+            )
             for value, label in ReviewItem.Kind.choices
             if review.get(value)
         ],
         "review_total": sum(review.values()),
-        "review_url": reverse("admin:integrations_reviewitem_changelist"),
+        "review_url": url("integrations", "reviewitem", state=ReviewItem.State.OPEN),
+        "polls_url": url("integrations", "syncrun", kind__exact=SyncRun.Kind.POLL),
+        "can_open_runs": user is None
+        or user.has_perm("integrations.view_reconciliationrun"),
         "last_poll": last_poll,
         "last_poll_age": _age(last_poll, now) if last_poll else "never",
         "polls": [

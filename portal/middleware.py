@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from portal.formatting import business_zone
+from mappings.formatting import business_zone
 
 PEOPLE_PATHS = ("/admin/", "/dashboard/")
 

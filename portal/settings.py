@@ -77,7 +77,8 @@ if not FIELD_ENCRYPTION_KEYS:
     ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the portal's site: the home, navigation grouped by job.
+    "portal.apps.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -318,10 +319,17 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         }
     },
+    "filters": {
+        # The sandboxes' expected 404s (lookups meant to miss) and declines (400).
+        "quiet_sandbox_refusals": {
+            "()": "integrations.sandbox.logfilters.QuietSandboxRefusals"
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["quiet_sandbox_refusals"]},
         # django-q2 sets its own level only when its logger has no handler.
         "django-q": {"level": Q_CLUSTER["log_level"]},
     },
@@ -332,3 +340,18 @@ LOGGING = {
 SANDBOX_PAYTRACE_TIME_ZONE = env.str(
     "SANDBOX_PAYTRACE_TIME_ZONE", default="America/Los_Angeles"
 )
+
+# --- the finance workspace (issue 13): the reviewer's home and the dashboard ------------
+# An open review item is an SLA breach on the home after REVIEW_SLA_HOURS (above), or
+# after its kind's own hours here.
+REVIEW_SLA_HOURS_BY_KIND: dict[str, int] = {
+    "dead": 4,
+    "card_data": 4,
+    "agent_journal": 4,
+}
+# The dashboard warns when the money waiting in review, or in dead letters, passes this
+# share of the period's approved cash.
+DASHBOARD_REVIEW_SHARE_WARN = env.float("DASHBOARD_REVIEW_SHARE_WARN", default=0.10)
+DASHBOARD_DEAD_SHARE_WARN = env.float("DASHBOARD_DEAD_SHARE_WARN", default=0.02)
+# The currency the dashboard and the home total in (the Sage Pro base currency).
+DASHBOARD_CURRENCY = env.str("DASHBOARD_CURRENCY", default="USD")

@@ -8,12 +8,16 @@ from portal import dashboard, views
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("dashboard/", dashboard.cash_position, name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/mappings/", include("mappings.api")),
     path("api/", include("integrations.readapi")),
     path("", include("integrations.urls")),
 ]
+
+# A 403 in the admin's look, naming the missing permission and who can grant it.
+handler403 = "portal.views.permission_denied"
 
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("integrations.sandbox.urls")))

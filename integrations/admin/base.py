@@ -5,12 +5,13 @@ and pages only ever say whether one is "set".
 """
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 from django.forms.renderers import BaseRenderer
 from django.http import HttpRequest
@@ -19,6 +20,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+
+from mappings.formatting import format_when
 
 KEEP_CURRENT_HELP = "Leave blank to keep the current value."
 
@@ -39,15 +42,50 @@ def short(text: str, length: int = 80) -> str:
     return Truncator(text).chars(length)
 
 
-def change_link(obj: models.Model, label: object) -> SafeString:
-    """A link to the object's change page, reading `label`."""
+def change_link(
+    obj: models.Model,
+    label: object,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    *,
+    request: HttpRequest | None = None,
+) -> SafeString:
+    """A link to the object's change page, reading `label`.
+
+    Given the viewing `user` (or the `request`), a link that user could not follow
+    (no view permission on the model: a 403) is the plain label instead.
+    """
     opts = obj._meta
+    if user is None and request is not None:
+        user = request.user
+    if user is not None and not can_view(user, obj):
+        return format_html("{}", label)
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
     return format_html('<a href="{}">{}</a>', url, label)
 
 
+def can_view(user: Any, obj: models.Model) -> bool:
+    """Whether `user` may open the change page of `obj`'s model (view or change)."""
+    opts = obj._meta
+    return any(
+        user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
+        for action in ("view", "change")
+    )
+
+
+def mark_viewer(rows: Iterable[models.Model], request: HttpRequest) -> None:
+    """Remember on each row of a list page who is looking, so a column can show a
+    link only to a user who may follow it (`change_link(..., viewer_of(row))`)."""
+    for row in rows:
+        row._portal_viewer = request.user  # type: ignore[attr-defined]
+
+
+def viewer_of(row: models.Model) -> AbstractBaseUser | AnonymousUser | None:
+    return getattr(row, "_portal_viewer", None)
+
+
 def short_time(value: datetime | None) -> str | None:
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M}" if value else None
+    """The time in the business time zone, named (`2026-12-06 06:22 PST`)."""
+    return format_when(value) if value else None
 
 
 def format_age(since: datetime, now: datetime | None = None) -> str:

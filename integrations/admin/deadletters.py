@@ -1,7 +1,10 @@
 """The dead-letter queue: postings that gave up, and replaying them in order."""
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -9,8 +12,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from integrations import review
-from integrations.deadletters import dead_letters
-from integrations.models import DeadLetter
+from integrations.deadletters import dead_letters, replay_fingerprint
+from integrations.models import DeadLetter, Posting
 
 
 class ReplaySinceForm(forms.Form):
@@ -69,14 +72,60 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return f"{obj.started_at:%Y-%m-%d %H:%M}" if obj.started_at else "-"
 
     @admin.action(
-        description="Replay selected, oldest payment first", permissions=["change"]
+        description="Replay selected, oldest payment first…", permissions=["change"]
     )
-    def replay_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        review.queue_replay(ids=ids, user_id=request.user.pk)
+    def replay_selected(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        """Show what the replay sends (receipt, customer, invoices, amount), then
+        queue it once the reviewer confirmed exactly that list."""
+        postings = list(
+            dead_letters(ids=queryset.values_list("pk", flat=True)).select_related(
+                "transaction"
+            )
+        )
+        fingerprint = replay_fingerprint(postings)
+        if request.POST.get("confirmed") != fingerprint:
+            return self._confirm_page(
+                request,
+                postings,
+                fingerprint,
+                changed=bool(request.POST.get("confirmed")),
+                selected=[p.pk for p in postings],
+            )
+        review.queue_replay(ids=[p.pk for p in postings], user_id=request.user.pk)
         self.message_user(
             request,
-            f"Queued a replay of {len(ids)} dead letter(s), oldest payment first.",
+            f"Queued a replay of {len(postings)} dead letter(s), oldest payment first.",
+        )
+        return None
+
+    def _confirm_page(
+        self,
+        request: HttpRequest,
+        postings: list[Posting],
+        fingerprint: str,
+        *,
+        changed: bool,
+        selected: list[int] | None = None,
+        since: str = "",
+    ) -> TemplateResponse:
+        currencies = {p.transaction.currency for p in postings}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Confirm: replay dead letters",
+            "opts": self.model._meta,
+            "rows": [(p, _receipt_summary(p)) for p in postings],
+            "total": sum((p.transaction.amount for p in postings), Decimal("0.00")),
+            "currency": currencies.pop() if len(currencies) == 1 else "",
+            "fingerprint": fingerprint,
+            "changed": changed,
+            "selected": selected,
+            "since": since,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/integrations/deadletter/replay_confirm.html", context
         )
 
     def get_urls(self) -> list:
@@ -103,11 +152,21 @@ class DeadLetterAdmin(admin.ModelAdmin):
         )
         if request.method == "POST" and form.is_valid():
             since = form.cleaned_data["since"]
-            count = dead_letters(since=since).count()
-            review.queue_replay(since=since, user_id=request.user.pk)
+            postings = list(dead_letters(since=since).select_related("transaction"))
+            fingerprint = replay_fingerprint(postings)
+            if request.POST.get("confirmed") != fingerprint:
+                return self._confirm_page(
+                    request,
+                    postings,
+                    fingerprint,
+                    changed=bool(request.POST.get("confirmed")),
+                    since=request.POST.get("since", ""),
+                )
+            # Exactly the confirmed ones: a posting that died since waits for the next.
+            review.queue_replay(ids=[p.pk for p in postings], user_id=request.user.pk)
             self.message_user(
                 request,
-                f"Queued a replay of {count} dead letter(s) since {since:%Y-%m-%d %H:%M} UTC, oldest payment first.",
+                f"Queued a replay of {len(postings)} dead letter(s) since {since:%Y-%m-%d %H:%M} UTC, oldest payment first.",
             )
             return HttpResponseRedirect(
                 reverse("admin:integrations_deadletter_changelist")
@@ -121,3 +180,19 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request, "admin/integrations/deadletter/replay_since.html", context
         )
+
+
+def _receipt_summary(posting: Posting) -> str:
+    """What the replay sends for one posting: the receipt's customer and invoices."""
+    payload = posting.payload or {}
+    invoices = ", ".join(
+        str(a.get("invno", "")).strip()
+        for a in payload.get("applications") or []
+        if isinstance(a, dict)
+    )
+    custno = str(payload.get("custno", "")).strip() or "?"
+    return f"customer {custno}" + (
+        f", invoice{'s' if ',' in invoices else ''} {invoices}"
+        if invoices
+        else ", unapplied cash"
+    )

@@ -4,14 +4,40 @@ Both are records of what happened and read-only for everyone.
 """
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
-from integrations.admin.base import PortalMedia, ReadOnlyAdmin, change_link, pre, short
-from integrations.models import Event, InboundDelivery
+from integrations.admin.base import (
+    PortalMedia,
+    ReadOnlyAdmin,
+    can_view,
+    change_link,
+    mark_viewer,
+    pre,
+    short,
+    viewer_of,
+)
+from integrations.models import Connection, Event, InboundDelivery
+
+
+class ConnectionAsText:
+    """The record's connection as a link only for someone who may open connections
+    (a finance reviewer may not: the link would be a 403)."""
+
+    def get_fields(self, request: HttpRequest, obj: object = None) -> list:
+        fields = list(super().get_fields(request, obj))  # type: ignore[misc]
+        if can_view(request.user, Connection()):
+            return fields
+        return ["connection_name" if f == "connection" else f for f in fields]
+
+    @admin.display(description="Connection")
+    def connection_name(self, obj: InboundDelivery | Event) -> str:
+        return str(obj.connection) if obj.connection_id else "-"
 
 
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(ReadOnlyAdmin):
+class InboundDeliveryAdmin(ConnectionAsText, ReadOnlyAdmin):
     list_display = (
         "received_at",
         "connection_slug",
@@ -42,12 +68,19 @@ class InboundDeliveryAdmin(ReadOnlyAdmin):
         "headers_pretty",
         "body_pretty",
     )
-    readonly_fields = fields
+    readonly_fields = (*fields, "connection_name")
     Media = PortalMedia
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        changelist = super().get_changelist_instance(request)
+        mark_viewer(changelist.result_list, request)
+        return changelist
 
     @admin.display(description="Event")
     def event_link(self, obj: InboundDelivery) -> SafeString | None:
-        return change_link(obj.event, obj.event) if obj.event else None
+        if not obj.event:
+            return None
+        return change_link(obj.event, obj.event, viewer_of(obj))
 
     @admin.display(description="Headers (redacted)")
     def headers_pretty(self, obj: InboundDelivery) -> SafeString:
@@ -59,7 +92,7 @@ class InboundDeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(ConnectionAsText, ReadOnlyAdmin):
     list_display = (
         "type",
         "event_id",
@@ -89,7 +122,7 @@ class EventAdmin(ReadOnlyAdmin):
         "traceback_pretty",
         "payload_pretty",
     )
-    readonly_fields = fields
+    readonly_fields = (*fields, "connection_name")
     Media = PortalMedia
 
     @admin.display(description="Last error", ordering="last_error")

@@ -9,6 +9,7 @@ candidate) row by row. Plain form posts; the JS only tidies the sample.
 
 import json
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,7 +19,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from integrations import config_impact
+from integrations.admin.rules import ImpactPreviewMixin
 from integrations.models import Connection
+from mappings import fields as fm
 from mappings.api import load_feedback, record_feedback
 from mappings.models import FieldMapping
 from mappings.suggest import Suggestion, suggest_mappings
@@ -94,8 +98,71 @@ class SuggestForm(forms.Form):
         return sample
 
 
+def target_fields(document: str) -> dict[str, fm.FieldSpec | None]:
+    """The fields a Sage Pro document knows, with their spec where there is one."""
+    if document == FieldMapping.Document.CASH_RECEIPT:
+        return {spec.name: spec for spec in fm.CASH_RECEIPT_SPECS}
+    return {target.name: None for target in TARGETS.get(document, ())}
+
+
+class FieldMappingForm(forms.ModelForm):
+    """Checked on save, each error on the field it is about: the target is a field of
+    the document, the source path exists in the connection's recent records, the
+    transforms are usable, and a constant or lookup value fits the target's spec."""
+
+    class Meta:
+        model = FieldMapping
+        fields = (
+            "connection",
+            "document",
+            "target_field",
+            "source_path",
+            "transforms",
+            "position",
+            "is_active",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        document = data.get("document") or FieldMapping.Document.CASH_RECEIPT
+        target = (data.get("target_field") or "").strip()
+        known = target_fields(document)
+        if target and target not in known:
+            label = FieldMapping.Document(document).label.lower()
+            self.add_error(
+                "target_field",
+                f"{target} is not a field of the Sage Pro {label}"
+                + (f": use one of {', '.join(known)}." if known else "."),
+            )
+        transforms = data.get("transforms")
+        if "transforms" in data and (problems := fm.transform_errors(transforms)):
+            self.add_error("transforms", "; ".join(problems))
+            transforms = None
+        spec = known.get(target)
+        if spec is not None and transforms:
+            for value in fm.fixed_values(transforms):
+                if problem := fm.value_problem(spec, value):
+                    self.add_error(
+                        "transforms",
+                        f"{target} would be {value!r}, which {problem} "
+                        f"({spec.describe()}).",
+                    )
+                    break
+        path = (data.get("source_path") or "").strip()
+        connection = data.get("connection")
+        if (
+            path
+            and connection is not None
+            and (problem := config_impact.source_path_problem(connection, path))
+        ):
+            self.add_error("source_path", problem)
+        return data
+
+
 @admin.register(FieldMapping)
-class FieldMappingAdmin(admin.ModelAdmin):
+class FieldMappingAdmin(ImpactPreviewMixin, admin.ModelAdmin):
+    form = FieldMappingForm
     list_display = (
         "connection",
         "document",
@@ -109,6 +176,34 @@ class FieldMappingAdmin(admin.ModelAdmin):
     search_fields = ("target_field", "source_path")
     ordering = ("connection", "document", "position", "id")
     change_list_template = "admin/mappings/fieldmapping/change_list.html"
+
+    def impact_of(self, row: FieldMapping) -> config_impact.Impact | None:
+        """The mapping as it would be saved against the one in force for its field."""
+        if row.document != FieldMapping.Document.CASH_RECEIPT:
+            return None  # only cash receipts are built from payments today
+        stored = (
+            FieldMapping.objects.filter(
+                connection=row.connection,
+                document=row.document,
+                target_field=row.target_field,
+                is_active=True,
+            )
+            .exclude(pk=row.pk)
+            .first()
+        )
+        if row.pk is not None:
+            current = FieldMapping.objects.filter(pk=row.pk, is_active=True).first()
+            stored = current or stored
+        before = stored.as_rule() if stored else None
+        after = row.as_rule() if row.is_active else None
+        if any(r and r.source_path.startswith("invoice.") for r in (before, after)):
+            # The invoice is Sage Pro's, read when a receipt is built; the preview
+            # makes no Sage Pro calls, so it cannot say what the mapping would give.
+            return None
+        samples = config_impact.recent_samples(row.connection)
+        return config_impact.field_impact(
+            samples, row.target_field, before, after, row.connection.time_zone
+        )
 
     def get_urls(self) -> list[URLPattern]:
         suggest = path(

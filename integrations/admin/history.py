@@ -19,6 +19,7 @@ from reversion.models import Version
 from integrations.admin.base import ReadOnlyAdmin
 from integrations.models import Connection
 from mappings import versioning
+from mappings.formatting import format_when
 
 
 def _viewable_type_ids(request: HttpRequest) -> list[int]:
@@ -93,8 +94,8 @@ class ConfigurationHistoryAdmin(ReadOnlyAdmin):
         return obj.object_repr
 
     @admin.display(description="When", ordering="revision__date_created")
-    def when(self, obj: Version) -> object:
-        return obj.revision.date_created
+    def when(self, obj: Version) -> str:
+        return format_when(obj.revision.date_created)
 
     @admin.display(description="Who", ordering="revision__user")
     def who(self, obj: Version) -> str:

@@ -1,32 +1,59 @@
 """Admin for reconciliation runs and what they read: settlement batches and sync runs.
 
-Everything here is a record and read-only. A run's page shows its bucket totals, the
-batches that did or did not tie out, and its differences (every line that is neither
-posted nor needs no receipt, first `DIFFERENCES_SHOWN` of them); all its lines are on
-the line list, filtered by run, and in the CSV export.
+Everything here is a record and read-only. Month-end: whoever may add a run (finance
+reviewers, integration admins) starts one with "Start a month-end run" (a period
+picker; `integrations.monthend` runs it in the background), and the run's page opens
+with the headline (PayTrace total, Sage Pro total, difference and what explains it,
+each a link to its lines) and refreshes itself while the run is running. Below: its
+bucket totals, the batches that did or did not tie out, and its differences (every
+line that is neither posted nor needs no receipt, first `DIFFERENCES_SHOWN` of them);
+all its lines are on the line list, filtered by run, and in the CSV export.
 """
 
 import csv
 from collections.abc import Iterator, Sequence
+from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from django.contrib import admin
-from django.db.models import QuerySet
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from integrations.admin.base import PortalMedia, ReadOnlyAdmin, change_link, short
+from integrations import monthend
+from integrations.admin.base import (
+    PortalMedia,
+    ReadOnlyAdmin,
+    change_link,
+    short,
+    staff_user,
+)
 from integrations.models import (
+    Connection,
+    GatewayStatus,
     ReconciliationLine,
     ReconciliationRun,
     SettlementBatch,
     SyncRun,
 )
-from integrations.reconciliation import line_rows
+from integrations.reconciliation import (
+    EXPLANATIONS,
+    REVERSE_DETAIL,
+    TIMING_DETAIL,
+    WRONG_AMOUNT_DETAIL,
+    ReconciliationError,
+    business_today,
+    line_rows,
+)
+from mappings.formatting import format_money, money_html
 
 Bucket = ReconciliationLine.Bucket
 DIFFERENCES_SHOWN = 200
@@ -104,6 +131,73 @@ def _tie_label(value: bool | None) -> str:
     return {True: "Ties out", False: "Does NOT tie out", None: "No batch data"}[value]
 
 
+ADD_RUN = "integrations.add_reconciliationrun"
+MONTHS_OFFERED = 13
+
+
+def _month_choices(today: date) -> list[tuple[str, str]]:
+    """This month and the twelve before it, newest first, as ("2026-11", "November 2026")."""
+    first = today.replace(day=1)
+    choices = []
+    for _ in range(MONTHS_OFFERED):
+        choices.append((f"{first:%Y-%m}", f"{first:%B %Y}"))
+        first = (first - date.resolution).replace(day=1)
+    return choices
+
+
+class StartRunForm(forms.Form):
+    """The period picker: a month (last month by default), or a range of days."""
+
+    connection = forms.ModelChoiceField(
+        queryset=Connection.objects.filter(
+            kind=Connection.Kind.PAYTRACE, is_active=True, sagepro__isnull=False
+        ).order_by("name"),
+        empty_label=None,
+        label="PayTrace connection",
+    )
+    month = forms.ChoiceField(label="Month", required=False)
+    date_from = forms.DateField(
+        label="Or from",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="A range of days instead of the month (both days included).",
+    )
+    date_to = forms.DateField(
+        label="to", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        month_field = self.fields["month"]
+        assert isinstance(month_field, forms.ChoiceField)
+        month_field.choices = _month_choices(today)
+        self.fields["month"].initial = f"{monthend.last_month(today)[0]:%Y-%m}"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        date_from, date_to = data.get("date_from"), data.get("date_to")
+        if date_from or date_to:
+            if not (date_from and date_to):
+                raise forms.ValidationError(
+                    "Give both days of the range (from and to), or leave both empty "
+                    "to reconcile the month."
+                )
+            if date_to < date_from:
+                raise forms.ValidationError(
+                    f"The range ends ({date_to}) before it starts ({date_from}): "
+                    "swap the days."
+                )
+            data["period"] = (date_from, date_to)
+        elif data.get("month"):
+            year, month = map(int, data["month"].split("-"))
+            first = date(year, month, 1)
+            next_first = (first + 31 * date.resolution).replace(day=1)
+            data["period"] = (first, next_first - date.resolution)
+        else:
+            raise forms.ValidationError("Choose a month or give a range of days.")
+        return data
+
+
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -115,6 +209,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         "tie_out",
         "posted",
         "differences",
+        "difference_amount",
         "started_at",
     )
     list_filter = ("state", "ties_out", "connection")
@@ -129,7 +224,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         "tie_out",
         "started_at",
         "finished_at",
-        "created_by",
+        "started_by",
         "error",
         "bucket_table",
         "batch_table",
@@ -139,10 +234,21 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
     class Media:
-        css = {"all": ["portal/admin.css", "portal/dashboard.css"]}
+        css = {
+            "all": [
+                "portal/admin.css",
+                "portal/dashboard.css",
+                "portal/workspace.css",
+            ]
+        }
 
     def get_urls(self) -> list[URLPattern]:
         return [
+            path(
+                "start/",
+                self.admin_site.admin_view(self.start_view),
+                name="integrations_reconciliationrun_start",
+            ),
             path(
                 "<int:run_id>/csv/",
                 self.admin_site.admin_view(self.csv_view),
@@ -151,10 +257,82 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_start_run": request.user.has_perm(ADD_RUN),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        if run is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "run": run,
+                "headline": monthend.headline(run),
+                "is_running": run.state == ReconciliationRun.State.RUNNING,
+                "csv_url": reverse(
+                    "admin:integrations_reconciliationrun_csv", args=[run.pk]
+                ),
+                "can_start_run": request.user.has_perm(ADD_RUN),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def start_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The period picker; a valid POST starts the run and opens its page."""
+        if not request.user.has_perm(ADD_RUN):
+            raise PermissionDenied(
+                "Starting a month-end run needs the “Can add reconciliation run” "
+                "permission (the Finance reviewer group has it)."
+            )
+        form = StartRunForm(request.POST or None, today=business_today())
+        if request.method == "POST" and form.is_valid():
+            date_from, date_to = form.cleaned_data["period"]
+            try:
+                run = monthend.start(
+                    form.cleaned_data["connection"],
+                    date_from,
+                    date_to,
+                    user=staff_user(request),
+                )
+            except ReconciliationError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request,
+                    f"Month-end run for {date_from} … {date_to} started; this page "
+                    "refreshes itself until it is done.",
+                    messages.SUCCESS,
+                )
+                return redirect("admin:integrations_reconciliationrun_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start a month-end run",
+            "opts": self.opts,
+            "form": form,
+            "media": self.media + form.media,
+            "no_connection": not form.fields["connection"].queryset.exists(),  # type: ignore[attr-defined]
+        }
+        return TemplateResponse(
+            request, "admin/integrations/reconciliationrun/start.html", context
+        )
+
     def csv_view(self, request: HttpRequest, run_id: int) -> HttpResponseBase:
         run = get_object_or_404(ReconciliationRun, pk=run_id)
         if not self.has_view_permission(request, run):
-            return HttpResponse(status=403)
+            raise PermissionDenied(
+                "Downloading a reconciliation needs the “Can view reconciliation "
+                "run” permission."
+            )
         return csv_response(
             ReconciliationRun.objects.filter(pk=run.pk),
             f"reconciliation-{run.pk}-{run.date_from}-{run.date_to}.csv",
@@ -169,6 +347,21 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     @admin.display(description="Batches", ordering="ties_out")
     def tie_out(self, obj: ReconciliationRun) -> str:
         return _tie_label(obj.ties_out)
+
+    @admin.display(description="PayTrace − Sage Pro")
+    def difference_amount(self, obj: ReconciliationRun) -> SafeString | str:
+        difference = obj.headline.get("difference")
+        if difference is None:
+            return "—"
+        return _money(difference, obj)
+
+    @admin.display(description="Started by")
+    def started_by(self, obj: ReconciliationRun) -> str:
+        # A name, not a link: reviewers cannot open the user admin.
+        user = obj.created_by
+        if user is None:
+            return "the nightly schedule"
+        return user.get_full_name() or user.get_username()
 
     @admin.display(description="Posted")
     def posted(self, obj: ReconciliationRun) -> int:
@@ -195,7 +388,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
                 value,
                 data["count"],
             )
-            rows.append([label, link, data["amount"]])
+            rows.append([label, link, _money(data["amount"], obj)])
         return _table(["Bucket", "Count", "Amount"], rows)
 
     @admin.display(description="Settlement batches")
@@ -204,16 +397,18 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             return "No settled transactions or batches in the range."
         rows = []
         for number, entry in obj.batch_totals.items():
-            missing = entry.get("not_in_portal") or []
+            missing = list(entry.get("not_in_portal") or [])
+            if entry.get("masked_ids"):
+                missing.append(f"({entry['masked_ids']} ids masked, not compared)")
             rows.append(
                 [
                     number,
                     entry["settled_on"] or "—",
                     _or_dash(entry["expected_count"]),
                     entry["actual_count"],
-                    _or_dash(entry["expected_amount"]),
-                    entry["actual_amount"],
-                    _or_dash(entry["difference"]),
+                    _or_dash(_money(entry["expected_amount"], obj)),
+                    _money(entry["actual_amount"], obj),
+                    _or_dash(_money(entry["difference"], obj)),
                     {True: "yes", False: "NO", None: "unknown"}[entry["ties_out"]],
                     ", ".join(missing) or "—",
                 ]
@@ -249,7 +444,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
                 if line.payment
                 else line.transaction_id,
                 line.receipt_no or "—",
-                f"{line.amount} {line.currency}",
+                money_html(line.amount, line.currency),
                 short(line.detail, 140),
             ]
             for line in lines
@@ -273,7 +468,52 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
 
 def _or_dash(value: object) -> object:
-    return "—" if value is None else value
+    return "—" if value is None or value == "" else value
+
+
+def _money(amount: object, run: ReconciliationRun) -> SafeString | str:
+    """A stored amount ("1234.50") as money in the run's base currency."""
+    if amount is None:
+        return ""
+    return money_html(amount, run.headline.get("currency") or "USD")
+
+
+class ExplainsFilter(admin.SimpleListFilter):
+    """The lines behind one figure of a run's headline (`monthend.headline`)."""
+
+    title = "explains"
+    parameter_name = "explains"
+    SETTLED_NOT_POSTED = "settled_not_posted"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            *EXPLANATIONS.items(),
+            (self.SETTLED_NOT_POSTED, "Settled, not posted"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        special = Q(detail__contains=WRONG_AMOUNT_DETAIL) | Q(
+            detail__contains=REVERSE_DETAIL
+        )
+        conditions = {
+            "in_review": Q(bucket=Bucket.IN_REVIEW) & ~special,
+            "pending": Q(bucket=Bucket.PENDING),
+            "dead": Q(bucket=Bucket.DEAD),
+            "missing": Q(bucket=Bucket.MISSING),
+            "timing": Q(bucket=Bucket.POSTED, detail__contains=TIMING_DETAIL),
+            "amount_differences": Q(
+                bucket=Bucket.IN_REVIEW, detail__contains=WRONG_AMOUNT_DETAIL
+            ),
+            "reverse": Q(bucket=Bucket.IN_REVIEW, detail__contains=REVERSE_DETAIL),
+            "orphans": Q(bucket=Bucket.ORPHAN),
+            self.SETTLED_NOT_POSTED: Q(payment__gateway_status=GatewayStatus.SETTLED)
+            & ~Q(bucket__in=[*SETTLED_BUCKETS, Bucket.ORPHAN]),
+        }
+        condition = conditions.get(value)
+        return queryset if condition is None else queryset.filter(condition)
 
 
 @admin.register(ReconciliationLine)
@@ -286,7 +526,7 @@ class ReconciliationLineAdmin(ReadOnlyAdmin):
         "detail",
         "run_link",
     )
-    list_filter = ("bucket",)
+    list_filter = ("bucket", ExplainsFilter)
     search_fields = ("transaction_id", "receipt_no")
     list_select_related = ("run",)
     fields = (
@@ -304,7 +544,7 @@ class ReconciliationLineAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, obj: ReconciliationLine) -> str:
-        return f"{obj.amount} {obj.currency}"
+        return format_money(obj.amount, obj.currency)
 
     @admin.display(description="Run", ordering="run")
     def run_link(self, obj: ReconciliationLine) -> SafeString:
@@ -350,7 +590,7 @@ class SettlementBatchAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Net", ordering="net_amount")
     def net_display(self, obj: SettlementBatch) -> str:
-        return f"{obj.net_amount or Decimal('0.00')} {obj.currency}"
+        return format_money(obj.net_amount or Decimal("0.00"), obj.currency)
 
 
 @admin.register(SyncRun)

@@ -90,12 +90,44 @@ CANDIDATE_PARTS = [
 ]
 
 
-class ApplyToInvoiceForm(forms.Form):
+class OtherCustomerForm(forms.Form):
+    """The tick and note that let a reviewer apply to another customer's invoice."""
+
+    other_customer = forms.BooleanField(
+        label="Apply to another customer's invoice",
+        required=False,
+        help_text="Only when the invoice's customer is not the payer's, on purpose.",
+    )
+    other_note = forms.CharField(
+        label="Why (required with the tick)",
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"size": 50}),
+    )
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        if data.get("other_customer") and not (data.get("other_note") or "").strip():
+            self.add_error(
+                "other_note",
+                "Write why the payment goes to another customer's invoice.",
+            )
+        return data
+
+    def other_customer_args(self) -> dict[str, Any]:
+        return {
+            "other_customer": bool(self.cleaned_data.get("other_customer")),
+            "note": (self.cleaned_data.get("other_note") or "").strip(),
+        }
+
+
+class ApplyToInvoiceForm(OtherCustomerForm):
     invno = forms.CharField(
         label="Sage Pro invoice number",
         max_length=20,
         help_text="The open invoice this payment pays.",
     )
+    field_order = ["invno", "other_customer", "other_note"]
 
 
 class ItemApplyForm(ApplyToInvoiceForm):
@@ -120,11 +152,19 @@ class DismissForm(forms.Form):
 
 class DuplicateForm(forms.Form):
     note = forms.CharField(
-        label="Note",
-        required=False,
+        label="Reason",
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Optional: which payment it duplicates, what happens to the money.",
+        help_text="Required: which payment it duplicates, what happens to the money.",
+    )
+
+
+class ReopenForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why the decision is undone; kept with the item's decisions.",
     )
 
 
@@ -143,7 +183,7 @@ class OnAccountForm(forms.Form):
     )
 
 
-class SplitForm(forms.Form):
+class SplitForm(OtherCustomerForm):
     """Rows of invoice number and amount; a blank amount takes what is left."""
 
     ROWS = 4
@@ -170,6 +210,8 @@ class SplitForm(forms.Form):
     def clean(self) -> dict:
         super().clean()
         data = self.cleaned_data
+        if self.errors:
+            return data
         allocations = []
         for n in range(1, self.ROWS + 1):
             invno = (data.get(f"invno_{n}") or "").strip()
@@ -193,7 +235,10 @@ DECISION_FORMS: dict[str, type[forms.Form]] = {
     "note": NoteForm,
     "dismiss": DismissForm,
     "retry": forms.Form,
+    "reopen": ReopenForm,
 }
+# Decisions that show their outcome and wait for a confirmation before they happen.
+CONFIRMED_DECISIONS = {"apply", "split", "on_account", "duplicate", "dismiss", "retry"}
 
 
 class CorrectValuesForm(forms.Form):
@@ -252,7 +297,16 @@ def describe_decision(decision: ReviewDecision) -> str:
         applied = ", ".join(
             f"{inv} ({amount})" for inv, amount in detail["allocations"]
         )
-        return f"Applied to {applied}"
+        text = f"Applied to {applied}"
+        if detail.get("unapplied"):
+            text += f"; {detail['unapplied']} kept as unapplied cash"
+        if detail.get("other_customer"):
+            text += f" (another customer's invoice: {detail.get('note', '')})"
+        return text
+    if decision.action == "reopen":
+        return (
+            f"Reopened: {detail.get('reason', '')} (was: {detail.get('previous', '')})"
+        )
     if decision.action == "on_account":
         return f"Posted on account of customer {detail.get('custno', '?')}"
     if decision.action == "mark_duplicate":
@@ -308,6 +362,19 @@ ACTION_PAGES = {
             "customer, invoice and reference are the payment's and cannot "
             "be corrected here."
         ),
+    ),
+    "on_account": ActionPage(
+        action="post_on_account",
+        title="Post on account",
+        submit="Post on account",
+        intro="Post each payment on its customer's account as unapplied cash.",
+    ),
+    "retry": ActionPage(
+        action="retry",
+        title="Retry",
+        submit="Retry",
+        intro="Send each item's receipt to Sage Pro again, or run its payment "
+        "through the pipeline again.",
     ),
     "dismiss": ActionPage(
         action="dismiss",

@@ -1,13 +1,17 @@
 """The review queue: items the pipeline could not settle by itself, and the decisions
 that resolve them.
 
-An item's page shows the payment, the suggestion, candidate invoices and the decisions
+An item's page shows the payment and its payer, the suggestion, candidate invoices,
+an invoice search, the earlier payment a suspected duplicate repeats and the decisions
 so far, with one small form per decision; the changelist offers the same decisions as
 bulk actions. Every decision is a call into `integrations.review`; only its
-`ReviewError` is shown to the reviewer as a refusal.
+`ReviewError` is shown to the reviewer as a refusal (on the item's page, with what was
+typed kept). A decision that posts or closes money first shows its outcome
+(`review.preview_*`) and happens only when that outcome is confirmed unchanged.
 """
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -40,6 +44,7 @@ from integrations.admin.base import (
 from integrations.admin.review_forms import (
     ACTION_PAGES,
     CANDIDATE_PARTS,
+    CONFIRMED_DECISIONS,
     DECISION_FORMS,
     MONEY_KINDS,
     RETRY_KINDS,
@@ -49,8 +54,10 @@ from integrations.admin.review_forms import (
     CorrectValuesForm,
     DismissForm,
     DuplicateForm,
+    ItemApplyForm,
     NoteForm,
     OnAccountForm,
+    ReopenForm,
     SplitForm,
     describe_decision,
     form_problem,
@@ -61,6 +68,22 @@ from integrations.connectors.base import ConnectorError
 from integrations.models import Posting, ReviewItem
 from mappings import matching, payers
 
+# The ids of each small form's fields on the item's page (several have a "note").
+AUTO_IDS = {
+    "apply": "id_apply_%s",
+    "split": "id_split_%s",
+    "duplicate": "id_duplicate_%s",
+    "dismiss": "id_dismiss_%s",
+    "note": "id_add_%s",
+}
+CONFIRM_LABELS = {
+    "apply": "Confirm and post the receipt",
+    "split": "Confirm and post the receipt",
+    "on_account": "Confirm and post on account",
+    "duplicate": "Confirm: mark as duplicate",
+    "dismiss": "Confirm: dismiss",
+    "retry": "Confirm: retry",
+}
 # The item as the pipeline opened and resolved it: shown, never edited.
 RECORD_FIELDS = (
     "kind",
@@ -121,35 +144,154 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             self.admin_site.admin_view(self.decide_view),
             name="integrations_reviewitem_decide",
         )
-        return [decide, *super().get_urls()]
+        reopen = path(
+            "<path:object_id>/reopen/",
+            self.admin_site.admin_view(self.reopen_view),
+            name="integrations_reviewitem_reopen",
+        )
+        return [decide, reopen, *super().get_urls()]
 
     def decide_view(
         self, request: HttpRequest, object_id: str, decision: str
     ) -> HttpResponse:
-        """Carry out one button or small form of the item's page, then go back to it."""
+        """Carry out one button or small form of the item's page, then go back to it.
+
+        A decision that posts or closes money first shows its outcome; only the
+        confirmation (carrying the outcome's fingerprint) carries it out, and one
+        whose outcome changed since (an invoice's balance) is shown the new outcome.
+        Refused input is shown on the item's page with what was typed kept.
+        """
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         item = self.get_object(request, unquote(object_id))
-        if item is None or decision not in DECISION_FORMS:
+        if item is None or decision not in DECISION_FORMS or decision == "reopen":
             raise Http404
         if not self.has_change_permission(request, item):
             raise PermissionDenied
-        form = DECISION_FORMS[decision](request.POST)
+        form = DECISION_FORMS[decision](
+            request.POST, auto_id=AUTO_IDS.get(decision, "id_%s")
+        )
         if not form.is_valid():
             self.message_user(request, form_problem(form), messages.ERROR)
-        else:
-            try:
-                done = self._carry_out(
-                    decision, item, form.cleaned_data, staff_user(request)
-                )
-                self.message_user(request, done, messages.SUCCESS)
-            except (review.ReviewError, ConnectorError) as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                if form.cleaned_data.get("remember"):
-                    self._remember_payer(request, item)
+            return self._item_page(request, item, decision, form)
+        try:
+            if decision in CONFIRMED_DECISIONS and item.state == ReviewItem.State.OPEN:
+                outcome = self._preview(decision, item, form.cleaned_data)
+                confirmed = request.POST.get("confirm", "")
+                if confirmed != outcome.fingerprint:
+                    return self._confirm_page(
+                        request, item, decision, outcome, changed=bool(confirmed)
+                    )
+            done = self._carry_out(
+                decision, item, form.cleaned_data, staff_user(request)
+            )
+        except (review.ReviewError, ConnectorError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            form.add_error(None, str(exc))  # shown by the form too, with its input
+            return self._item_page(request, item, decision, form)
+        self.message_user(request, done, messages.SUCCESS)
+        if form.cleaned_data.get("remember"):
+            self._remember_payer(request, item)
         return HttpResponseRedirect(
             reverse("admin:integrations_reviewitem_change", args=[item.pk])
+        )
+
+    def _item_page(
+        self, request: HttpRequest, item: ReviewItem, decision: str, form: forms.Form
+    ) -> HttpResponse:
+        """The item's page again, its form bound to what the reviewer typed."""
+        request.method = "GET"  # show the page; the POST was a decision, not a save
+        return self.change_view(
+            request, str(item.pk), extra_context={"bound_forms": {decision: form}}
+        )
+
+    @staticmethod
+    def _preview(decision: str, item: ReviewItem, data: dict) -> review.Outcome:
+        """What the decision will do, without doing it (refusals raise ReviewError)."""
+        other: dict[str, Any] = {
+            "other_customer": bool(data.get("other_customer")),
+            "note": (data.get("other_note") or "").strip(),
+        }
+        if decision == "apply":
+            return review.preview_apply(item, [(data["invno"], None)], **other)
+        if decision == "split":
+            return review.preview_apply(item, data["allocations"], **other)
+        if decision == "on_account":
+            return review.preview_on_account(item, data["custno"])
+        if decision == "duplicate":
+            return review.preview_closing(item, "duplicate", data["note"])
+        if decision == "retry":
+            return review.preview_retry(item)
+        return review.preview_closing(item, "dismiss", data["reason"])
+
+    def _confirm_page(
+        self,
+        request: HttpRequest,
+        item: ReviewItem,
+        decision: str,
+        outcome: review.Outcome,
+        *,
+        changed: bool,
+    ) -> TemplateResponse:
+        """The outcome of a decision, with the button that carries it out."""
+        carried = [
+            (name, value)
+            for name in request.POST
+            if name not in ("csrfmiddlewaretoken", "confirm")
+            for value in request.POST.getlist(name)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Confirm: " + outcome.summary,
+            "opts": self.opts,
+            "item": item,
+            "outcome": outcome,
+            "decision": decision,
+            "changed": changed,
+            "carried": carried,
+            "action_url": reverse(
+                "admin:integrations_reviewitem_decide", args=[item.pk, decision]
+            ),
+            "item_url": reverse("admin:integrations_reviewitem_change", args=[item.pk]),
+            "submit_label": CONFIRM_LABELS.get(decision, "Confirm"),
+        }
+        return TemplateResponse(
+            request, "admin/integrations/reviewitem/confirm.html", context
+        )
+
+    def reopen_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Reopen a resolved item with a reason, or explain the reversal it needs."""
+        item = self.get_object(request, unquote(object_id))
+        if item is None:
+            raise Http404
+        if not self.has_change_permission(request, item):
+            raise PermissionDenied
+        item_url = reverse("admin:integrations_reviewitem_change", args=[item.pk])
+        form = ReopenForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                review.reopen_review_item(
+                    item, form.cleaned_data["reason"], staff_user(request)
+                )
+            except review.ReviewError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request, f"{self._label(item)}: reopened.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(item_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reopen review item {item.pk}",
+            "opts": self.opts,
+            "item": item,
+            "txn": item.transaction,
+            "form": form,
+            "refusal": review.reopen_refusal(item),
+            "item_url": item_url,
+        }
+        return TemplateResponse(
+            request, "admin/integrations/reviewitem/reopen.html", context
         )
 
     def _carry_out(
@@ -159,10 +301,14 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         if decision == "note":
             review.annotate_review_item(item, data["note"], user)
             return "Note added."
+        other: dict[str, Any] = {
+            "other_customer": bool(data.get("other_customer")),
+            "note": (data.get("other_note") or "").strip(),
+        }
         if decision == "apply":
-            review.apply_review_item(item, data["invno"], user)
+            review.apply_review_item(item, data["invno"], user, **other)
         elif decision == "split":
-            review.apply_review_item_split(item, data["allocations"], user)
+            review.apply_review_item_split(item, data["allocations"], user, **other)
         elif decision == "on_account":
             review.post_on_account(item, user, data["custno"])
         elif decision == "duplicate":
@@ -219,25 +365,44 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         obj: ReviewItem | None = None,
     ) -> HttpResponse:
         if obj is not None:
-            context.update(self._review_context(request, obj))
+            context.update(
+                self._review_context(request, obj, context.get("bound_forms") or {})
+            )
             # The page is for deciding; the form below only (re)assigns the item.
             context["title"] = "Review item"
             context["show_save_and_continue"] = False
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def _review_context(self, request: HttpRequest, item: ReviewItem) -> dict:
-        """The panels above the form: payment, suggestion, candidates, decisions."""
+    def _review_context(
+        self, request: HttpRequest, item: ReviewItem, bound: dict[str, forms.Form]
+    ) -> dict:
+        """The panels above the form: payment, payer, suggestion, candidates, invoice
+        search, earlier payments, decisions. `bound` holds a refused decision's form
+        as the reviewer filled it."""
         txn = item.transaction
         is_open = item.state == ReviewItem.State.OPEN
         receipt = (
             txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first() if txn else None
         )
+        sage_conn = txn.connection.sagepro if txn is not None else None
         candidates, unavailable = [], ""
         if txn is not None and is_open and item.kind in MONEY_KINDS:
             try:
                 candidates = review.invoice_candidates(txn)
             except ConnectorError as exc:
                 unavailable = str(exc)
+        identity, search, found, search_error = None, "", [], ""
+        if txn is not None and sage_conn is not None:
+            try:
+                identity = review.payer_identity(txn, sage_conn)
+            except ConnectorError as exc:
+                unavailable = unavailable or str(exc)
+            search = request.GET.get("invoice_q", "").strip()[:60]
+            if search and is_open and item.kind in MONEY_KINDS:
+                try:
+                    found = review.search_invoices(sage_conn, search)
+                except ConnectorError as exc:
+                    search_error = str(exc)
         decide_url = reverse(
             "admin:integrations_reviewitem_decide", args=[item.pk, "DECISION"]
         )
@@ -248,7 +413,12 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             "suggestion": SUGGESTED_ACTIONS.get(item.kind, ""),
             "receipt": receipt,
             "show_candidates": txn is not None and is_open and item.kind in MONEY_KINDS,
-            "candidates": [self._candidate_row(c) for c in candidates],
+            "candidates": [
+                self._candidate_row(
+                    c, identity.custno if identity and not identity.conflict else ""
+                )
+                for c in candidates
+            ],
             "candidates_unavailable": unavailable,
             # Money is placed once: after a receipt is posted, only Sage Pro can move it.
             "can_place": txn is not None
@@ -265,13 +435,35 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             "decisions": [
                 (d, describe_decision(d)) for d in item.decisions.select_related("user")
             ],
-            "split_form": SplitForm(auto_id="id_split_%s"),
-            "on_account_form": OnAccountForm(
-                initial={"custno": txn.customer_reference if txn else ""}
+            "payer": review.payer_facts(txn) if txn is not None else {},
+            "identity": identity,
+            "invoice_search": search,
+            "invoice_results": found,
+            "invoice_search_error": search_error,
+            "show_search": txn is not None and is_open and item.kind in MONEY_KINDS,
+            "earlier_payments": review.earlier_payments(txn)
+            if txn is not None and item.kind == ReviewItem.Kind.POSSIBLE_DUPLICATE
+            else [],
+            "history_url": reverse(
+                "admin:integrations_paymenttransaction_change", args=[txn.pk]
+            )
+            + "#history-group"
+            if txn is not None
+            else "",
+            "can_reopen": not is_open and self.has_change_permission(request, item),
+            "reopen_url": reverse(
+                "admin:integrations_reviewitem_reopen", args=[item.pk]
             ),
-            "duplicate_form": DuplicateForm(auto_id="id_duplicate_%s"),
-            "dismiss_form": DismissForm(auto_id="id_dismiss_%s"),
-            "note_form": NoteForm(auto_id="id_add_%s"),
+            "apply_form": bound.get("apply")
+            or ItemApplyForm(auto_id=AUTO_IDS["apply"]),
+            "split_form": bound.get("split") or SplitForm(auto_id=AUTO_IDS["split"]),
+            "on_account_form": bound.get("on_account")
+            or OnAccountForm(initial={"custno": txn.customer_reference if txn else ""}),
+            "duplicate_form": bound.get("duplicate")
+            or DuplicateForm(auto_id="id_duplicate_%s"),
+            "dismiss_form": bound.get("dismiss")
+            or DismissForm(auto_id="id_dismiss_%s"),
+            "note_form": bound.get("note") or NoteForm(auto_id="id_add_%s"),
             "decide_urls": {
                 name: decide_url.replace("DECISION", name) for name in DECISION_FORMS
             },
@@ -280,7 +472,7 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         }
 
     @staticmethod
-    def _candidate_row(candidate: matching.Candidate) -> dict:
+    def _candidate_row(candidate: matching.Candidate, payer_custno: str) -> dict:
         parts = [
             {
                 "name": name,
@@ -298,6 +490,8 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             "reference_match": candidate.reference_match,
             "amount_match": candidate.amount_match,
             "reasons": candidate.reasons,
+            "other_customer": bool(payer_custno)
+            and candidate.invoice.custno.strip().upper() != payer_custno.upper(),
         }
 
     # Bulk actions --------------------------------------------------------------------
@@ -307,25 +501,47 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
         form = ApplyToInvoiceForm(self._confirmed(request))
+        page = ACTION_PAGES["apply"]
         if not form.is_valid():
-            return self._action_page(request, queryset, form, ACTION_PAGES["apply"])
+            return self._action_page(request, queryset, form, page)
         invno = form.cleaned_data["invno"]
-        applied = self._each(
+        other = form.other_customer_args()
+        spent: dict[str, Decimal] = {}  # each payment takes what the ones before left
+        shares: dict[int, Decimal] = {}  # what each takes of an invoice others share
+
+        def preview(item: ReviewItem) -> review.Outcome:
+            shared = bool(spent)
+            outcome = review.preview_apply(item, [(invno, None)], spent=spent, **other)
+            if shared:
+                shares[item.pk] = outcome.lines[0].applied
+            return outcome
+
+        def apply(item: ReviewItem) -> object:
+            # What the confirmation showed is what is applied: a payment after the
+            # first takes only what the ones before it left of the balance.
+            if item.pk in shares:
+                return review.apply_review_item_split(
+                    item, [(invno, shares[item.pk])], staff_user(request), **other
+                )
+            return review.apply_review_item(item, invno, staff_user(request), **other)
+
+        return self._after_confirmation(
             request,
             queryset,
-            lambda item: review.apply_review_item(item, invno, staff_user(request)),
+            form,
+            page,
+            preview,
+            apply,
+            lambda n: f"Applied {plural(n, 'payment')} to invoice {invno}.",
         )
-        if applied:
-            self.message_user(
-                request, f"Applied {plural(applied, 'payment')} to invoice {invno}."
-            )
-        return None
 
     @admin.action(
-        description="Post on account (each to its payment's customer)",
+        description="Post on account (each to its payment's customer)…",
         permissions=["change"],
     )
-    def post_on_account(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def post_on_account(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
         items = list(queryset.select_related("transaction"))
         named = [
             i
@@ -333,16 +549,6 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             if i.transaction is not None and i.transaction.customer_reference
         ]
         nameless = [self._label(i) for i in items if i not in named]
-        posted = self._each(
-            request,
-            named,
-            lambda item: review.post_on_account(item, staff_user(request)),
-        )
-        if posted:
-            self.message_user(
-                request,
-                f"Posted {plural(posted, 'payment')} on account as unapplied cash.",
-            )
         if nameless:
             self.message_user(
                 request,
@@ -350,31 +556,43 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
                 "Post these from the item's page with a customer number.",
                 messages.WARNING,
             )
+        if not named:
+            return None
+        return self._after_confirmation(
+            request,
+            queryset.filter(pk__in=[i.pk for i in named]),
+            forms.Form(request.POST),
+            ACTION_PAGES["on_account"],
+            review.preview_on_account,
+            lambda item: review.post_on_account(item, staff_user(request)),
+            lambda n: f"Posted {plural(n, 'payment')} on account as unapplied cash.",
+        )
 
     @admin.action(description="Mark as duplicate…", permissions=["change"])
     def mark_duplicate(
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
         form = DuplicateForm(self._confirmed(request))
+        page = ACTION_PAGES["duplicate"]
         if not form.is_valid():
-            return self._action_page(request, queryset, form, ACTION_PAGES["duplicate"])
+            return self._action_page(request, queryset, form, page)
         note = form.cleaned_data["note"]
-        marked = self._each(
+        return self._after_confirmation(
             request,
             queryset,
+            form,
+            page,
+            lambda item: review.preview_closing(item, "duplicate", note),
             lambda item: review.mark_duplicate(item, staff_user(request), note),
+            lambda n: f"Marked {plural(n, 'payment')} as duplicate.",
         )
-        if marked:
-            self.message_user(
-                request, f"Marked {plural(marked, 'payment')} as duplicate."
-            )
-        return None
 
     @admin.action(description="Correct values and retry…", permissions=["change"])
     def correct_and_retry(
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
-        """Ask for corrected values, then store them and send the posting again.
+        """Ask for corrected values, show the receipt they give, then store them and
+        send the posting again.
 
         Only the date, method and GL account can be corrected (see CorrectValuesForm);
         `review.correct_and_retry` checks them again before anything is saved or sent.
@@ -391,8 +609,22 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         form = CorrectValuesForm(
             self._confirmed(request), values=review.correction_values(item)
         )
+        page = ACTION_PAGES["correct"]
         if form.is_valid():
             try:
+                outcome = review.preview_correction(item, form.corrections())
+                fingerprint = review.outcomes_fingerprint([outcome])
+                confirmed = request.POST.get("confirmed", "")
+                if confirmed != fingerprint:
+                    return self._action_page(
+                        request,
+                        queryset,
+                        form,
+                        page,
+                        rows=[(item, outcome, "")],
+                        fingerprint=fingerprint,
+                        changed=bool(confirmed),
+                    )
                 done = review.correct_and_retry(
                     item, staff_user(request), form.corrections()
                 )
@@ -406,37 +638,80 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             else:
                 self.message_user(request, f"{self._label(item)}: {done}")
                 return None
-        return self._action_page(request, queryset, form, ACTION_PAGES["correct"])
+        return self._action_page(request, queryset, form, page)
 
     @admin.action(description="Dismiss…", permissions=["change"])
     def dismiss(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         form = DismissForm(self._confirmed(request))
+        page = ACTION_PAGES["dismiss"]
         if not form.is_valid():
-            return self._action_page(request, queryset, form, ACTION_PAGES["dismiss"])
+            return self._action_page(request, queryset, form, page)
         reason = form.cleaned_data["reason"]
-        dismissed = self._each(
+        return self._after_confirmation(
             request,
             queryset,
+            form,
+            page,
+            lambda item: review.preview_closing(item, "dismiss", reason),
             lambda item: review.dismiss_review_item(item, reason, staff_user(request)),
+            lambda n: f"Dismissed {plural(n, 'review item')}.",
         )
-        if dismissed:
-            self.message_user(request, f"Dismissed {plural(dismissed, 'review item')}.")
+
+    def _after_confirmation(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        form: forms.Form,
+        page: ActionPage,
+        preview: Callable[[ReviewItem], review.Outcome],
+        act: Callable[[ReviewItem], object],
+        done: Callable[[int], str],
+    ) -> HttpResponse | None:
+        """Show each item's outcome; carry the action out only once the reviewer
+        confirmed exactly these outcomes (else show them, changed, again)."""
+        rows: list[tuple[ReviewItem, review.Outcome | None, str]] = []
+        for item in queryset.select_related("transaction"):
+            try:
+                rows.append((item, preview(item), ""))
+            except (review.ReviewError, ConnectorError) as exc:
+                rows.append((item, None, str(exc)))
+        postable = [o for _, o, _ in rows if o is not None]
+        fingerprint = review.outcomes_fingerprint(postable)
+        confirmed = request.POST.get("confirmed", "")
+        if confirmed != fingerprint or not postable:
+            return self._action_page(
+                request,
+                queryset,
+                form,
+                page,
+                rows=rows,
+                fingerprint=fingerprint,
+                changed=bool(confirmed) and confirmed != fingerprint,
+            )
+        for item, _, refusal in rows:
+            if refusal:
+                self.message_user(
+                    request, f"{self._label(item)}: {refusal}", messages.ERROR
+                )
+        count = self._each(request, [i for i, o, _ in rows if o is not None], act)
+        if count:
+            self.message_user(request, done(count))
         return None
 
     @admin.action(
-        description="Retry (re-send the posting or reprocess the event)",
+        description="Retry (re-send the posting or reprocess the event)…",
         permissions=["change"],
     )
-    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        retried = self._each(
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._after_confirmation(
             request,
             queryset,
+            forms.Form(request.POST),
+            ACTION_PAGES["retry"],
+            review.preview_retry,
             lambda item: review.retry_review_item(item, staff_user(request)),
+            lambda n: f"Queued {plural(n, 'review item')} for retry.",
         )
-        if retried:
-            self.message_user(
-                request, f"Queued {plural(retried, 'review item')} for retry."
-            )
 
     def _each(
         self,
@@ -472,13 +747,39 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         queryset: QuerySet,
         form: forms.Form,
         page: ActionPage,
+        *,
+        rows: list[tuple[ReviewItem, review.Outcome | None, str]] | None = None,
+        fingerprint: str = "",
+        changed: bool = False,
     ) -> TemplateResponse:
-        """Ask for the action's input, as Django's delete confirmation does."""
+        """Ask for the action's input, as Django's delete confirmation does; with
+        `rows`, show each item's outcome and ask to confirm them, carrying the input
+        (never an amount: no action takes one) in hidden fields."""
+        carried = (
+            [
+                (name, form[name].value())
+                for name in form.fields
+                if not form.fields[name].disabled and name in form.data
+            ]
+            if rows is not None
+            else []
+        )
+        postable = [o for _, o, _ in rows or [] if o is not None]
         context = {
+            "rows": rows,
+            "fingerprint": fingerprint,
+            "changed": changed,
+            "carried": carried,
+            "can_confirm": bool(postable),
+            "total": sum((o.amount for o in postable), review.ZERO),
+            "total_unapplied": sum((o.unapplied for o in postable), review.ZERO),
+            "currency": postable[0].currency if postable else "USD",
             **self.admin_site.each_context(request),
             "title": page.title,
             "intro": page.intro,
-            "submit_label": page.submit,
+            "submit_label": f"Confirm: {page.submit.lower()}"
+            if rows is not None
+            else page.submit,
             "opts": self.opts,
             "items": queryset,
             "form": form,

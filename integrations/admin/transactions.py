@@ -6,9 +6,12 @@ read-only; a reviewer re-sends postings with the "Retry now" action.
 """
 
 import json
+import re
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,11 +25,22 @@ from integrations.admin.base import (
     PortalMedia,
     ReadOnlyAdmin,
     ReadOnlyInline,
+    can_view,
     plural,
     pre,
     short,
-    short_time,
     staff_user,
+)
+from integrations.admin.finding import (
+    PER_PAGE,
+    SEARCH_HELP,
+    DateRangeFilter,
+    customer_expression,
+    open_review_exists,
+    payer_annotations,
+    payer_html,
+    search_payments,
+    totals_context,
 )
 from integrations.connectors.base import ConnectorError
 from integrations.models import (
@@ -37,6 +51,7 @@ from integrations.models import (
 )
 from integrations.queries import WithCashReceipt, with_cash_receipt
 from mappings import fields as fm
+from mappings.formatting import format_money, format_when, money_html
 from mappings.models import PayerLink
 
 EXPLANATION_TEMPLATE = "admin/integrations/match_explanation.html"
@@ -118,12 +133,16 @@ def transaction_explanation(txn: PaymentTransaction) -> SafeString:
 
 class TransactionHistoryInline(ReadOnlyInline):
     model = TransactionHistory
-    fields = ("at", "action", "detail", "changes", "event", "user")
+    fields = ("when", "action", "detail", "changes", "event", "user")
     readonly_fields = fields
     ordering = ("at", "id")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("event", "user")
+
+    @admin.display(description="At")
+    def when(self, obj: TransactionHistory) -> str:
+        return format_when(obj.at)
 
 
 class PostingInline(ReadOnlyInline):
@@ -132,23 +151,106 @@ class PostingInline(ReadOnlyInline):
         "kind",
         "state",
         "attempts",
-        "next_attempt_at",
+        "next_attempt",
         "document_number",
-        "posted_at",
+        "posted",
         "last_error",
     )
     readonly_fields = fields
     show_change_link = True
 
+    @admin.display(description="Next attempt")
+    def next_attempt(self, obj: Posting) -> str:
+        return format_when(obj.next_attempt_at) or "-"
+
+    @admin.display(description="Posted")
+    def posted(self, obj: Posting) -> str:
+        return format_when(obj.posted_at) or "-"
+
 
 class ReviewItemInline(ReadOnlyInline):
     model = ReviewItem
-    fields = ("kind", "state", "reason", "created_at", "assigned_to", "resolved_at")
+    fields = ("kind", "state", "reason_plain", "opened", "assigned_to", "resolved")
     readonly_fields = fields
     show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("assigned_to")
+
+    @admin.display(description="Reason")
+    def reason_plain(self, obj: ReviewItem) -> SafeString:
+        return SafeString(
+            render_to_string(
+                "admin/integrations/reviewitem/_reason.html", {"item": obj}
+            )
+        )
+
+    @admin.display(description="Opened")
+    def opened(self, obj: ReviewItem) -> str:
+        return format_when(obj.created_at)
+
+    @admin.display(description="Resolved")
+    def resolved(self, obj: ReviewItem) -> str:
+        return format_when(obj.resolved_at) or "-"
+
+
+# The status a person reads: where the payment is now, not only what PayTrace said.
+RECEIPT_STATUS = {
+    Posting.State.POSTED: "Posted",
+    Posting.State.PENDING: "Queued",
+    Posting.State.IN_PROGRESS: "Queued",
+    Posting.State.FAILED: "Failed (will retry)",
+    Posting.State.DEAD: "Failed",
+    Posting.State.NEEDS_REVIEW: "In review",
+}
+IN_REVIEW = "In review"
+
+
+class PaymentDateFilter(DateRangeFilter):
+    title = "payment date"
+    field_path = "created_at"
+
+
+class WhereFilter(admin.SimpleListFilter):
+    """Where the payment is: in review, or its receipt's posting state."""
+
+    title = "status"
+    parameter_name = "where"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            ("review", IN_REVIEW),
+            ("posted", "Posted"),
+            ("queued", "Queued"),
+            ("failed", "Failed"),
+            ("none", "No receipt"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        states = {
+            "posted": [Posting.State.POSTED],
+            "queued": [Posting.State.PENDING, Posting.State.IN_PROGRESS],
+            "failed": [Posting.State.FAILED, Posting.State.DEAD],
+        }
+        value = self.value()
+        if value == "review":
+            return queryset.filter(in_review=True)
+        if value in states:
+            return queryset.filter(receipt_state__in=states[value], in_review=False)
+        if value == "none":
+            return queryset.filter(receipt_state__isnull=True, in_review=False)
+        return queryset
+
+
+def payment_status(obj: Any) -> str:
+    """The status a person reads: "In review" while an open item holds the payment,
+    else its receipt's state, else the status map's status ("Paid", "Failed"…)."""
+    if getattr(obj, "in_review", False):
+        return IN_REVIEW
+    state = getattr(obj, "receipt_state", None)
+    if state in RECEIPT_STATUS:
+        return RECEIPT_STATUS[state]
+    return obj.get_mapped_status_display() or "-"
 
 
 @admin.register(PaymentTransaction)
@@ -156,17 +258,21 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
     list_display = (
         "transaction_id",
         "amount_display",
+        "customer",
+        "payer",
         "invoice",
-        "gateway",
-        "mapped_status",
-        "posting_state",
+        "status",
         "document_number",
         "card",
         "created",
         "settled",
     )
-    list_filter = ("mapped_status", "gateway_status")
-    search_fields = ("transaction_id", "invoice_reference", "customer_reference")
+    list_filter = (WhereFilter, "mapped_status", "gateway_status", PaymentDateFilter)
+    # Read by the admin to show the search box; `get_search_results` does the work.
+    search_fields = ("transaction_id",)
+    search_help_text = SEARCH_HELP
+    list_per_page = PER_PAGE
+    list_max_show_all = PER_PAGE
     fieldsets = [
         (
             "Payment",
@@ -176,9 +282,12 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
                     "connection",
                     "transaction_type",
                     "amount_display",
-                    "tax_amount",
+                    "tax_display",
+                    "status",
                     "invoice_reference",
                     "customer_reference",
+                    "customer",
+                    "payer",
                     "customer_po",
                     "card",
                     "card_brand",
@@ -196,11 +305,11 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
                     "status_code",
                     "status_message",
                     "mapped_status",
-                    "created_at",
-                    "settled_at",
-                    "status_changed_at",
-                    "first_seen_at",
-                    "updated_at",
+                    "created",
+                    "settled",
+                    "status_changed",
+                    "first_seen",
+                    "updated",
                 ]
             },
         ),
@@ -209,12 +318,54 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
             {"classes": ["collapse"], "fields": ["source_record_pretty"]},
         ),
     ]
-    readonly_fields = flatten_fieldsets(fieldsets)
+    readonly_fields = [*flatten_fieldsets(fieldsets), "connection_name"]
     inlines = [TransactionHistoryInline, PostingInline, ReviewItemInline]
     Media = PortalMedia
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return with_cash_receipt(super().get_queryset(request))
+        return with_cash_receipt(super().get_queryset(request)).annotate(
+            in_review=open_review_exists(),
+            customer_number=customer_expression(),
+            **payer_annotations(),
+        )
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: PaymentTransaction | None = None
+    ) -> list:
+        """The connection as a link only for someone who may open connections."""
+        if obj is None or can_view(request.user, obj.connection):
+            return self.fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        "connection_name" if field == "connection" else field
+                        for field in options["fields"]
+                    ],
+                },
+            )
+            for name, options in self.fieldsets
+        ]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        return search_payments(queryset, search_term), False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["totals"] = {
+                **totals_context(context["cl"]),
+                "noun": "payment",
+                "nouns": "payments",
+            }
+        return response
 
     def render_change_form(
         self,
@@ -231,36 +382,58 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Amount", ordering="amount")
-    def amount_display(self, obj: PaymentTransaction) -> str:
-        return f"{obj.amount} {obj.currency}"
+    def amount_display(self, obj: PaymentTransaction) -> SafeString:
+        return money_html(obj.amount, obj.currency)
+
+    @admin.display(description="Tax")
+    def tax_display(self, obj: PaymentTransaction) -> str:
+        return format_money(obj.tax_amount, obj.currency) or "-"
+
+    @admin.display(description="Status")
+    def status(self, obj: PaymentTransaction) -> str:
+        return payment_status(obj)
+
+    @admin.display(description="Customer", ordering="customer_number")
+    def customer(self, obj: Any) -> str:
+        return getattr(obj, "customer_number", None) or "-"
+
+    @admin.display(description="Payer", ordering="payer_name")
+    def payer(self, obj: Any) -> SafeString | str:
+        return payer_html(obj) or "-"
+
+    @admin.display(description="Connection")
+    def connection_name(self, obj: PaymentTransaction) -> str:
+        return str(obj.connection)
 
     @admin.display(description="Invoice", ordering="invoice_reference")
     def invoice(self, obj: PaymentTransaction) -> str:
         return obj.invoice_reference
 
-    @admin.display(description="Gateway", ordering="gateway_status")
-    def gateway(self, obj: PaymentTransaction) -> str:
-        return obj.get_gateway_status_display()
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: PaymentTransaction) -> str:
+        return format_when(obj.created_at) or "-"
 
-    @admin.display(description="Created (UTC)", ordering="created_at")
-    def created(self, obj: PaymentTransaction) -> str | None:
-        return short_time(obj.created_at)
+    @admin.display(description="Settled", ordering="settled_at")
+    def settled(self, obj: PaymentTransaction) -> str:
+        return format_when(obj.settled_at) or "-"
 
-    @admin.display(description="Settled (UTC)", ordering="settled_at")
-    def settled(self, obj: PaymentTransaction) -> str | None:
-        return short_time(obj.settled_at)
+    @admin.display(description="Status changed")
+    def status_changed(self, obj: PaymentTransaction) -> str:
+        return format_when(obj.status_changed_at) or "-"
+
+    @admin.display(description="First seen")
+    def first_seen(self, obj: PaymentTransaction) -> str:
+        return format_when(obj.first_seen_at) or "-"
+
+    @admin.display(description="Updated")
+    def updated(self, obj: PaymentTransaction) -> str:
+        return format_when(obj.updated_at) or "-"
 
     @admin.display(description="Card")
     def card(self, obj: PaymentTransaction) -> str:
         return f"•••• {obj.card_last4}" if obj.card_last4 else ""
 
-    @admin.display(description="Posting", ordering="receipt_state")
-    def posting_state(self, obj: WithCashReceipt) -> str | None:
-        if not obj.receipt_state:
-            return None
-        return Posting.State(obj.receipt_state).label
-
-    @admin.display(description="Sage Pro document", ordering="receipt_number")
+    @admin.display(description="Sage Pro receipt", ordering="receipt_number")
     def document_number(self, obj: WithCashReceipt) -> str | None:
         return obj.receipt_number or None
 
@@ -295,6 +468,7 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
             )
             document.notes.insert(0, f"Sage Pro did not answer: {exc}")
             checked = False
+        booked_in = document.base_currency or txn.currency
         origins = {use.target: use.describe() for use in document.mappings}
         origins["gl_account"] = (
             f"GL rule #{document.gl_rule_id}"
@@ -306,6 +480,8 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Preview the Sage Pro document",
+            "application_problems": application_problems(document, booked_in),
+            "unapplied_note": unapplied_note(document, booked_in),
             "opts": self.opts,
             "original": txn,
             "posting": posting,
@@ -326,6 +502,60 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
         )
 
 
+def application_problems(
+    document: documents.ReceiptDocument, currency: str
+) -> list[str]:
+    """What is wrong with where the receipt puts the money, in words: an application
+    of nothing (the invoice has no balance left) is not a valid document even when
+    every field passes its spec."""
+    problems = []
+    receipt = document.receipt
+    for application in receipt.applications:
+        if application.amount <= 0:
+            problems.append(
+                f"It applies {format_money(application.amount, currency)} to invoice "
+                f"{application.invno}: the invoice has no balance left to pay, so "
+                "Sage Pro would refuse it (INVOICE_NOT_OPEN). Decide in the review "
+                "queue where the payment goes (another invoice, split, or on account)."
+            )
+        elif application.invno.strip() in _missing_invoices(document):
+            problems.append(
+                f"It applies {format_money(application.amount, currency)} to invoice "
+                f"{application.invno}, which Sage Pro does not have, so Sage Pro "
+                "would refuse it (INVOICE_NOT_FOUND). Decide in the review queue "
+                "where the payment goes (another invoice, split, or on account)."
+            )
+    return problems
+
+
+# The builder's note for a reference no Sage Pro invoice has (documents/build.py).
+# (A `ReceiptDocument.invoice_found` field would make this a state rather than text.)
+_NO_INVOICE = re.compile(r"^Sage Pro has no invoice (.+?); the receipt would not be")
+
+
+def _missing_invoices(document: documents.ReceiptDocument) -> set[str]:
+    return {
+        match.group(1).strip()
+        for note in document.notes
+        if (match := _NO_INVOICE.match(note))
+    }
+
+
+def unapplied_note(document: documents.ReceiptDocument, currency: str) -> str:
+    """What stays on the receipt as unapplied cash, in words ("" when nothing)."""
+    receipt = document.receipt
+    if receipt.amount is None or not receipt.applications:
+        return ""
+    applied = sum((a.amount for a in receipt.applications), Decimal("0"))
+    rest = receipt.amount - applied
+    if rest <= 0:
+        return ""
+    return (
+        f"{format_money(applied, currency)} is applied to invoices; "
+        f"{format_money(rest, currency)} stays on the receipt as unapplied cash."
+    )
+
+
 @admin.register(Posting)
 class PostingAdmin(ReadOnlyAdmin):
     list_display = (
@@ -333,7 +563,7 @@ class PostingAdmin(ReadOnlyAdmin):
         "kind",
         "state",
         "attempts",
-        "next_attempt_at",
+        "next_attempt",
         "document_number",
         "last_error_short",
     )
@@ -347,11 +577,11 @@ class PostingAdmin(ReadOnlyAdmin):
         "kind",
         "state",
         "attempts",
-        "next_attempt_at",
-        "started_at",
-        "posted_at",
+        "next_attempt",
+        "started",
+        "posted",
         "document_number",
-        "unapplied_amount",
+        "unapplied",
         "idempotency_key",
         "last_error_code",
         "last_error",
@@ -369,23 +599,63 @@ class PostingAdmin(ReadOnlyAdmin):
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("integrations.change_posting")
 
-    @admin.action(description="Retry now", permissions=["retry"])
-    def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        postings = list(queryset)
+    @admin.action(description="Retry now…", permissions=["retry"])
+    def retry_now(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        """Show what would be sent again; only the confirm button sends it."""
+        postings = list(queryset.select_related("transaction").order_by("pk"))
+        retryable = [p for p in postings if p.state in RETRYABLE_POSTING_STATES]
+        skipped = len(postings) - len(retryable)
+        if "confirm" not in request.POST:
+            total = sum((p.transaction.amount for p in retryable), Decimal("0"))
+            currencies = {p.transaction.currency for p in retryable}
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Send these receipts to Sage Pro again?",
+                "opts": self.opts,
+                "rows": [(p, _posting_summary(p)) for p in retryable],
+                "skipped": [p for p in postings if p not in retryable],
+                "total": total,
+                "currency": next(iter(currencies)) if len(currencies) == 1 else "",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/integrations/posting/retry_confirm.html", context
+            )
         queued = sum(
-            1 for p in postings if review.retry_posting(p, staff_user(request))
+            1 for p in retryable if review.retry_posting(p, staff_user(request))
         )
-        skipped = len(postings) - queued
+        skipped += len(retryable) - queued
         self.message_user(
             request,
             f"Queued {plural(queued, 'posting')} to be sent again; skipped {skipped} "
             "already posted or in progress.",
             messages.SUCCESS if queued else messages.WARNING,
         )
+        return None
 
     @admin.display(description="Transaction", ordering="transaction__transaction_id")
     def transaction_id(self, obj: Posting) -> str:
         return obj.transaction.transaction_id
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: Posting) -> str:
+        return format_when(obj.next_attempt_at) or "-"
+
+    @admin.display(description="Started")
+    def started(self, obj: Posting) -> str:
+        return format_when(obj.started_at) or "-"
+
+    @admin.display(description="Posted", ordering="posted_at")
+    def posted(self, obj: Posting) -> str:
+        return format_when(obj.posted_at) or "-"
+
+    @admin.display(description="Unapplied amount")
+    def unapplied(self, obj: Posting) -> str:
+        if obj.unapplied_amount is None:
+            return "-"
+        return format_money(obj.unapplied_amount, obj.transaction.currency)
 
     @admin.display(description="Last error", ordering="last_error")
     def last_error_short(self, obj: Posting) -> str:
@@ -407,3 +677,25 @@ class PostingAdmin(ReadOnlyAdmin):
     @admin.display(description="Sage Pro's reply")
     def response_pretty(self, obj: Posting) -> SafeString:
         return pre(obj.response)
+
+
+# A reviewer may send these again: the rest are posted or being sent.
+RETRYABLE_POSTING_STATES = {
+    Posting.State.FAILED,
+    Posting.State.DEAD,
+    Posting.State.NEEDS_REVIEW,
+}
+
+
+def _posting_summary(posting: Posting) -> str:
+    """The receipt as it would be sent: customer and the invoices it pays."""
+    payload = posting.payload or {}
+    custno = str(payload.get("custno") or "").strip() or "no customer"
+    invoices = [
+        f"{str(line.get('invno', '')).strip()} ({format_money(line.get('amount'), posting.transaction.currency)})"
+        for line in payload.get("applications") or []
+        if isinstance(line, dict)
+    ]
+    return f"Customer {custno}: " + (
+        ", ".join(invoices) if invoices else "unapplied cash, no invoice"
+    )

@@ -1,5 +1,7 @@
 """The external systems the portal talks to, and their webhook signing secrets."""
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,17 @@ class Environment(models.TextChoices):
     DEV = "dev", "Development"
     QA = "qa", "QA"
     PROD = "prod", "Production"
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """The answer to "Test connection": what happened, in plain words, and the fix."""
+
+    ok: bool
+    summary: str
+    fix: str = ""
+    detail: str = ""
+    latency_ms: int | None = None
 
 
 class Connection(models.Model):
@@ -130,6 +143,88 @@ class Connection(models.Model):
             raise ValidationError(
                 {"transport": "Only a Sage Pro connection can go through an agent."}
             )
+
+    def check_connection(self) -> ConnectionCheck:
+        """Make the kind's lightest authenticated call with the stored settings.
+
+        PayTrace: a fresh OAuth token. Sage Pro: the company's fiscal periods (the
+        gateway's smallest read that needs the API key and the company). Writes
+        nothing to the database.
+        """
+        from integrations.connectors.base import ConnectorError
+
+        started = time.monotonic()
+        try:
+            if self.kind == self.Kind.SAGEPRO:
+                periods = self.sage().list_periods()
+                current = next((p["yearprd"] for p in periods if p.get("current")), "")
+                what = f"Sage Pro company {self.company_id or '01'} answered" + (
+                    f" (current period {current})" if current else ""
+                )
+            elif self.kind == self.Kind.PAYTRACE:
+                self.paytrace().access_token(renew=True)
+                what = f"PayTrace signed in {self.username} and issued a token"
+            else:
+                return ConnectionCheck(
+                    False,
+                    f"There is no connection test for a {self.get_kind_display()} yet.",
+                )
+        except ConnectorError as exc:
+            ms = round((time.monotonic() - started) * 1000)
+            summary, fix = self._explain(exc)
+            return ConnectionCheck(False, summary, fix, str(exc), ms)
+        ms = round((time.monotonic() - started) * 1000)
+        return ConnectionCheck(True, f"{what} in {ms} ms.", latency_ms=ms)
+
+    def _explain(self, exc: Exception) -> tuple[str, str]:
+        """A connector error in plain words, and what to change."""
+        code = getattr(exc, "code", "")
+        status = getattr(exc, "status", None)
+        system = self.get_kind_display()
+        if code in ("UNAVAILABLE", "TIMEOUT"):
+            return (
+                f"{system} could not be reached at {self.base_url or '(no URL)'}.",
+                "Check the URL, and that the service (or the on-site agent) is "
+                "running and reachable from the portal.",
+            )
+        if status == 401 or code in ("UNAUTHORIZED", "invalid_grant"):
+            secret = (
+                "API key" if self.kind == self.Kind.SAGEPRO else "user and password"
+            )
+            return (
+                f"{system} refused the {secret}.",
+                f"Enter the right {secret} in “Endpoint and credentials”, save, and "
+                "test again.",
+            )
+        if code == "COMPANY_NOT_FOUND":
+            return (
+                f"Sage Pro has no company {self.company_id or '01'}.",
+                "Check the company id (two characters, e.g. 01).",
+            )
+        if status == 404:
+            return (
+                f"{self.base_url} answered, but not as the {system} API.",
+                "Check the URL: PayTrace's host root, or the gateway's URL ending in "
+                "/api/v1.",
+            )
+        return (f"{system} answered with an error: {exc}.", "")
+
+    def webhook_paths(self) -> list[tuple[str, str]]:
+        """(what, path) for each URL a sender posts this connection's events to."""
+        from django.urls import reverse
+
+        if self.kind != self.Kind.PAYTRACE or not self.slug:
+            return []
+        return [
+            (
+                "Relayed PayTrace events (signed webhooks)",
+                reverse("paytrace-webhook", args=[self.slug]),
+            ),
+            (
+                "PayTrace silent post (give PayTrace this URL)",
+                reverse("paytrace-silent-post", args=[self.slug]),
+            ),
+        ]
 
     def active_webhook_secrets(self) -> list[str]:
         now = timezone.now()

@@ -164,6 +164,10 @@ class ReconciliationRun(models.Model):
     batch_totals = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     ties_out = models.BooleanField(null=True)
     error = models.TextField(blank=True)
+    # Issue 13 (month-end): what a run started from the admin is doing, and the
+    # report's headline (PayTrace total, Sage Pro total, what explains the difference).
+    progress = models.CharField(max_length=200, blank=True)
+    headline = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["-started_at"]

@@ -20,6 +20,7 @@ from integrations.models.storage import (
     saved_user,
 )
 from mappings.fields import business_date
+from mappings.formatting import format_money
 from mappings.models import GatewayStatus, PaymentStatus
 
 if TYPE_CHECKING:
@@ -118,11 +119,20 @@ class PaymentTransaction(StorableValuesMixin, models.Model):
             models.Index(
                 fields=["connection", "card_last4", "amount"],
                 name="transaction_card_amount",
-            )
+            ),
+            # The review queue and the payment list find a payment by its amount, its
+            # card's last four, its id or its date (issue 13): exact matches and
+            # ranges on these, never a scan of the table.
+            models.Index(fields=["amount"], name="transaction_amount"),
+            models.Index(fields=["card_last4"], name="transaction_card_last4"),
+            models.Index(fields=["transaction_id"], name="transaction_id_lookup"),
+            models.Index(fields=["created_at"], name="transaction_created"),
         ]
 
     def __str__(self) -> str:
-        return f"PayTrace {self.transaction_id} {self.amount} {self.currency}"
+        return (
+            f"PayTrace {self.transaction_id} {format_money(self.amount, self.currency)}"
+        )
 
     def record(
         self,

@@ -3,7 +3,7 @@
 from django import template
 from django.utils.safestring import SafeString
 
-from portal.formatting import format_money, format_when, money_html
+from mappings.formatting import format_money, format_when, money_html
 
 register = template.Library()
 

@@ -215,6 +215,8 @@ def test_a_reviewer_remembers_the_payer_and_its_next_payment_posts_itself(
     assert "Remember: this payer is customer ACME" in row.inner_text()
     screenshot("review-explained")
     row.locator("input.portal-apply").click()
+    page.wait_for_selector(".portal-outcome")
+    page.click("input[type=submit][value='Confirm and post the receipt']")
     page.wait_for_selector(".messagelist")
     said = page.locator(".messagelist").inner_text()
     assert f"Applied to invoice {first}" in said

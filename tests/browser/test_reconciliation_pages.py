@@ -45,7 +45,7 @@ def at(day, hour):
 
 
 @pytest.fixture
-def month_of_payments(live_connections):
+def payments(live_connections):
     """30 days of payments: most posted and settled, some in review, pending, dead,
     declined and refunded; one receipt missing in Sage Pro, one orphan receipt, and one
     settlement batch PayTrace reports 25.00 higher than the portal's transactions."""
@@ -173,8 +173,16 @@ def month_of_payments(live_connections):
         started_at=now - timedelta(minutes=4),
         finished_at=now - timedelta(minutes=4),
     )
-    run = reconciliation.reconcile(paytrace, first, today)
-    return {"run": run, "missing": missing}
+    return {"paytrace": paytrace, "first": first, "today": today, "missing": missing}
+
+
+@pytest.fixture
+def month_of_payments(payments):
+    """The 30 days, reconciled."""
+    run = reconciliation.reconcile(
+        payments["paytrace"], payments["first"], payments["today"]
+    )
+    return {"run": run, "missing": payments["missing"]}
 
 
 def sign_in(page, live_server):
@@ -205,7 +213,7 @@ def test_a_controller_reads_the_reconciliation_and_the_cash_position(
     assert missing.transaction.transaction_id in content
     assert "184299999" in content  # the orphan receipt
     batch = page.locator(".field-batch_table tr", has_text="712").inner_text()
-    assert "-25.00" in batch
+    assert "-$25.00" in batch
     assert "NO" in batch
     screenshot("reconciliation")
 
@@ -227,3 +235,66 @@ def test_a_controller_reads_the_reconciliation_and_the_cash_position(
     assert page.locator("#dash-last-poll").inner_text() == "4 min ago"
     assert "dead posting" in page.locator("#dash-dead-postings").inner_text()
     screenshot("dashboard")
+
+
+def test_a_reviewer_runs_month_end_with_the_button_and_reads_the_headline(
+    live_server, browser_page, screenshot, payments
+):
+    from integrations import monthend
+    from integrations.models import ReconciliationRun
+    from integrations.roles import FINANCE_REVIEWER
+    from tests.factories import make_user
+    from tests.queue import run_queued_tasks
+
+    page = browser_page
+    make_user(group=FINANCE_REVIEWER, username="rita", password=PASSWORD)
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.click("#home-month-end")
+    page.click("#start-month-end")
+    first, last = monthend.last_month()
+    assert page.locator("#id_month").input_value() == f"{first:%Y-%m}"
+    page.click("#start-run")
+    page.wait_for_selector("#run-progress")
+    assert "Waiting for a worker" in page.locator("#run-progress").inner_text()
+
+    # The worker's turn (the page keeps refreshing itself meanwhile).
+    assert run_queued_tasks() == 1
+    run = ReconciliationRun.objects.get()
+    assert run.state == ReconciliationRun.State.DONE
+    assert (run.date_from, run.date_to) == (first, last)
+    assert run.created_by.username == "rita"
+    page.wait_for_selector("#month-end-headline", timeout=20_000)
+
+    head = run.headline
+    assert page.locator("#paytrace-total").inner_text() == (
+        f"${Decimal(head['paytrace_total']):,.2f}"
+    )
+    assert page.locator("#sage-total").inner_text() == (
+        f"${Decimal(head['sage_total']):,.2f}"
+    )
+    explanations = page.locator("#explanations").inner_text()
+    assert "Waiting in review" in explanations
+    assert "Pending (not posted yet)" in explanations
+    # Batches exist, so every tie-out has an answer.
+    assert "unknown" not in page.locator(".field-batch_table").inner_text()
+    screenshot("month-end-report")
+
+    page.click("#explanations a:has-text('Waiting in review')")
+    page.wait_for_url("**/admin/integrations/reconciliationline/?*explains=in_review*")
+    page.wait_for_selector("#result_list")
+    assert (
+        page.locator("#result_list tbody tr").count()
+        == (head["explained"]["in_review"]["count"])
+    )
+    page.go_back()
+    page.wait_for_selector("#download-csv")
+    with page.expect_download() as info:
+        page.click("#download-csv")
+    with open(info.value.path(), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(b["count"] for b in run.buckets.values())

@@ -112,6 +112,10 @@ def test_a_reviewer_applies_a_payment_to_the_best_candidate(
     screenshot("review-candidates")
 
     best.locator("input.portal-apply").click()
+    page.wait_for_selector(".portal-outcome")
+    assert not Posting.objects.filter(transaction__transaction_id=txid).exists()
+    assert f"Apply $412.80 to invoice {target}" in page.locator("#content").inner_text()
+    page.click("input[type=submit][value='Confirm and post the receipt']")
     page.wait_for_selector(".messagelist")
     message = page.locator(".messagelist").inner_text()
     assert f"Applied to invoice {target}" in message
@@ -143,6 +147,10 @@ def test_a_reviewer_replays_the_dead_letters_since_a_time(
     page.wait_for_selector("input[name=since]")
     page.fill("input[name=since]", "2000-01-01 00:00")
     page.click("input[type=submit][value=Replay]")
+    page.wait_for_selector(".portal-replay-list")
+    assert txid in page.locator(".portal-replay-list").inner_text()
+    assert "$250.00" in page.locator(".portal-replay-list").inner_text()
+    page.click("input[type=submit][value='Confirm: replay 1 receipt']")
     page.wait_for_selector(".messagelist")
     assert "Queued a replay of 1 dead letter(s)" in (
         page.locator(".messagelist").inner_text()

@@ -103,11 +103,11 @@ def test_a_reviewer_reads_transactions_and_the_review_queue(
 
     page.goto(f"{live_server.url}/admin/integrations/paymenttransaction/")
     headers = page.locator("#result_list thead").inner_text()
-    for heading in ("TRANSACTION ID", "AMOUNT", "MAPPED STATUS", "SAGE PRO DOCUMENT"):
+    for heading in ("TRANSACTION ID", "AMOUNT", "STATUS", "SAGE PRO RECEIPT"):
         assert heading in headers.upper()
     assert column(page, "transaction_id") == ["184223303", "184223302", "184223301"]
-    assert column(page, "amount_display") == ["412.80 USD", "89.00 USD", "150.25 USD"]
-    assert column(page, "mapped_status") == ["Paid", "Failed", "Paid"]
+    assert column(page, "amount_display") == ["$412.80", "$89.00", "$150.25"]
+    assert column(page, "status") == ["In review", "Failed", "Posted"]
     assert column(page, "document_number") == ["-", "-", "R000001234"]
     assert "•••• 1111" in column(page, "card")
     screenshot("transactions")
@@ -118,7 +118,7 @@ def test_a_reviewer_reads_transactions_and_the_review_queue(
     row = rows.first.inner_text()
     assert "No matching open invoice" in row
     assert "184223303" in row
-    assert "412.80 USD" in row
+    assert "$412.80" in row
     assert UNMATCHED_REASON in row
     assert "3 h" in row
     screenshot("review-queue")

@@ -111,11 +111,44 @@ def test_the_replay_admin_queues_a_replay_of_everything_since(
     page = admin_client.get("/admin/integrations/deadletter/")
     assert page.status_code == 200
     assert "Replay everything since" in page.content.decode()
+    url = "/admin/integrations/deadletter/replay-since/"
+    shown = admin_client.post(url, {"since": "2000-01-01 00:00"})
+    assert shown.status_code == 200
+    run_tasks()
+    assert not Posting.objects.filter(state=Posting.State.POSTED).exists()
+    assert "Confirm: replay 2 receipts" in shown.text
+    assert "$29.00" in shown.text  # the total the replay sends
     response = admin_client.post(
-        "/admin/integrations/deadletter/replay-since/", {"since": "2000-01-01 00:00"}
+        url,
+        {"since": "2000-01-01 00:00", "confirmed": shown.context["fingerprint"]},
     )
     assert response.status_code == 302
     run_tasks()
+    assert Posting.objects.filter(state=Posting.State.POSTED).count() == 2
+
+
+def test_replaying_selected_dead_letters_shows_them_first(
+    admin_client, paytrace_conn, secret, sage, http, run_tasks, client
+):
+    make_dead_postings(client, secret, sage, run_tasks, ["14.00", "15.00"])
+    dead = list(Posting.objects.values_list("pk", flat=True))
+    selection = {"action": "replay_selected", "_selected_action": dead}
+    changelist = "/admin/integrations/deadletter/"
+
+    shown = admin_client.post(changelist, selection)
+    run_tasks()
+    assert not Posting.objects.filter(state=Posting.State.POSTED).exists()
+    assert "customer ACME, invoice" in shown.text
+    stale = admin_client.post(changelist, selection | {"confirmed": "not-the-list"})
+    run_tasks()
+    assert "changed since the list you confirmed" in stale.text
+    assert not Posting.objects.filter(state=Posting.State.POSTED).exists()
+
+    done = admin_client.post(
+        changelist, selection | {"confirmed": shown.context["fingerprint"]}
+    )
+    run_tasks()
+    assert done.status_code == 302
     assert Posting.objects.filter(state=Posting.State.POSTED).count() == 2
 
 

@@ -151,18 +151,31 @@ class FakeSage:
         return {"results": self.invoices}
 
 
-def test_stream_mixes_full_partial_unmatched_and_declined_payments():
-    invoices = [
-        {"invno": "10001", "custno": "ACME", "balance": "120.00"},
-        {"invno": "10002", "custno": "ACME", "balance": "75.13"},
-        {"invno": "10003", "custno": "BOLT", "balance": "-20.00"},  # a credit memo
-    ]
-    stream = demo.PaymentStream(None, FakeSage(invoices), rng=random.Random(7))
+def demo_invoice(invno, balance, custno="ACME"):
+    return {
+        "invno": invno,
+        "custno": custno,
+        "balance": balance,
+        "ponum": f"{demo.DEMO_PONUM_PREFIX}T{invno}",
+    }
 
-    payments = [stream.choose() for _ in range(300)]
+
+def test_stream_mixes_full_partial_over_unmatched_duplicate_and_declined_payments():
+    invoices = [
+        demo_invoice("10001", "120.00"),
+        demo_invoice("10002", "75.13"),
+        demo_invoice("10003", "-20.00", custno="BOLT"),  # a credit memo
+    ]
+    stream = demo.PaymentStream(None, FakeSage(invoices), rng=random.Random(7), stock=2)
+    stream.paid["10009"] = Decimal("40.00")  # paid earlier: a duplicate pays it again
+
+    payments = [stream.choose() for _ in range(400)]
 
     kinds = {p.kind for p in payments}
-    assert kinds == {"full", "partial", "unmatched", "decline"}
+    assert kinds == {"full", "partial", "over", "unmatched", "duplicate", "decline"}
+    full = [p for p in payments if p.kind == "full"]
+    # Mostly payments of an open invoice (a balance ending in .13 is paid in part).
+    assert len(full) + sum(p.kind == "partial" for p in payments) > 0.75 * 400
     for p in payments:
         assert p.amount > 0 and p.amount.as_tuple().exponent == -2  # cents, always
         if p.kind == "decline":
@@ -172,19 +185,26 @@ def test_stream_mixes_full_partial_unmatched_and_declined_payments():
         assert p.amount % 1 != Decimal("0.13")  # the sandbox would decline it
         if p.kind == "unmatched":
             assert p.invoice.startswith("9")
+        elif p.kind == "duplicate":
+            assert (p.invoice, p.amount) == ("10009", Decimal("40.00"))
         else:
             assert p.invoice in {"10001", "10002"}
-    full = [p for p in payments if p.kind == "full"]
+            assert p.custno == "ACME"  # the payer, for the review item
     assert {p.amount for p in full} == {Decimal("120.00")}  # 75.13 is paid in part
+    balances = {"10001": Decimal("120.00"), "10002": Decimal("75.13")}
+    overs = [p for p in payments if p.kind == "over"]
+    assert overs and all(p.amount > balances[p.invoice] for p in overs)
 
 
-def test_stream_does_not_pay_an_invoice_twice():
-    stream = demo.PaymentStream(None, FakeSage([]), rng=random.Random(1))
-    stream.paid.add("10001")
-    stream.sage.invoices = [{"invno": "     10001", "balance": "120.00"}]
+def test_stream_does_not_pay_an_invoice_twice_unless_it_means_to():
+    stream = demo.PaymentStream(
+        None, FakeSage([]), rng=random.Random(1), make_invoice=None, stock=0
+    )
+    stream.paid["10001"] = Decimal("120.00")
+    stream.sage.invoices = [demo_invoice("     10001", "120.00")]
 
     assert stream.open_invoices() == []
-    assert stream.choose().kind == "unmatched"
+    assert stream.choose().kind == "unmatched"  # nothing of its own left to pay
 
 
 @pytest.mark.django_db(transaction=True)
@@ -205,9 +225,16 @@ def test_stream_pays_through_the_sandboxes(http):
         "01",
     )
     stream = demo.PaymentStream(paytrace, sage, rng=random.Random(3), settle_every=10)
+    stream.MIX = {**stream.MIX, "decline": 40}  # some declines in ten payments
 
     lines = [line for _ in range(10) for line in stream.step()]
 
+    # It billed its own invoices in Sage Pro, and paid only those.
+    reply = sage.call("GET", "/invoices", params={"status": "all"})
+    own = {row["invno"] for row in reply["results"] if demo.is_demo_invoice(row)}
+    assert own and stream.made == len(own)
+    paid = set(stream.paid)
+    assert paid and paid <= own
     assert len(lines) == 11
     assert lines[-1].startswith("Settled ")
     assert any(" approved " in line for line in lines)
@@ -271,6 +298,7 @@ class DemoProcess:
                     "manage.py",
                     "demo",
                     "--no-stream",
+                    "--no-history",  # test_demo_stream.py seeds the past
                     "--port",
                     str(self.port),
                 ],

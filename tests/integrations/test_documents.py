@@ -71,7 +71,8 @@ def correct_and_retry(admin_client, item, **values):
         for name in documents.CORRECTABLE_FIELDS
     }
     form.update(values)
-    return admin_client.post(
+    return confirmed(
+        admin_client,
         "/admin/integrations/reviewitem/",
         {
             "action": "correct_and_retry",
@@ -80,6 +81,20 @@ def correct_and_retry(admin_client, item, **values):
             **form,
         },
     )
+
+
+def confirmed(browser, url, data, **kwargs):
+    """Post a money action and confirm the outcome it shows, as a reviewer does
+    (issue 13: nothing posts before its outcome was shown and confirmed)."""
+    shown = browser.post(url, data, **kwargs)
+    context = shown.context if shown.status_code == 200 else None
+    if context is not None and context.get("fingerprint"):  # a bulk action's page
+        data = data | {"confirmed": context["fingerprint"]}
+    elif context is not None and context.get("outcome") is not None:
+        data = data | {"confirm": context["outcome"].fingerprint}
+    else:
+        return shown
+    return browser.post(url, data, **kwargs)
 
 
 # --- GL rules -------------------------------------------------------------------------
@@ -276,7 +291,8 @@ def test_a_value_too_wide_for_sage_pro_is_caught_before_sending(
     assert "reference" in refused.text and "cannot be corrected" in refused.text
     mapping.is_active = False
     mapping.save()
-    admin_client.post(
+    confirmed(
+        admin_client,
         "/admin/integrations/reviewitem/",
         {"action": "retry", "_selected_action": [item.pk]},
     )

@@ -764,7 +764,8 @@ def test_the_review_item_page_explains_and_offers_to_remember(
     assert "sent to review (unmatched)" in page.text
     assert "Remember: this payer is customer ACME" in page.text
 
-    response = reviewer_client.post(
+    response = confirmed(
+        reviewer_client,
         reverse("admin:integrations_reviewitem_decide", args=[item.pk, "apply"]),
         {"invno": invno, "remember": "1"},
         follow=True,
@@ -793,7 +794,8 @@ def test_applying_without_remember_maps_nobody(
     )
     item = make_review_item(txn)
 
-    response = reviewer_client.post(
+    response = confirmed(
+        reviewer_client,
         reverse("admin:integrations_reviewitem_decide", args=[item.pk, "apply"]),
         {"invno": invno},
         follow=True,
@@ -802,3 +804,17 @@ def test_applying_without_remember_maps_nobody(
     assert len(messages_of(response)) == 1
     assert not PayerLink.objects.exists()
     assert Posting.objects.filter(transaction=txn).exists()
+
+
+def confirmed(browser, url, data, **kwargs):
+    """Post a money action and confirm the outcome it shows, as a reviewer does
+    (issue 13: nothing posts before its outcome was shown and confirmed)."""
+    shown = browser.post(url, data, **kwargs)
+    context = shown.context if shown.status_code == 200 else None
+    if context is not None and context.get("fingerprint"):  # a bulk action's page
+        data = data | {"confirmed": context["fingerprint"]}
+    elif context is not None and context.get("outcome") is not None:
+        data = data | {"confirm": context["outcome"].fingerprint}
+    else:
+        return shown
+    return browser.post(url, data, **kwargs)

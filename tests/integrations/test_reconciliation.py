@@ -423,7 +423,7 @@ def test_the_admin_shows_a_runs_differences_and_exports_its_lines(
     assert page.status_code == 200
     assert ids["dead"] in body and ids["pending"] in body and ids["unmatched"] in body
     assert ids["posted_a"] not in body.split("Differences")[-1]  # not a difference
-    assert "-5.00" in body
+    assert "-$5.00" in body
     listing = admin_client.get("/admin/integrations/reconciliationrun/")
     assert "Does NOT tie out" in listing.content.decode()
 
@@ -446,3 +446,220 @@ def test_the_admin_shows_a_runs_differences_and_exports_its_lines(
     assert ids["dead"] in lines.content.decode()
     for url in ("/admin/integrations/settlementbatch/", "/admin/integrations/syncrun/"):
         assert admin_client.get(url).status_code == 200
+
+
+# --- month-end: the headline, and a run a finance reviewer starts ----------------------
+
+
+def test_the_headline_splits_the_difference_into_what_explains_it(seeded_month, month):
+    paytrace, ids = seeded_month
+
+    run = reconciliation.reconcile(paytrace, *month)
+
+    head = run.headline
+    # 100.00 + 250.25 + 40.10 posted, 12.30 in review, 60.00 dead, 33.00 pending;
+    # the 999.00 decline needs no receipt.
+    assert head["paytrace_total"] == "495.65"
+    assert head["sage_total"] == "390.35"
+    assert head["difference"] == "105.30"
+    assert head["explained"]["in_review"] == {"count": 1, "amount": "12.30"}
+    assert head["explained"]["dead"] == {"count": 1, "amount": "60.00"}
+    assert head["explained"]["pending"] == {"count": 1, "amount": "33.00"}
+    assert head["explained"]["missing"] == {"count": 0, "amount": "0.00"}
+    assert head["other"] == "0.00"
+    # The unmatched payment settled in batch 101 but has no receipt yet.
+    assert head["settled_not_posted"] == {"count": 1, "amount": "12.30"}
+
+
+def test_a_deleted_receipt_and_an_orphan_receipt_are_explained_with_their_sign(
+    seeded_month, month, client, settings
+):
+    paytrace, ids = seeded_month
+    posting = Posting.objects.get(transaction__transaction_id=ids["posted_b"])
+    client.delete(
+        f"{SAGE_API}/cash-receipts/{posting.document_number}", headers=auth(settings)
+    )
+    post_orphan_receipt(client, month[0] + timedelta(days=2), amount="77.00")
+
+    run = reconciliation.reconcile(paytrace, *month)
+
+    head = run.headline
+    assert head["sage_total"] == "217.10"  # 100.00 + 40.10 + the 77.00 orphan
+    assert head["difference"] == "278.55"
+    assert head["explained"]["missing"] == {"count": 1, "amount": "250.25"}
+    assert head["explained"]["orphans"] == {"count": 1, "amount": "-77.00"}
+    assert head["other"] == "0.00"
+
+
+@pytest.fixture
+def reviewer_client():
+    from django.test import Client
+
+    from integrations.roles import FINANCE_REVIEWER
+    from tests.factories import make_user
+
+    browser = Client()
+    browser.force_login(make_user(group=FINANCE_REVIEWER))
+    return browser
+
+
+def test_a_reviewer_starts_a_run_with_the_button_sees_it_and_downloads_it(
+    seeded_month,
+    month,
+    reviewer_client,
+    run_tasks,
+    django_capture_on_commit_callbacks,
+):
+    paytrace, ids = seeded_month
+    listing = reviewer_client.get("/admin/integrations/reconciliationrun/")
+    assert listing.status_code == 200
+    assert "Start a month-end run" in listing.text
+
+    form = reviewer_client.get("/admin/integrations/reconciliationrun/start/")
+    assert form.status_code == 200
+    # The period picker defaults to last month.
+    assert f'<option value="{month[0]:%Y-%m}" selected>' in form.text
+
+    with django_capture_on_commit_callbacks(execute=True):
+        started = reviewer_client.post(
+            "/admin/integrations/reconciliationrun/start/",
+            {"connection": paytrace.pk, "month": f"{month[0]:%Y-%m}"},
+        )
+    run = ReconciliationRun.objects.get()
+    assert started.status_code == 302
+    assert started["Location"].endswith(f"/reconciliationrun/{run.pk}/change/")
+    assert (run.date_from, run.date_to) == month
+    assert run.state == ReconciliationRun.State.RUNNING
+
+    waiting = reviewer_client.get(started["Location"])
+    assert waiting.status_code == 200
+    assert 'http-equiv="refresh"' in waiting.text
+    assert "Waiting for a worker" in waiting.text
+
+    run_tasks()
+    run.refresh_from_db()
+    assert run.state == ReconciliationRun.State.DONE
+    assert run.progress.endswith("ties out")  # the last step it reported
+    page = reviewer_client.get(started["Location"])
+    assert 'http-equiv="refresh"' not in page.text
+    assert 'id="paytrace-total">$495.65<' in page.text
+    assert 'id="sage-total">$390.35<' in page.text
+    assert 'id="difference">$105.30<' in page.text
+    assert "Dead letters (posting gave up)" in page.text
+
+    download = reviewer_client.get(
+        f"/admin/integrations/reconciliationrun/{run.pk}/csv/"
+    )
+    assert download.status_code == 200
+    rows = list(csv.DictReader(StringIO(b"".join(download.streaming_content).decode())))
+    assert len(rows) == 7
+
+    # The explanation links open the lines behind each figure.
+    dead = reviewer_client.get(
+        f"/admin/integrations/reconciliationline/?run__id__exact={run.pk}&explains=dead"
+    )
+    assert dead.status_code == 200
+    assert ids["dead"] in dead.text and ids["pending"] not in dead.text
+    # ... and everything the run's page links to opens for a reviewer (no 403).
+    for url in (
+        "/admin/integrations/settlementbatch/",
+        f"/admin/integrations/connection/{paytrace.pk}/change/",
+        f"/admin/integrations/reconciliationline/?run__id__exact={run.pk}",
+    ):
+        assert reviewer_client.get(url).status_code == 200, url
+
+
+def test_a_range_that_ends_before_it_starts_is_refused_and_nothing_starts(
+    paytrace_conn, reviewer_client
+):
+    response = reviewer_client.post(
+        "/admin/integrations/reconciliationrun/start/",
+        {
+            "connection": paytrace_conn.pk,
+            "date_from": "2026-11-30",
+            "date_to": "2026-11-01",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "The range ends (2026-11-01) before it starts (2026-11-30)" in response.text
+    assert 'value="2026-11-30"' in response.text  # what was typed is kept
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_someone_without_the_permission_gets_a_page_that_says_what_is_missing(
+    paytrace_conn,
+):
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    browser = Client()
+    browser.force_login(make_user())
+
+    response = browser.get("/admin/integrations/reconciliationrun/start/")
+
+    assert response.status_code == 403
+    assert "Can add reconciliation run" in response.text
+    assert "Payments portal" in response.text  # inside the admin's look
+
+
+def test_the_month_end_task_is_safe_to_run_twice_and_while_another_holds_it(
+    seeded_month, month, http
+):
+    from integrations import monthend
+    from integrations.models import Lease
+
+    paytrace, ids = seeded_month
+    run = reconciliation.create_run(paytrace, *month, progress=monthend.WAITING)
+    Lease.acquire(f"month-end-run:{run.pk}", "another-worker", 60)
+
+    assert "another worker" in monthend.run(run.pk)
+    assert not run.lines.exists()
+
+    Lease.release(f"month-end-run:{run.pk}", "another-worker")
+    monthend.run(run.pk)
+    again = monthend.run(run.pk)
+
+    assert "nothing to do" in again
+    assert run.lines.count() == 7
+    run.refresh_from_db()
+    assert run.headline["difference"] == "105.30"
+
+
+def test_the_period_picker_defaults_to_the_month_before_today():
+    from datetime import date
+
+    from integrations import monthend
+
+    assert monthend.last_month(date(2026, 12, 6)) == (
+        date(2026, 11, 1),
+        date(2026, 11, 30),
+    )
+    assert monthend.last_month(date(2027, 1, 1)) == (
+        date(2026, 12, 1),
+        date(2026, 12, 31),
+    )
+
+
+def test_a_month_end_run_that_fails_says_why_on_its_page(
+    paytrace_conn, http, month, reviewer_client
+):
+    from integrations import monthend
+
+    paytrace_conn.sagepro.base_url = "http://elsewhere.invalid/api/v1"
+    paytrace_conn.sagepro.save()
+    run = reconciliation.create_run(paytrace_conn, *month, progress=monthend.WAITING)
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises
+        monthend.run(run.pk)
+
+    run.refresh_from_db()
+    assert run.state == ReconciliationRun.State.FAILED
+    assert run.progress.startswith("Failed:")
+    page = reviewer_client.get(
+        f"/admin/integrations/reconciliationrun/{run.pk}/change/"
+    )
+    assert "The run failed" in page.text
+    assert 'http-equiv="refresh"' not in page.text
+    assert "Start it again" in page.text

@@ -54,6 +54,23 @@ def decide_url(item, decision):
     return reverse("admin:integrations_reviewitem_decide", args=[item.pk, decision])
 
 
+def preview(client, item, decision, data):
+    """Post a decision: the page answers with its outcome, nothing done yet."""
+    response = client.post(decide_url(item, decision), data)
+    assert response.status_code == 200
+    assert "outcome" in response.context, messages_of(response)
+    return response
+
+
+def confirm(client, item, decision, data, *, follow=False, shown=None):
+    """Post a decision and confirm the outcome it shows, as a reviewer does."""
+    shown = shown or preview(client, item, decision, data)
+    fingerprint = shown.context["outcome"].fingerprint
+    return client.post(
+        decide_url(item, decision), data | {"confirm": fingerprint}, follow=follow
+    )
+
+
 def item_for(txid, kind="unmatched"):
     return ReviewItem.objects.get(transaction__transaction_id=txid, kind=kind)
 
@@ -112,8 +129,15 @@ def test_apply_on_a_candidate_posts_one_receipt(
 ):
     item = near_miss["item"]
 
-    response = reviewer_client.post(
-        decide_url(item, "apply"), {"invno": near_miss["invno"]}, follow=True
+    shown = preview(reviewer_client, item, "apply", {"invno": near_miss["invno"]})
+    assert not Posting.objects.filter(transaction=item.transaction).exists()
+    response = confirm(
+        reviewer_client,
+        item,
+        "apply",
+        {"invno": near_miss["invno"]},
+        follow=True,
+        shown=shown,
     )
     run_tasks()
 
@@ -134,12 +158,10 @@ def test_apply_on_a_candidate_posts_one_receipt(
 def test_a_double_click_on_apply_posts_once(reviewer_client, near_miss, run_tasks):
     item = near_miss["item"]
 
-    first = reviewer_client.post(
-        decide_url(item, "apply"), {"invno": near_miss["invno"]}
-    )
-    second = reviewer_client.post(
-        decide_url(item, "apply"), {"invno": near_miss["invno"]}, follow=True
-    )
+    shown = preview(reviewer_client, item, "apply", {"invno": near_miss["invno"]})
+    data = {"invno": near_miss["invno"]}
+    first = confirm(reviewer_client, item, "apply", data, shown=shown)
+    second = confirm(reviewer_client, item, "apply", data, shown=shown, follow=True)
     run_tasks()
 
     assert first.status_code == 302
@@ -157,8 +179,12 @@ def test_two_reviewers_applying_to_different_invoices_post_once(
     colleague.force_login(make_user(group=FINANCE_REVIEWER))
     item = near_miss["item"]
 
-    reviewer_client.post(decide_url(item, "apply"), {"invno": near_miss["invno"]})
-    late = colleague.post(decide_url(item, "apply"), {"invno": other}, follow=True)
+    mine = preview(reviewer_client, item, "apply", {"invno": near_miss["invno"]})
+    theirs = preview(colleague, item, "apply", {"invno": other})
+    confirm(reviewer_client, item, "apply", {"invno": near_miss["invno"]}, shown=mine)
+    late = confirm(
+        colleague, item, "apply", {"invno": other}, shown=theirs, follow=True
+    )
     run_tasks()
 
     assert "already resolved" in messages_of(late)[-1]
@@ -173,8 +199,10 @@ def test_the_split_form_posts_one_receipt_with_two_applications(
     txid = pay("NO-SUCH-INVOICE", "100.00")
     item = item_for(txid)
 
-    response = reviewer_client.post(
-        decide_url(item, "split"),
+    response = confirm(
+        reviewer_client,
+        item,
+        "split",
         {"invno_1": a, "amount_1": "60.00", "invno_2": b, "amount_2": ""},
         follow=True,
     )
@@ -220,9 +248,7 @@ def test_post_on_account_defaults_to_the_payments_customer(
     page = reviewer_client.get(page_url(item))
     assert page.context["on_account_form"]["custno"].value() == "ACME"
 
-    response = reviewer_client.post(
-        decide_url(item, "on_account"), {"custno": ""}, follow=True
-    )
+    response = confirm(reviewer_client, item, "on_account", {"custno": ""}, follow=True)
     run_tasks()
 
     assert "Posted on account of customer ACME" in messages_of(response)[0]
@@ -236,8 +262,15 @@ def test_mark_duplicate_records_the_note_and_posts_nothing(
 ):
     item = item_for(pay("NOPE", "12.00"))
 
-    reviewer_client.post(decide_url(item, "duplicate"), {"note": "refund at gateway"})
-    reviewer_client.post(decide_url(item, "duplicate"), {"note": "refund at gateway"})
+    shown = preview(reviewer_client, item, "duplicate", {"note": "refund at gateway"})
+    for _ in range(2):  # pressed twice
+        confirm(
+            reviewer_client,
+            item,
+            "duplicate",
+            {"note": "refund at gateway"},
+            shown=shown,
+        )
 
     item.refresh_from_db()
     assert item.state == ReviewItem.State.RESOLVED
@@ -271,7 +304,7 @@ def test_dismiss_from_the_page_needs_a_reason(reviewer_client, near_miss):
     item = near_miss["item"]
 
     without = reviewer_client.post(decide_url(item, "dismiss"), {}, follow=True)
-    reviewer_client.post(decide_url(item, "dismiss"), {"reason": "Test charge"})
+    confirm(reviewer_client, item, "dismiss", {"reason": "Test charge"})
 
     assert messages_of(without) == ["Reason: This field is required."]
     item.refresh_from_db()
@@ -358,11 +391,27 @@ def test_bulk_mark_as_duplicate_asks_for_a_note_first(reviewer_client, pay, sage
     }
 
     ask = reviewer_client.post(changelist, selection | {"index": "0"})
+    without = reviewer_client.post(changelist, selection | {"confirm": "yes"})
+    shown = reviewer_client.post(
+        changelist, selection | {"confirm": "yes", "note": "charged twice"}
+    )
+    assert not ReviewItem.objects.filter(
+        pk__in=[i.pk for i in items], state=ReviewItem.State.RESOLVED
+    ).exists()
     done = reviewer_client.post(
-        changelist, selection | {"confirm": "yes", "note": "charged twice"}, follow=True
+        changelist,
+        selection
+        | {
+            "confirm": "yes",
+            "note": "charged twice",
+            "confirmed": shown.context["fingerprint"],
+        },
+        follow=True,
     )
 
     assert 'name="note"' in ask.text
+    assert "This field is required" in without.text
+    assert "Mark as a duplicate: charged twice" in shown.text
     assert messages_of(done) == ["Marked 2 payments as duplicate."]
     assert set(
         ReviewItem.objects.filter(pk__in=[i.pk for i in items]).values_list(
@@ -377,21 +426,29 @@ def test_bulk_post_on_account_reports_payments_without_a_customer(
     named = pay("NOPE", "20.00", customer_id="ACME")
     nameless = pay("NOPE", "21.00")
 
+    selection = {
+        "action": "post_on_account",
+        "index": "0",
+        "_selected_action": [item_for(named).pk, item_for(nameless).pk],
+    }
+    changelist = reverse("admin:integrations_reviewitem_changelist")
+    shown = reviewer_client.post(changelist, selection)
+    assert not receipts(named).exists()
     response = reviewer_client.post(
-        reverse("admin:integrations_reviewitem_changelist"),
-        {
-            "action": "post_on_account",
-            "index": "0",
-            "_selected_action": [item_for(named).pk, item_for(nameless).pk],
-        },
+        changelist,
+        selection | {"confirm": "yes", "confirmed": shown.context["fingerprint"]},
         follow=True,
     )
     run_tasks()
 
-    assert messages_of(response) == [
-        "Posted 1 payment on account as unapplied cash.",
+    nameless_warning = (
         f"Not posted, the payment names no customer: Transaction {nameless}. "
-        "Post these from the item's page with a customer number.",
+        "Post these from the item's page with a customer number."
+    )
+    assert nameless_warning in [str(m) for m in shown.context["messages"]]
+    assert messages_of(response) == [
+        nameless_warning,
+        "Posted 1 payment on account as unapplied cash.",
     ]
     assert receipts(named).get().unapplied == Decimal("20.00")
     assert not receipts(nameless).exists()

@@ -79,7 +79,8 @@ def correct(browser, item, **fields):
         name: "" if current[name] is None else str(current[name])
         for name in ("date", "method", "gl_account")
     }
-    return browser.post(
+    return confirmed(
+        browser,
         CHANGELIST,
         {
             "action": "correct_and_retry",
@@ -92,11 +93,26 @@ def correct(browser, item, **fields):
 
 
 def bulk(browser, action, items, **fields):
-    return browser.post(
+    return confirmed(
+        browser,
         CHANGELIST,
         {"action": action, "_selected_action": [i.pk for i in items], **fields},
         follow=True,
     )
+
+
+def confirmed(browser, url, data, **kwargs):
+    """Post a money action and confirm the outcome it shows, as a reviewer does
+    (issue 13: nothing posts before its outcome was shown and confirmed)."""
+    shown = browser.post(url, data, **kwargs)
+    context = shown.context if shown.status_code == 200 else None
+    if context is not None and context.get("fingerprint"):  # a bulk action's page
+        data = data | {"confirmed": context["fingerprint"]}
+    elif context is not None and context.get("outcome") is not None:
+        data = data | {"confirm": context["outcome"].fingerprint}
+    else:
+        return shown
+    return browser.post(url, data, **kwargs)
 
 
 # --- the "Correct values and retry" form -----------------------------------------------
@@ -366,8 +382,10 @@ def test_a_split_receipt_is_for_the_whole_payment(
     txn = pay("100.00", invoice_id="NOPE")
     item = ReviewItem.objects.get(transaction=txn)
 
-    reviewer_client.post(
-        f"{CHANGELIST}{item.pk}/decide/split/", {"invno_1": a, "amount_1": "40.00"}
+    confirmed(
+        reviewer_client,
+        f"{CHANGELIST}{item.pk}/decide/split/",
+        {"invno_1": a, "amount_1": "40.00"},
     )
     run_tasks()
 
@@ -504,3 +522,56 @@ def test_a_reviewer_cannot_write_mapping_feedback_through_the_api(reviewer_clien
     )
 
     assert response.status_code == 403
+
+
+# --- month-end (issue 13): a reviewer starts and reads runs, never changes one ---------
+
+
+def test_a_reviewer_reaches_month_end_but_cannot_change_a_run_or_its_amounts(
+    reviewer_client, paytrace_conn
+):
+    from integrations.models import ReconciliationLine, ReconciliationRun
+
+    run = ReconciliationRun.objects.create(
+        connection=paytrace_conn,
+        date_from=date(2026, 11, 1),
+        date_to=date(2026, 11, 30),
+        state=ReconciliationRun.State.DONE,
+        buckets={"posted": {"count": 1, "amount": "25.00"}},
+    )
+    line = ReconciliationLine.objects.create(
+        run=run, bucket="posted", transaction_id="1001", amount=Decimal("25.00")
+    )
+    base = "/admin/integrations"
+
+    for url in (
+        f"{base}/reconciliationrun/",
+        f"{base}/reconciliationrun/start/",
+        f"{base}/reconciliationrun/{run.pk}/change/",
+        f"{base}/reconciliationrun/{run.pk}/csv/",
+        f"{base}/reconciliationline/?run__id__exact={run.pk}",
+        f"{base}/reconciliationline/{line.pk}/change/",
+        f"{base}/connection/{paytrace_conn.pk}/change/",
+    ):
+        assert reviewer_client.get(url).status_code == 200, url
+
+    change = {"amount": "1.00", "bucket": "dead", "state": "failed"}
+    assert (
+        reviewer_client.post(f"{base}/reconciliationline/{line.pk}/change/", change)
+    ).status_code == 403
+    assert (
+        reviewer_client.post(f"{base}/reconciliationrun/{run.pk}/change/", change)
+    ).status_code == 403
+    assert reviewer_client.get(f"{base}/reconciliationrun/add/").status_code == 403
+    assert (
+        reviewer_client.post(
+            f"{base}/reconciliationrun/{run.pk}/delete/", {"post": "yes"}
+        )
+    ).status_code == 403
+    line.refresh_from_db()
+    run.refresh_from_db()
+    assert (line.amount, line.bucket) == (Decimal("25.00"), "posted")
+    assert run.state == ReconciliationRun.State.DONE
+    # The start form takes a period, never an amount.
+    form = reviewer_client.get(f"{base}/reconciliationrun/start/").context["form"]
+    assert set(form.fields) == {"connection", "month", "date_from", "date_to"}

@@ -345,3 +345,60 @@ def test_dot_paths_read_nested_records():
     assert fm.resolve_path(record, "lines.0.sku") == "A1"
     assert fm.resolve_path(record, "lines.3.sku") is None
     assert fm.resolve_path(record, "missing.path") is None
+
+
+# --- checking a mapping when it is saved ------------------------------------------------
+
+RECORDS = [
+    {"invoice_id": "INV-1", "billing_address": {"name": "Acme", "zip": "99201"}},
+    {"invoice_id": "INV-2", "credit_card": {"masked_number": "************1111"}},
+]
+
+
+def test_a_path_found_in_some_recent_record_is_fine():
+    assert fm.path_problem("credit_card.masked_number", RECORDS) is None
+    assert fm.path_problem("invoice_id", RECORDS) is None
+
+
+def test_a_path_found_in_no_recent_record_names_the_paths_that_exist():
+    problem = fm.path_problem("billing_address.nme", RECORDS)
+
+    assert problem is not None
+    assert problem.startswith("billing_address.nme is in none of the last 2")
+    assert "billing_address.name" in problem and "invoice_id" in problem
+
+
+def test_without_records_a_path_cannot_be_checked():
+    assert fm.path_problem("anything", []) is None
+
+
+def test_fixed_values_are_constants_and_lookup_results():
+    transforms = [
+        {"op": "lookup", "table": {"V": "VISA", "M": "MC"}, "default": "CARD"},
+        {"op": "upper"},
+    ]
+
+    assert fm.fixed_values(transforms) == ["VISA", "MC", "CARD"]
+    assert fm.fixed_values([{"op": "constant", "value": "ACH"}]) == ["ACH"]
+    assert fm.fixed_values("not a list") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        (
+            "method",
+            "CREDIT CARD PAYMENTS 0",
+            "is 22 characters, Sage Pro takes at most 10",
+        ),
+        ("method", "PAYPAL", "must be one of " + ", ".join(fm.CASH_RECEIPT_METHODS)),
+        ("date", "06/12/2026", "must be a date as YYYY-MM-DD"),
+        ("amount", "0.00", "must be greater than 0.00"),
+        ("method", "visa", None),
+        ("invno", "10045", None),
+    ],
+)
+def test_a_value_is_checked_against_its_field_spec(name, value, problem):
+    spec = next(s for s in fm.CASH_RECEIPT_SPECS if s.name == name)
+
+    assert fm.value_problem(spec, value) == problem

@@ -134,3 +134,12 @@ def test_accounts_are_checked_against_the_chart_with_or_without_the_mask():
     assert account_problem("1100-00", chart) is None
     assert account_problem("6900-00", chart)[0] == "ACCOUNT_INACTIVE"
     assert account_problem("1050-00", chart)[0] == "ACCOUNT_NOT_FOUND"
+
+
+def test_an_account_code_must_look_like_a_sage_pro_account():
+    from mappings.gl import account_format_problem
+
+    assert account_format_problem("1100-00") is None
+    assert account_format_problem("") is None
+    assert "letters, digits and dashes" in account_format_problem("1100 00")
+    assert "is 25 characters" in account_format_problem("1" * 25)

@@ -232,7 +232,11 @@ def test_a_reviewer_cannot_roll_back(client, admin_client, status_map):
     client.force_login(make_user(group=FINANCE_REVIEWER))
 
     assert client.post(rollback_url(baseline)).status_code == 403
-    assert client.get(reverse("admin:reversion_version_changelist")).status_code == 403
+    # Reviewers may view connections (issue 13), so they see connection history only.
+    listing = client.get(reverse("admin:reversion_version_changelist"))
+    assert {v.content_type.model for v in listing.context["cl"].result_list} <= {
+        "connection"
+    }
     status_map.refresh_from_db()
     assert status_map.action != earlier_action
 
@@ -305,3 +309,34 @@ def test_rolling_back_a_connection_keeps_its_password(admin_client):
     connection.refresh_from_db()
     assert connection.name == "First"
     assert connection.password == "rotated-key"
+
+
+# Equal amounts written two ways ----------------------------------------------------------
+
+
+def test_an_amount_saved_again_as_typed_is_not_shown_as_a_change(
+    admin_client, admin_user
+):
+    """The reported "1000.00 → 1000": the same amount typed without its cents."""
+    connection = make_connection()
+    with reversion.create_revision():
+        rule = GlRule.objects.create(
+            connection=connection,
+            name="Large",
+            amount_min=Decimal("1000.00"),
+            account="2100-00",
+        )
+    with reversion.create_revision():
+        rule.amount_min = Decimal("1000")
+        rule.note = "Renamed nothing; added a note."
+        rule.save()
+    first, second = Version.objects.get_for_object(rule).order_by("pk")
+
+    changes = versioning.diff_versions(first, second)
+
+    changed = {c.name: (c.before, c.after) for c in changes if c.changed}
+    assert changed == {"note": ("(blank)", "Renamed nothing; added a note.")}
+    page = admin_client.get(detail_url(second)).content.decode()
+    assert "1 field changed" in page
+    assert "1000.00 → 1000" not in page
+    assert ">Amount min<" not in page  # unchanged fields are not listed

@@ -113,7 +113,11 @@ def test_it_adds_up_each_series_per_business_day(admin_client, paytrace):
     }
     body = response.content.decode()
     assert "<svg" in body
-    assert "Approved 120.50" in body
+    assert "Approved $120.50" in body
+    totals_row = body.split('id="dash-totals-row"')[1].split("</tr>")[0]
+    assert "$132.80" in totals_row and "$12.30" in totals_row
+    # 12.30 of 132.80 (9 %) waits in review: under the 10 % that warns.
+    assert response.context["warnings"] == []
 
 
 def test_it_reports_the_pipelines_health(admin_client, paytrace):
@@ -147,7 +151,7 @@ def test_it_reports_the_pipelines_health(admin_client, paytrace):
     response = admin_client.get("/dashboard/")
 
     health = response.context["health"]
-    events = dict(health["events"])
+    events = {label: n for label, n, _ in health["events"]}
     assert events["Processed"] == 2
     assert events["Queued"] == 1
     assert events["Failed (will retry)"] == 1
@@ -155,7 +159,7 @@ def test_it_reports_the_pipelines_health(admin_client, paytrace):
     assert health["oldest_unprocessed_age"] == "3 h"  # the dead one is not waiting
     assert health["dead_postings"] == 1
     assert health["dead_events"] == 1
-    assert dict(health["review"]) == {
+    assert {label: n for label, n, _ in health["review"]} == {
         "No matching open invoice": 2,
         "Posting gave up after retries": 1,
     }
@@ -163,6 +167,78 @@ def test_it_reports_the_pipelines_health(admin_client, paytrace):
     body = response.content.decode()
     assert "/admin/integrations/posting/?state__exact=dead" in body
     assert "20 min ago" in body
+
+
+def test_it_warns_when_review_or_dead_letters_hold_too_much_of_the_cash(
+    admin_client, paytrace, settings
+):
+    settings.DASHBOARD_REVIEW_SHARE_WARN = 0.10
+    settings.DASHBOARD_DEAD_SHARE_WARN = 0.02
+    sagepro = make_connection(kind=Connection.Kind.SAGEPRO)
+    make_transaction(paytrace, amount=Decimal("600.00"), created_at=noon(3))
+    make_review_item(
+        make_transaction(paytrace, amount=Decimal("300.00"), created_at=noon(2))
+    )
+    make_posting(
+        make_transaction(paytrace, amount=Decimal("100.00"), created_at=noon(1)),
+        sagepro=sagepro,
+        state=Posting.State.DEAD,
+    )
+
+    response = admin_client.get("/dashboard/")
+
+    texts = [w["text"] for w in response.context["warnings"]]
+    assert texts == [
+        "30% of the period's approved cash ($300.00 of $1,000.00) is waiting in "
+        "review; the limit is 10%.",
+        "10% of the period's approved cash ($100.00 of $1,000.00) is in dead "
+        "letters; the limit is 2%.",
+    ]
+    body = response.content.decode()
+    assert body.count('class="ws-warn dash-warning"') == 2
+    assert '<a href="/admin/integrations/reviewitem/?state=open">See the list' in body
+
+    settings.DASHBOARD_REVIEW_SHARE_WARN = 0.50
+    settings.DASHBOARD_DEAD_SHARE_WARN = 0.50
+    assert admin_client.get("/dashboard/").context["warnings"] == []
+
+
+def test_its_figures_link_to_the_lists_behind_them(admin_client, paytrace):
+    make_transaction(paytrace, amount=Decimal("40.00"), created_at=noon(2))
+    old = make_transaction(paytrace, amount=Decimal("9.00"), created_at=noon(45))
+    make_review_item(old, kind=ReviewItem.Kind.VALIDATION)
+    make_event(paytrace, state=Event.State.DEAD)
+
+    response = admin_client.get("/dashboard/")
+
+    approved = response.context["total_links"]["approved"]
+    listed = admin_client.get(approved)
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 1  # the 45-day-old one is outside
+    kinds = {label: url for label, _, url in response.context["health"]["review"]}
+    validation = admin_client.get(kinds["Needs correcting before posting"])
+    assert validation.context["cl"].result_count == 1
+    dead_events = admin_client.get(response.context["health"]["dead_events_url"])
+    assert dead_events.context["cl"].result_count == 1
+
+
+def test_a_reviewer_sees_no_link_to_a_list_they_cannot_open(client, paytrace):
+    from integrations.roles import FINANCE_REVIEWER
+
+    client.force_login(make_user(group=FINANCE_REVIEWER))
+    SyncRun.objects.create(
+        connection=paytrace,
+        kind=SyncRun.Kind.POLL,
+        state=SyncRun.State.SUCCEEDED,
+        finished_at=timezone.now(),
+    )
+
+    response = client.get("/dashboard/")
+
+    assert response.status_code == 200
+    assert response.context["health"]["polls_url"] is None
+    assert "/admin/integrations/syncrun/" not in response.content.decode()
+    assert response.context["health"]["review_url"]
 
 
 def test_last_poll_says_never_when_no_poll_succeeded(admin_client, paytrace):

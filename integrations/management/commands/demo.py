@@ -1,8 +1,10 @@
 """`manage.py demo`: the whole product on one port, with payments flowing through it.
 
 Steps: migrate, collect static files, seed (`seed_demo`), start gunicorn and one
-django-q2 cluster as child processes, wait for /healthz, print the URLs and logins,
-then make card payments in the foreground until Ctrl-C.
+django-q2 cluster as child processes, wait for /healthz, give the demo its past on the
+first start (`demo_history`: about 60 days of payments, settlements, refunds and a
+closed month), print the URLs and logins, then make card payments in the foreground
+until Ctrl-C.
 
 With DEMO_SAGEPRO=agent, a third child plays Sage Pro: the on-site agent
 (`python -m sagepro_agent relay run`) over FoxPro fixture files under the clone,
@@ -93,9 +95,21 @@ class Command(BaseCommand):
             default=3.0,
             help="Average seconds between payments (3: one every 2 to 4 s).",
         )
+        parser.add_argument(
+            "--no-history",
+            dest="history",
+            action="store_false",
+            help="Do not seed the demo's past (about 60 days of payments).",
+        )
 
     def handle(
-        self, *args: Any, port: int, stream: bool, interval: float, **options: Any
+        self,
+        *args: Any,
+        port: int,
+        stream: bool,
+        interval: float,
+        history: bool = True,
+        **options: Any,
     ) -> None:
         demo.require_demo_mode()
         self.sagepro_mode = demo.sagepro_mode()  # a bad DEMO_SAGEPRO stops us here
@@ -107,7 +121,7 @@ class Command(BaseCommand):
             for signum in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            self.run(port, stream, interval)
+            self.run(port, stream, interval, history)
         except StopDemo:
             self.say("\nStopping the demo…")
         finally:
@@ -120,7 +134,7 @@ class Command(BaseCommand):
         if not self.stopping:  # while stopping, a second Ctrl-C must not cut it short
             raise StopDemo
 
-    def run(self, port: int, stream: bool, interval: float) -> None:
+    def run(self, port: int, stream: bool, interval: float, history: bool) -> None:
         check_port_is_free(port)
         self.say("Migrating the database… ", ending="")
         call_command("migrate", interactive=False, verbosity=0)
@@ -140,11 +154,29 @@ class Command(BaseCommand):
         self.wait_until_healthy(f"http://127.0.0.1:{port}/healthz")
         if self.sagepro_mode == "agent":
             self.start_agent(env)
+        if history:
+            self.seed_history()
         self.print_banner(port)
         if not stream:
             while True:
                 self.wait(1.0)
         demo.run_stream(demo.PaymentStream.for_demo(), self.say, self.wait, interval)
+
+    def seed_history(self) -> None:
+        """The demo's past, on the first start (later starts find it and say so)."""
+        started = time.monotonic()
+        try:
+            lines = demo.seed_history(self.say)
+        except Exception as exc:  # the demo still runs; the next start tries again
+            self.check_children()  # unless a child died: that is the real story
+            self.say(
+                f"The demo's past could not be seeded ({type(exc).__name__}: {exc}); "
+                "the next start tries again."
+            )
+            return
+        for line in lines:
+            self.say(line)
+        self.say(f"The demo's past is ready ({time.monotonic() - started:.0f} s).")
 
     def start_child(
         self,

@@ -29,6 +29,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from integrations.sandbox.logfilters import mark_expected_refusal
 from integrations.sandbox.paytrace.cards import brand_of, is_luhn_valid
 from integrations.sandbox.paytrace.models import (
     BATCH_NUMBER_OFFSET,
@@ -322,6 +323,8 @@ def sale_keyed(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
         created_by=request.api_user,  # type: ignore[attr-defined]
         created_from_ip=request.META.get("REMOTE_ADDR", ""),
     )
+    if not approved:
+        mark_expected_refusal(request)  # a decline: no "Bad Request" in the demo log
     return reply(transaction_reply(txn), status=200 if approved else 400)
 
 

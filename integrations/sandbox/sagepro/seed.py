@@ -126,6 +126,13 @@ def _seed_periods(company: str, now: datetime.date) -> int:
     return created
 
 
+def reset_periods(company: str = "01") -> None:
+    """Set the fiscal calendar back to what `seed()` makes it (the demo opens the
+    periods of its seeded past while it posts into them)."""
+    with transaction.atomic():
+        _seed_periods(company, today())
+
+
 def _seed_gl_accounts(company: str) -> int:
     """The account structure (XXXX-XX) and the chart of accounts."""
     for segid, mask in (("1", "XXXX"), ("2", "XX")):
