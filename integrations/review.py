@@ -57,6 +57,10 @@ from mappings import matching, payers
 from mappings.formatting import format_money
 
 ZERO = Decimal("0.00")
+# The postings a reviewer may send again: the rest are posted or being sent.
+RETRYABLE_POSTING_STATES = frozenset(
+    {Posting.State.FAILED, Posting.State.DEAD, Posting.State.NEEDS_REVIEW}
+)
 
 
 class ReviewError(Exception):
@@ -219,7 +223,7 @@ def earlier_payments(txn: PaymentTransaction, limit: int = 5) -> list[dict[str, 
         if txn.invoice_reference.strip()
         else Q(pk=None)
     )
-    others = (
+    others = list(
         PaymentTransaction.objects.filter(
             same_card | same_invoice, connection=txn.connection
         )
@@ -227,11 +231,15 @@ def earlier_payments(txn: PaymentTransaction, limit: int = 5) -> list[dict[str, 
         .distinct()
         .order_by("-created_at", "-pk")[:limit]
     )
-    rows = []
-    for other in others:
-        receipt = other.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
-        rows.append({"transaction": other, "receipt": receipt})
-    return rows
+    receipts = {
+        posting.transaction_id: posting
+        for posting in Posting.objects.filter(
+            transaction__in=others, kind=Posting.Kind.CASH_RECEIPT
+        )
+    }
+    return [
+        {"transaction": other, "receipt": receipts.get(other.pk)} for other in others
+    ]
 
 
 def _item_words(item: ReviewItem) -> str:
@@ -429,11 +437,10 @@ def retry_posting(
     Returns False when it was already posted or being sent. With `queue_send=False`
     the caller sends it itself (the dead-letter replay, to keep the order).
     """
-    retryable = [Posting.State.FAILED, Posting.State.DEAD, Posting.State.NEEDS_REVIEW]
     with transaction.atomic():
-        moved = Posting.objects.filter(pk=posting.pk, state__in=retryable).update(
-            state=Posting.State.PENDING, next_attempt_at=None, attempts=0
-        )
+        moved = Posting.objects.filter(
+            pk=posting.pk, state__in=RETRYABLE_POSTING_STATES
+        ).update(state=Posting.State.PENDING, next_attempt_at=None, attempts=0)
         if not moved:
             return False
         posting.refresh_from_db()

@@ -6,7 +6,6 @@ read-only; a reviewer re-sends postings with the "Retry now" action.
 """
 
 import json
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -518,7 +517,10 @@ def application_problems(
                 "Sage Pro would refuse it (INVOICE_NOT_OPEN). Decide in the review "
                 "queue where the payment goes (another invoice, split, or on account)."
             )
-        elif application.invno.strip() in _missing_invoices(document):
+        elif (
+            document.missing_invoice
+            and application.invno.strip() == document.missing_invoice
+        ):
             problems.append(
                 f"It applies {format_money(application.amount, currency)} to invoice "
                 f"{application.invno}, which Sage Pro does not have, so Sage Pro "
@@ -526,19 +528,6 @@ def application_problems(
                 "where the payment goes (another invoice, split, or on account)."
             )
     return problems
-
-
-# The builder's note for a reference no Sage Pro invoice has (documents/build.py).
-# (A `ReceiptDocument.invoice_found` field would make this a state rather than text.)
-_NO_INVOICE = re.compile(r"^Sage Pro has no invoice (.+?); the receipt would not be")
-
-
-def _missing_invoices(document: documents.ReceiptDocument) -> set[str]:
-    return {
-        match.group(1).strip()
-        for note in document.notes
-        if (match := _NO_INVOICE.match(note))
-    }
 
 
 def unapplied_note(document: documents.ReceiptDocument, currency: str) -> str:
@@ -605,7 +594,7 @@ class PostingAdmin(ReadOnlyAdmin):
     ) -> HttpResponse | None:
         """Show what would be sent again; only the confirm button sends it."""
         postings = list(queryset.select_related("transaction").order_by("pk"))
-        retryable = [p for p in postings if p.state in RETRYABLE_POSTING_STATES]
+        retryable = [p for p in postings if p.state in review.RETRYABLE_POSTING_STATES]
         skipped = len(postings) - len(retryable)
         if "confirm" not in request.POST:
             total = sum((p.transaction.amount for p in retryable), Decimal("0"))
@@ -677,14 +666,6 @@ class PostingAdmin(ReadOnlyAdmin):
     @admin.display(description="Sage Pro's reply")
     def response_pretty(self, obj: Posting) -> SafeString:
         return pre(obj.response)
-
-
-# A reviewer may send these again: the rest are posted or being sent.
-RETRYABLE_POSTING_STATES = {
-    Posting.State.FAILED,
-    Posting.State.DEAD,
-    Posting.State.NEEDS_REVIEW,
-}
 
 
 def _posting_summary(posting: Posting) -> str:

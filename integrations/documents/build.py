@@ -98,6 +98,8 @@ class ReceiptDocument:
     problems: list[fm.FieldProblem] = field(default_factory=list)
     status_rule: StatusRule | None = None
     notes: list[str] = field(default_factory=list)
+    # The invoice reference Sage Pro has no invoice for ("" when it has, or none given).
+    missing_invoice: str = ""
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -185,6 +187,7 @@ class _Draft:
     origin: dict[str, str] = field(default_factory=dict)
     problems: list[fm.FieldProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    missing_invoice: str = ""
     rate: fx.Rate | None = None
     original_currency: str = ""
     original_amount: Decimal | None = None
@@ -248,6 +251,7 @@ def build_cash_receipt(
         mappings=[draft.uses[name] for name in TARGET_FIELDS if name in draft.uses],
         problems=refusals + draft.problems,
         notes=draft.notes,
+        missing_invoice=draft.missing_invoice,
     )
     if explain:
         document.status_rule = status_rule_for(txn)
@@ -284,6 +288,7 @@ def _defaults(draft: _Draft, account_of: str) -> None:
         "invno": MappingUse("invno", invno_source),
     }
     if invoice is None and not account_of:
+        draft.missing_invoice = txn.invoice_reference.strip()
         draft.notes.append(
             f"Sage Pro has no invoice {txn.invoice_reference or '(none)'}; the receipt "
             "would not be applied."

@@ -28,40 +28,10 @@ from tests.integrations.test_review_admin import (
     preview,
     receipts,
 )
-from tests.webhooks import event_body, paytrace_record, post_event, sign
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/integrations/reviewitem/"
-
-
-@pytest.fixture
-def pay(client, paytrace_conn, secret, http, run_tasks):
-    """Deliver an approved payment through the webhook; return its transaction id."""
-
-    def _pay(invoice_id, amount, **fields):
-        record = paytrace_record(
-            invoice_id=invoice_id, amount=Decimal(amount), **fields
-        )
-        body = event_body("transaction.approved", record)
-        response = post_event(client, "paytrace-sandbox", body, sign(body, secret))
-        assert response.status_code == 202
-        run_tasks()
-        return str(record["transaction_id"])
-
-    return _pay
-
-
-@pytest.fixture
-def reviewer():
-    return make_user(group=FINANCE_REVIEWER)
-
-
-@pytest.fixture
-def reviewer_client(reviewer):
-    browser = Client()
-    browser.force_login(reviewer)
-    return browser
 
 
 def open_items(txid, kind):

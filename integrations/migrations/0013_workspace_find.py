@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0013_workspace_review")]
+    dependencies = [("integrations", "0012_connection_url_optional_for_agents")]
 
     operations = [
         # The validation kind is opened for documents our own validation stopped (not

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0015_workspace_config")]
+    dependencies = [("integrations", "0013_workspace_find")]
 
     operations = [
         migrations.AddField(
