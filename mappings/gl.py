@@ -38,6 +38,27 @@ def account_key(value: str) -> str:
     return str(value or "").strip().upper().replace("-", "")
 
 
+class Purpose:
+    """What a GL rule chooses the account for. Receipts (the cash account a payment is
+    booked to) are the default; the other documents of issue 14 have their own rules."""
+
+    RECEIPT = "receipt"
+    REFUND = "refund"  # the returns/refunds account a credit memo debits
+    REFUND_FEE = "refund_fee"  # the fee a refund costs, when the processor charges one
+    CHARGEBACK = "chargeback"  # the account an opened chargeback debits
+    CHARGEBACK_LOSS = "chargeback_loss"  # the expense a lost chargeback ends in
+    CHARGEBACK_FEE = "chargeback_fee"  # the processor's dispute fee
+
+    CHOICES = (
+        (RECEIPT, "Cash receipt (the account the payment is booked to)"),
+        (REFUND, "Refund / credit memo (returns account)"),
+        (REFUND_FEE, "Refund fee"),
+        (CHARGEBACK, "Chargeback opened (chargeback account)"),
+        (CHARGEBACK_LOSS, "Chargeback lost (expense)"),
+        (CHARGEBACK_FEE, "Chargeback fee"),
+    )
+
+
 @dataclass(frozen=True)
 class GlFacts:
     """What the rules may look at. `categories` is None when the order lines are unknown."""
@@ -67,6 +88,7 @@ class GlRuleData:
     customer_pattern: str = ""
     invoice_pattern: str = ""
     product_category: str = ""
+    purpose: str = Purpose.RECEIPT
 
     def skip_reason(self, facts: GlFacts) -> str:
         """Why this rule does not match `facts`, or "" when it does."""

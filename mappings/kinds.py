@@ -20,3 +20,8 @@ class ReviewKind(TextChoices):
     UNDERPAYMENT = "underpayment", "Paid less than the invoice balance"
     POSSIBLE_DUPLICATE = "possible_duplicate", "Possibly paid twice"
     AGENT_JOURNAL = "agent_journal", "The Sage Pro agent could not finish a write"
+    # Issue 14: every kind of money movement.
+    REFUND = "refund", "Refund or void needs a decision"
+    UNSUPPORTED_DOCUMENT = "unsupported_document", "Not supported at this Sage Pro site"
+    CHARGEBACK = "chargeback", "Chargeback needs a decision"
+    ORDER = "order", "Storefront order needs a decision"

@@ -3,7 +3,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
-from mappings import matching, payers
+from mappings import gl, matching, payers
 from mappings.fields import FieldRule
 from mappings.gl import GlRuleData
 from mappings.status import DEFAULT_RULES, StatusRule
@@ -178,6 +178,12 @@ class GlRule(models.Model):
     account = models.CharField(
         max_length=24, help_text="Sage Pro GL account, e.g. 1100-00."
     )
+    purpose = models.CharField(
+        max_length=20,
+        choices=gl.Purpose.CHOICES,
+        default=gl.Purpose.RECEIPT,
+        help_text="Which document's account this rule chooses.",
+    )
     note = models.TextField(blank=True)
 
     class Meta:
@@ -202,14 +208,20 @@ class GlRule(models.Model):
             customer_pattern=self.customer_pattern,
             invoice_pattern=self.invoice_pattern,
             product_category=self.product_category,
+            purpose=self.purpose,
         )
 
     @classmethod
-    def rules_for(cls, connection: object) -> list[GlRuleData]:
-        """The connection's active rules, as plain values, in the order they are tried."""
+    def rules_for(
+        cls, connection: object, purpose: str = gl.Purpose.RECEIPT
+    ) -> list[GlRuleData]:
+        """The connection's active rules for one purpose (receipts unless named), as
+        plain values, in the order they are tried."""
         return [
             row.as_rule()
-            for row in cls.objects.filter(connection=connection, is_active=True)
+            for row in cls.objects.filter(
+                connection=connection, is_active=True, purpose=purpose
+            )
         ]
 
 

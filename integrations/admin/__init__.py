@@ -12,6 +12,7 @@ from django.contrib import admin
 
 from integrations.admin import (  # noqa: F401 - importing registers the admins
     agents,
+    chargebacks,
     connections,
     deadletters,
     events,
@@ -20,9 +21,12 @@ from integrations.admin import (  # noqa: F401 - importing registers the admins
     learning,
     mirror,
     reconciliation,
+    refunds,
     review_queue,
     rules,
+    storefront,
     transactions,
+    unapplied,
 )
 
 admin.site.site_header = "Payments portal"

@@ -316,6 +316,7 @@ class GlRuleForm(forms.ModelForm):
             "priority",
             "is_active",
             "account",
+            "purpose",
             "transaction_types",
             "card_brands",
             "channels",
@@ -418,11 +419,12 @@ class GlRuleAdmin(ImpactPreviewMixin, admin.ModelAdmin):
         "name",
         "connection",
         "priority",
+        "purpose",
         "account",
         "conditions",
         "is_active",
     )
-    list_filter = ("connection", "is_active")
+    list_filter = ("connection", "purpose", "is_active")
     list_select_related = ("connection",)
     ordering = ("connection", "priority", "id")
     search_fields = ("name", "account", "note")
@@ -456,7 +458,9 @@ class GlRuleAdmin(ImpactPreviewMixin, admin.ModelAdmin):
         connection = row.connection
         before = GlRule.rules_for(connection)
         others = [r for r in before if r.id != row.pk]
-        after = [*others, as_saved(row.as_rule())] if row.is_active else others
+        # Only receipt rules change what the last payments' receipts are booked to.
+        counts = row.is_active and row.purpose == gl.Purpose.RECEIPT
+        after = [*others, as_saved(row.as_rule())] if counts else others
         sage_conn = sage_connection_for(connection)
         suspense = connection.suspense_account or (
             sage_conn.suspense_account if sage_conn else ""

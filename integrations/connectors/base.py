@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 # Error codes a Sage Pro gateway may answer that are worth retrying.
 TRANSIENT_CODES = frozenset({"RECORD_LOCKED", "UNAVAILABLE", "TIMEOUT"})
+# A Sage Pro site whose agent does not (yet) write a document kind answers this (HTTP
+# 501): asking again will not help, a person posts the document by hand.
+NOT_SUPPORTED_AT_SITE = "NOT_SUPPORTED_AT_SITE"
+PERMANENT_CODES = frozenset({NOT_SUPPORTED_AT_SITE})
 
 
 class ConnectorError(Exception):
@@ -180,7 +184,9 @@ class HttpConnector:
         if isinstance(body, dict):
             code = str(body.get("code") or body.get("error") or "")
             detail = body.get("detail") or body.get("error_description") or body
-        transient = status >= 500 or status == 429 or code in TRANSIENT_CODES
+        transient = (
+            status >= 500 or status == 429 or code in TRANSIENT_CODES
+        ) and code not in PERMANENT_CODES
         message = f"{self.system} refused {method} {path}"
         if detail and not isinstance(detail, (dict, list)):
             message = f"{message}: {detail}"

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote
 
 from .base import (
     DEFAULT_TIMEOUT,
@@ -20,8 +19,12 @@ from .base import (
     NotFoundError,
     decode_json,
 )
+from .sagepro_credit import CreditCalls
+from .sagepro_orders import OrderCalls
+from .sagevalues import CENT, convert, from_date, from_money, segment, to_money
 
-CENT = Decimal("0.01")
+__all__ = ["CENT", "convert", "from_date", "from_money", "segment", "to_money"]
+
 # Items per `POST /cash-receipts/batch` (docs/sagepro-gateway.md §4.3a).
 BATCH_MAX = 100
 RECEIPTS_PATH = "/cash-receipts"
@@ -33,40 +36,6 @@ INVOICE_MONEY = ("invamt", "paidamt", "balance")
 INVOICE_DATES = ("invdte",)
 RECEIPT_MONEY = ("amount", "applied_amount", "unapplied_amount")
 PERIOD_DATES = ("bdate", "edate")
-
-
-def to_money(value: Decimal) -> str:
-    """Format an amount for the gateway: exactly 2 places, never a float."""
-    if not isinstance(value, Decimal):
-        raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
-    quantized = value.quantize(CENT)
-    if quantized != value:
-        raise ValueError(f"{value} has more than 2 decimal places")
-    return f"{quantized:f}"
-
-
-def from_money(value: Any) -> Decimal:
-    return Decimal(str(value))
-
-
-def from_date(value: Any) -> datetime.date | None:
-    return datetime.date.fromisoformat(value) if value else None
-
-
-def convert(
-    data: dict[str, Any],
-    money: tuple[str, ...] = (),
-    dates: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Return a copy of `data` with money as Decimal and dates as date."""
-    out = dict(data)
-    for name in money:
-        if out.get(name) is not None:
-            out[name] = from_money(out[name])
-    for name in dates:
-        if name in out:
-            out[name] = from_date(out[name])
-    return out
 
 
 @dataclass(frozen=True)
@@ -198,12 +167,7 @@ def _stored_money(value: Any) -> Decimal | None:
         return None
 
 
-def segment(key: str) -> str:
-    """Quote a key for a URL path; padding is kept, the gateway normalises it."""
-    return quote(str(key), safe="")
-
-
-class SageProConnector(HttpConnector):
+class SageProConnector(CreditCalls, OrderCalls, HttpConnector):
     """Talks to one Sage Pro company through the gateway."""
 
     system = "Sage Pro gateway"

@@ -68,6 +68,14 @@ class PaymentTransaction(StorableValuesMixin, models.Model):
         max_digits=14, decimal_places=2, null=True, blank=True
     )
     invoice_reference = models.CharField(max_length=60, blank=True, db_index=True)
+    original = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        help_text="For a refund: the sale it refunds.",
+    )
     customer_reference = models.CharField(
         max_length=60, blank=True, help_text="PayTrace customer_id (vault)."
     )
@@ -226,6 +234,12 @@ class Posting(StorableValuesMixin, models.Model):
 
     class Kind(models.TextChoices):
         CASH_RECEIPT = "cash_receipt", "Cash receipt"
+        CREDIT_MEMO = "credit_memo", "Credit memo and refund"
+        RECEIPT_REVERSAL = "receipt_reversal", "Receipt reversal"
+        APPLICATION = "application", "Application of unapplied cash"
+        GL_BATCH = "gl_batch", "GL batch"
+        CUSTOMER = "customer", "Customer"
+        SALES_ORDER = "sales_order", "Sales order"
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -332,8 +346,20 @@ class Posting(StorableValuesMixin, models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # A transaction has one receipt, one credit memo (a refund is its own
+            # transaction), one reversal and one sales order; applications of its
+            # unapplied cash and GL batches (chargebacks) may be several, each with
+            # its own idempotency key.
             models.UniqueConstraint(
                 fields=["transaction", "kind"],
+                condition=models.Q(
+                    kind__in=[
+                        "cash_receipt",
+                        "credit_memo",
+                        "receipt_reversal",
+                        "sales_order",
+                    ]
+                ),
                 name="one_posting_per_transaction_and_kind",
             ),
             money_in_range("posting", "unapplied_amount"),

@@ -65,3 +65,18 @@ def unavailable(detail: str) -> GatewayError:
     return GatewayError(
         503, "UNAVAILABLE", detail, headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
     )
+
+
+NOT_SUPPORTED_AT_SITE = "NOT_SUPPORTED_AT_SITE"
+
+
+def not_supported(what: str) -> GatewayError:
+    """A document kind the site mapping does not cover (yet): HTTP 501, never retried.
+    The portal routes the document to a review item that says so."""
+    return GatewayError(
+        501,
+        NOT_SUPPORTED_AT_SITE,
+        f"{what} are not supported at this site: the agent's site mapping does not "
+        "cover the Sage Pro tables they need yet (docs/agent-install.md, 'Document "
+        "kinds'). Post it in Sage Pro by hand.",
+    )

@@ -5,7 +5,9 @@ Order, as in the sandbox's `gateway_view`: (the transport has authenticated the
 caller) route, method (405), company (`Sage-Company`, 404), then the resource. Store
 failures answer 423 (`Locked`) or 503 (`Unavailable`), both with `Retry-After`; any
 other exception is logged and answered 503: the agent never crashes on input and never
-answers another 5xx.
+answers another 5xx, except 501 `NOT_SUPPORTED_AT_SITE` for the document kinds of the
+contract (credit memos, reversals, applications, GL batches, customer writes, sales
+orders, items, locations) that no site mapping covers yet.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sagepro_agent.core import batch, changes, keys, listing, reads
-from sagepro_agent.core.errors import GatewayError, ValidationError, locked, unavailable
+from sagepro_agent.core.errors import (
+    GatewayError,
+    ValidationError,
+    locked,
+    not_supported,
+    unavailable,
+)
 from sagepro_agent.core.receipts import ReceiptPoster
 from sagepro_agent.core.validation import read_json
 from sagepro_agent.journal import scanner
@@ -126,7 +134,7 @@ class Gateway:
             case ["customers"]:
                 return self.customer_changes, ("GET",), ()
             case ["customers", custno]:
-                return self.customer_detail, ("GET",), (custno,)
+                return self.customer_detail, ("GET", "PUT"), (custno,)
             case ["customers", custno, "open-items"]:
                 return self.customer_open_items, ("GET",), (custno,)
             case ["invoices"]:
@@ -143,6 +151,42 @@ class Gateway:
                 return self.gl_account_detail, ("GET",), (glacnt,)
             case ["periods"]:
                 return self.period_collection, ("GET",), ()
+        return self._unsupported_route(parts)
+
+    # Paths of the contract (sections 4.7-4.10) whose documents need Sage Pro tables
+    # no site mapping covers yet: (path shape, methods, what they are).
+    UNSUPPORTED = (
+        (("credit-memos",), ("GET", "POST"), "Credit memos"),
+        (("credit-memos", "*"), ("GET",), "Credit memos"),
+        (("cash-receipts", "*", "reversal"), ("POST",), "Receipt reversals"),
+        (
+            ("cash-receipts", "*", "applications"),
+            ("POST",),
+            "Applications of unapplied cash",
+        ),
+        (("gl-batches",), ("GET", "POST"), "GL batches"),
+        (("gl-batches", "*"), ("GET",), "GL batches"),
+        (("sales-orders",), ("GET", "POST"), "Sales orders"),
+        (("sales-orders", "*"), ("GET",), "Sales orders"),
+        (("items",), ("GET",), "Items"),
+        (("items", "*"), ("GET",), "Items"),
+        (("locations",), ("GET",), "Locations"),
+    )
+
+    def _unsupported_route(
+        self, parts: list[str]
+    ) -> tuple[Callable[..., Response], tuple[str, ...], tuple[str, ...]] | None:
+        for shape, methods, what in self.UNSUPPORTED:
+            if len(shape) == len(parts) and all(
+                s in ("*", p) for s, p in zip(shape, parts, strict=True)
+            ):
+
+                def refuse(
+                    request: Request, company: Row, what: str = what
+                ) -> Response:
+                    raise not_supported(what)
+
+                return refuse, methods, ()
         return None
 
     @staticmethod
@@ -152,6 +196,8 @@ class Gateway:
     # --- customers and invoices ----------------------------------------------------------
 
     def customer_detail(self, request: Request, company: Row, custno: str) -> Response:
+        if request.method == "PUT":
+            raise not_supported("Customer writes")
         compid = self.compid(company)
         return ok(
             reads.customer_json(reads.get_customer(self.store, compid, custno), compid)
@@ -166,6 +212,8 @@ class Gateway:
         return ok({"results": [reads.invoice_json(r) for r in rows]})
 
     def customer_changes(self, request: Request, company: Row) -> Response:
+        if "email" in request.params():
+            raise not_supported("Customer searches by e-mail")
         compid = self.compid(company)
         self.ensure_scanned(compid)
         return ok(

@@ -119,3 +119,6 @@ class SysDataAdmin(ReadOnlyAdmin):
 @admin.register(Fault)
 class FaultAdmin(ReadOnlyAdmin):
     list_display = ["mode", "until", "delay", "latency_ms"]
+
+
+from integrations.sandbox.sagepro import credit_admin, orders_admin  # noqa: E402, F401

@@ -466,3 +466,7 @@ class Fault(models.Model):
         if self.active_mode() == self.Mode.NONE:
             return 0.0
         return max(0.0, (self.until - timezone.now()).total_seconds())
+
+
+# Issue 14's documents, each in its own module (imported here so Django finds them).
+from integrations.sandbox.sagepro import credit_models, orders_models  # noqa: E402, F401

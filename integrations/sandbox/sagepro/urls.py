@@ -2,9 +2,13 @@
 
 from django.urls import path
 
-from . import batch, changes, listing, views
+from . import batch, changes, credit_views, listing, orders_views, views
 
 urlpatterns = [
+    # Issue 14's documents (credit memos, reversals, applications; GL batches,
+    # customers, sales orders, items, locations), before the receipt's own paths.
+    *credit_views.urlpatterns,
+    *orders_views.urlpatterns,
     path("customers", changes.customer_changes),  # the change feed
     path("customers/<str:custno>", views.customer_detail),
     path("customers/<str:custno>/open-items", views.customer_open_items),

@@ -1,0 +1,1 @@
+"""Issue 14 (chargebacks): placeholder, filled by its owner."""

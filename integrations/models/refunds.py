@@ -1,0 +1,1 @@
+"""Issue 14 (refunds): placeholder, filled by its owner."""

@@ -1,0 +1,1 @@
+"""Issue 14 (storefront): placeholder, filled by its owner."""

@@ -1,0 +1,1 @@
+"""Issue 14 (unapplied): placeholder, filled by its owner."""

@@ -1,0 +1,1 @@
+"""Issue 14 (credit_admin): placeholder, filled by its owner."""

@@ -1,0 +1,1 @@
+"""Issue 14 (credit_models): placeholder, filled by its owner."""

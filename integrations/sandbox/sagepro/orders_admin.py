@@ -1,0 +1,1 @@
+"""Issue 14 (orders_admin): placeholder, filled by its owner."""

@@ -1,0 +1,1 @@
+"""Issue 14 (orders_models): placeholder, filled by its owner."""
