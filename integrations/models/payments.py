@@ -248,6 +248,7 @@ class Posting(StorableValuesMixin, models.Model):
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead"
         NEEDS_REVIEW = "needs_review", "Needs review"
+        CANCELLED = "cancelled", "Cancelled (nothing to post)"
 
     transaction = models.ForeignKey(
         PaymentTransaction, on_delete=models.PROTECT, related_name="postings"
