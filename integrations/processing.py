@@ -24,6 +24,7 @@ Transitions of one row are its model's methods (`Event.claim`, `Posting.mark_pos
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations import documents
+from integrations import documents, storefront
 from integrations.batchcache import cached
 from integrations.connectors.paytrace import PaymentRecord, normalize_record
 from integrations.models import (
@@ -381,6 +382,7 @@ class ReceiptChoice:
     review_kind: str = ""
     reason: str = ""
     decision: MatchDecision | None = None  # the matching rules' decision, explained
+    handoff: Callable[[], str] | None = None  # another flow takes the payment over
 
 
 def choose_receipt(
@@ -412,6 +414,9 @@ def choose_receipt(
             "no Sage Pro connection",
             review=(ReviewItem.Kind.VALIDATION, reason),
         )
+    handoff = storefront.payment_handoff(txn)
+    if handoff is not None:
+        return ReceiptChoice(txn, event, "storefront order", handoff=handoff)
     placement = decide_placement(txn, sage_conn)
     decision = placement.decision
     if decision.action == "review":
@@ -442,6 +447,8 @@ def commit_choice(choice: ReceiptChoice) -> tuple[str, Posting | None]:
         PaymentTransaction.objects.filter(pk=txn.pk).update(
             match_explanation=choice.decision.explanation
         )
+    if choice.handoff is not None:
+        return choice.handoff(), None
     if choice.review is not None:
         ReviewItem.open(txn, choice.review[0], choice.review[1], event=event)
         return choice.outcome, None
