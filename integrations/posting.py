@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import documents, mirror
+from integrations import documents, mirror, sending
 from integrations.connectors.base import ConnectorError
 from integrations.connectors.sagepro import CashReceipt
 from integrations.models import Connection, PaymentTransaction, Posting, ReviewItem
@@ -119,6 +119,8 @@ def send_posting(posting_id: int) -> str:
     posting = Posting.claim(posting_id)
     if posting is None:
         return "skipped"
+    if posting.kind != Posting.Kind.CASH_RECEIPT:
+        return sending.send_claimed(posting)
     try:
         sage = posting.sagepro.sage()
         if posting.attempts > 1:

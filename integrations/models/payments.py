@@ -452,18 +452,29 @@ class Posting(StorableValuesMixin, models.Model):
             posting.transaction = by_pk[posting.pk].transaction  # already loaded
         return claimed
 
-    def mark_posted(self, result: dict[str, Any], *, recovered: bool = False) -> None:
-        """Record that Sage Pro holds the receipt, and close its dead or validation items.
+    def mark_posted(
+        self,
+        result: dict[str, Any],
+        *,
+        recovered: bool = False,
+        number: str | None = None,
+        label: str = "receipt",
+    ) -> None:
+        """Record that Sage Pro holds the document, and close its dead, validation and
+        not-supported items.
 
         Nothing in Sage Pro's answer may stop us from recording that (an unreadable
         unapplied amount is left empty; the whole answer is kept). `recovered`: found by
-        idempotency key after an attempt whose outcome was unknown.
+        idempotency key after an attempt whose outcome was unknown. `number` is the
+        document's number (a receipt's is `receipt_no`); `label` names it in history.
         """
         from integrations.models.review import ReviewItem
 
         with transaction.atomic(savepoint=False):  # a batch keeps one per posting
             self.state = self.State.POSTED
-            self.document_number = str(result.get("receipt_no", ""))[:40]
+            if number is None:
+                number = str(result.get("receipt_no", ""))
+            self.document_number = number[:40]
             self.unapplied_amount = _amount_or_none(result.get("unapplied_amount"))
             self.response = result
             self.posted_at = timezone.now()
@@ -478,17 +489,21 @@ class Posting(StorableValuesMixin, models.Model):
             )
             self.transaction.record(
                 "posted",
-                f"Sage Pro receipt {self.document_number}{note}",
+                f"Sage Pro {label} {self.document_number}{note}",
                 receipt=self.document_number,
             )
             ReviewItem.objects.filter(
                 posting=self,
                 state=ReviewItem.State.OPEN,
-                kind__in=[ReviewItem.Kind.DEAD, ReviewItem.Kind.VALIDATION],
+                kind__in=[
+                    ReviewItem.Kind.DEAD,
+                    ReviewItem.Kind.VALIDATION,
+                    ReviewItem.Kind.UNSUPPORTED_DOCUMENT,
+                ],
             ).update(
                 state=ReviewItem.State.RESOLVED,
                 resolved_at=timezone.now(),
-                resolution=f"Posted as receipt {self.document_number}",
+                resolution=f"Posted as {label} {self.document_number}",
             )
 
     def mark_dead(self, reason: str) -> None:
