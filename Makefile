@@ -27,11 +27,12 @@ demo: $(STAMP)
 manage: $(STAMP)
 	DEMO_MODE=1 SANDBOX_ENABLED=1 $(BIN)/python manage.py $(ARGS)
 
+# One worker per core (pytest-xdist); PYTEST_ARGS="-n 0" runs the suite in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

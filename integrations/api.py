@@ -81,7 +81,7 @@ def _content_length(request: HttpRequest) -> int:
         return 0
 
 
-def _read_body(request: HttpRequest, delivery: InboundDelivery) -> bytes:
+def read_body(request: HttpRequest, delivery: InboundDelivery) -> bytes:
     """The body's bytes, read only when the declared length is within the limit.
 
     The delivery's `body_size` is the declared length when that is over the limit,
@@ -96,7 +96,29 @@ def _read_body(request: HttpRequest, delivery: InboundDelivery) -> bytes:
     return raw
 
 
-def _check_size(delivery: InboundDelivery, detail: str) -> None:
+def read_text_body(
+    request: Request, delivery: InboundDelivery
+) -> tuple[bytes, str, bool]:
+    """A webhook's raw body, its UTF-8 text, and whether it held a card number; kept
+    on the delivery (masked) before anything else reads it. Too large or not UTF-8
+    raises `Refused`."""
+    raw_bytes = read_body(request, delivery)
+    check_size(
+        delivery, f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes."
+    )
+    try:
+        raw = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        # Invalid bytes are dropped, not replaced: one planted inside a card number
+        # (`4111\xff1111…`) must not hide it from the masking.
+        delivery.keep_body(raw_bytes.decode("utf-8", errors="ignore"))
+        raise Refused(400, "invalid_encoding", "The body is not UTF-8.") from None
+    body_has_card = delivery.keep_body(raw)
+    delivery.contains_card_data = delivery.contains_card_data or body_has_card
+    return raw_bytes, raw, body_has_card
+
+
+def check_size(delivery: InboundDelivery, detail: str) -> None:
     if delivery.body_size > settings.WEBHOOK_MAX_BODY_BYTES:
         raise Refused(413, "body_too_large", detail)
 
@@ -130,7 +152,7 @@ def _webhook_connection(slug: str) -> tuple[Connection | None, list[str]]:
     return connection, secrets
 
 
-def _reject(delivery: InboundDelivery, refusal: Refused) -> Response:
+def reject(delivery: InboundDelivery, refusal: Refused) -> Response:
     """Record a refused delivery with its machine-readable reason, and answer it."""
     detail, errors = delivery.record_refusal(
         refusal.code, refusal.reason, refusal.detail, refusal.errors
@@ -202,7 +224,7 @@ def _check_signature(raw: str, headers: dict[str, str], secrets: list[str]) -> N
     raise Refused(401, reason, detail)
 
 
-_REJECTED = inline_serializer(
+REJECTED_ANSWER = inline_serializer(
     "WebhookRejected",
     {
         "status": serializers.CharField(default="rejected"),
@@ -222,9 +244,9 @@ _QUEUED = inline_serializer(
         "event": serializers.IntegerField(),
     },
 )
-_REJECTIONS = {
+WEBHOOK_REJECTIONS = {
     400: OpenApiResponse(
-        _REJECTED,
+        REJECTED_ANSWER,
         description=(
             "`invalid_encoding` (not UTF-8), `invalid_json` (not JSON; NaN or "
             "Infinity; a \\u0000 or lone surrogate escape), `too_deep` (nested "
@@ -235,7 +257,7 @@ _REJECTIONS = {
         ),
     ),
     401: OpenApiResponse(
-        _REJECTED,
+        REJECTED_ANSWER,
         description=(
             "`missing_signature_headers`, `malformed_signature_header`, "
             "`invalid_timestamp`, `timestamp_out_of_range` (outside ±5 minutes), "
@@ -243,14 +265,17 @@ _REJECTIONS = {
         ),
     ),
     404: OpenApiResponse(
-        _REJECTED, description="`unknown_connection`: unknown or inactive connection."
+        REJECTED_ANSWER,
+        description="`unknown_connection`: unknown or inactive connection.",
     ),
-    413: OpenApiResponse(_REJECTED, description="`body_too_large`: over 256 KiB."),
+    413: OpenApiResponse(
+        REJECTED_ANSWER, description="`body_too_large`: over 256 KiB."
+    ),
 }
 _SILENT_REJECTIONS = {
-    **_REJECTIONS,
+    **WEBHOOK_REJECTIONS,
     400: OpenApiResponse(
-        _REJECTED,
+        REJECTED_ANSWER,
         description=(
             "`invalid_form` (not a form body) or `invalid_shape` (no TRANSACTIONID "
             "of 1-20 ASCII digits, or one shaped like a card number)."
@@ -278,7 +303,7 @@ class PayTraceWebhookView(APIView):
                 _QUEUED,
                 description="Duplicate `webhook-id`: already stored; nothing new queued.",
             ),
-            **_REJECTIONS,
+            **WEBHOOK_REJECTIONS,
         },
         auth=[],
     )
@@ -290,7 +315,7 @@ class PayTraceWebhookView(APIView):
         try:
             event = _checked_event(request, delivery, connection, secrets)
         except Refused as refusal:
-            return _reject(delivery, refusal)
+            return reject(delivery, refusal)
         return _store_and_queue(delivery, event)
 
 
@@ -305,19 +330,7 @@ def _checked_event(
     webhook_id = request.headers.get("webhook-id", "")
     id_has_card = delivery.keep_webhook_id(webhook_id)
     connection = _check_connection(connection)
-    raw_bytes = _read_body(request, delivery)
-    _check_size(
-        delivery, f"Bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes."
-    )
-    try:
-        raw = raw_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        # Invalid bytes are dropped, not replaced: one planted inside a card number
-        # (`4111\xff1111…`) must not hide it from the masking.
-        delivery.keep_body(raw_bytes.decode("utf-8", errors="ignore"))
-        raise Refused(400, "invalid_encoding", "The body is not UTF-8.") from None
-    body_has_card = delivery.keep_body(raw)
-    delivery.contains_card_data = delivery.contains_card_data or body_has_card
+    _, raw, body_has_card = read_text_body(request, delivery)
 
     _check_signature(raw, dict(request.headers), secrets)
     delivery.signature_result = InboundDelivery.SignatureResult.VALID
@@ -353,7 +366,7 @@ def _store_and_queue(delivery: InboundDelivery, event: Event) -> Response:
             logger.exception(
                 "webhook event not stored slug=%s", delivery.connection_slug
             )
-            return _reject(
+            return reject(
                 delivery,
                 Refused(
                     500,
@@ -423,7 +436,7 @@ class SilentPostView(APIView):
         try:
             delivery.webhook_id = _checked_silent_post(request, delivery, connection)
         except Refused as refusal:
-            return _reject(delivery, refusal)
+            return reject(delivery, refusal)
         delivery.response_status = 202
         with transaction.atomic():
             delivery.save()
@@ -440,7 +453,7 @@ def _checked_silent_post(
     """The id a silent post is recorded under, once its form has been read (each
     failure raises `Refused`); the delivery keeps the body, masked."""
     _check_connection(connection)
-    raw_bytes = _read_body(request, delivery)
+    raw_bytes = read_body(request, delivery)
     text = raw_bytes.decode("utf-8", errors="ignore")  # see _checked_event
     if request.content_type == "application/x-www-form-urlencoded":
         # Kept decoded: `+` and percent-escapes would hide a card number from
@@ -448,7 +461,7 @@ def _checked_silent_post(
         text = unquote_plus(text)
     body_has_card = delivery.keep_body(text)
     delivery.contains_card_data = delivery.contains_card_data or body_has_card
-    _check_size(delivery, "Body too large.")
+    check_size(delivery, "Body too large.")
     try:
         parm_list = request.POST.get("parmList", "")
     except (APIException, SuspiciousOperation, ValueError):

@@ -40,6 +40,8 @@ from django.utils import timezone
 
 from integrations.models import Agent, Connection, SyncRun, WebhookSecret
 from integrations.roles import FINANCE_REVIEWER, ensure_groups
+from mappings.gl import Purpose
+from mappings.models import GlRule
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ SAGEPRO_SLUG = "sagepro-sandbox"
 PAYTRACE_SLUG = "paytrace-sandbox"
 DEMO_INTEGRATOR_ID = "DEMO0001"
 DEMO_SECRET_LABEL = "Demo webhook secret (DEMO_WEBHOOK_SECRET)"
+STOREFRONT_SLUG = "storefront-sandbox"
+STOREFRONT_SECRET_LABEL = "Demo storefront secret (DEMO_STOREFRONT_SECRET)"
+# The storefront's signing secret when DEMO_STOREFRONT_SECRET is not set (printed by
+# `manage.py demo`, like the logins: it is a demo value, never a real shop's).
+DEFAULT_STOREFRONT_SECRET = "shpss_demo-storefront-secret-change-me"
 # (username, password, superuser?, group): printed by `manage.py demo`.
 DEMO_USERS = [
     ("admin", "admin", True, None),
@@ -101,6 +108,15 @@ def paytrace_base_url(port: int) -> str:
 
 def webhook_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/webhooks/paytrace/{PAYTRACE_SLUG}/"
+
+
+def storefront_webhook_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/webhooks/storefront/{STOREFRONT_SLUG}/"
+
+
+def storefront_secret() -> str:
+    """DEMO_STOREFRONT_SECRET (the setting, read from the environment), or the default."""
+    return settings.DEMO_STOREFRONT_SECRET or DEFAULT_STOREFRONT_SECRET
 
 
 # Seeding ---------------------------------------------------------------------------
@@ -165,6 +181,8 @@ def seed_demo(port: int) -> list[str]:
     report.append(f"Connection {PAYTRACE_SLUG}: {verb}")
     verb = _ensure_webhook_secret(paytrace, settings.DEMO_WEBHOOK_SECRET)
     report.append(f"Webhook secret for {PAYTRACE_SLUG}: {verb}")
+    report += _seed_money_movement_rules(paytrace)
+    report += _seed_storefront(port, paytrace, sagepro)
     ensure_groups(sender=None)
     for username, password, is_superuser, group in DEMO_USERS:
         verb = _ensure_user(username, password, is_superuser, group)
@@ -349,7 +367,75 @@ def _upsert_connection(slug: str, **fields: Any) -> tuple[Connection, str]:
     return connection, f"updated ({', '.join(changed)})"
 
 
-def _ensure_webhook_secret(connection: Connection, secret: str) -> str:
+# The demo's GL rules for what is not a receipt (refunds' credit memos, chargebacks'
+# batches), on the sandbox's chart: (purpose, name, account).
+DEMO_GL_RULES = (
+    (Purpose.REFUND, "Demo: refunds to sales discounts", "4900-00"),
+    (
+        Purpose.CHARGEBACK,
+        "Demo: an opened chargeback reopens the receivable",
+        "1200-00",
+    ),
+    (Purpose.CHARGEBACK_LOSS, "Demo: a lost chargeback is a card expense", "6100-00"),
+)
+
+
+def _seed_money_movement_rules(paytrace: Connection) -> list[str]:
+    """One GL rule per purpose, created when the connection has none for it (an
+    admin's own rules are left alone)."""
+    report = []
+    for purpose, name, account in DEMO_GL_RULES:
+        if GlRule.objects.filter(connection=paytrace, purpose=purpose).exists():
+            continue
+        GlRule.objects.create(
+            connection=paytrace, purpose=purpose, name=name, account=account
+        )
+        report.append(f"GL rule {name!r} ({account}): created")
+    return report
+
+
+def _seed_storefront(port: int, paytrace: Connection, sagepro: Connection) -> list[str]:
+    """The storefront connection, its secret (DEMO_STOREFRONT_SECRET) and settings."""
+    from integrations.models.storefront import StorefrontSettings
+
+    shop, verb = _upsert_connection(
+        STOREFRONT_SLUG,
+        kind=Connection.Kind.STOREFRONT,
+        name="Storefront sandbox",
+        base_url=portal_url(port),
+        is_active=True,
+    )
+    report = [f"Connection {STOREFRONT_SLUG}: {verb}"]
+    verb = _ensure_webhook_secret(
+        shop, storefront_secret(), STOREFRONT_SECRET_LABEL, "DEMO_STOREFRONT_SECRET"
+    )
+    report.append(f"Webhook secret for {STOREFRONT_SLUG}: {verb}")
+    wanted = {
+        "paytrace": paytrace,
+        "sagepro": sagepro,
+        "reference_prefix": "SHOP",
+        "default_location": "MAIN",
+        "wait_minutes": 30,
+    }
+    config = StorefrontSettings.objects.filter(connection=shop).first()
+    if config is None:
+        StorefrontSettings.objects.create(connection=shop, **wanted)
+        verb = "created"
+    elif any(getattr(config, k) != v for k, v in wanted.items()):
+        StorefrontSettings.objects.filter(pk=config.pk).update(**wanted)
+        verb = "updated"
+    else:
+        verb = "unchanged"
+    report.append(f"Storefront settings for {STOREFRONT_SLUG}: {verb}")
+    return report
+
+
+def _ensure_webhook_secret(
+    connection: Connection,
+    secret: str,
+    label: str = DEMO_SECRET_LABEL,
+    setting: str = "DEMO_WEBHOOK_SECRET",
+) -> str:
     """Leave exactly one active secret on the connection, equal to `secret`."""
     active = list(connection.webhook_secrets.filter(is_active=True).order_by("pk"))
     keep = next((s for s in active if s.secret == secret), None)
@@ -360,10 +446,10 @@ def _ensure_webhook_secret(connection: Connection, secret: str) -> str:
         keep.secret = secret
         keep.expires_at = None
         keep.save(update_fields=["secret", "expires_at"])
-        verb = "updated to the current DEMO_WEBHOOK_SECRET"
+        verb = f"updated to the current {setting}"
     elif keep is None:
         keep = WebhookSecret.objects.create(
-            connection=connection, label=DEMO_SECRET_LABEL, secret=secret
+            connection=connection, label=label, secret=secret
         )
         verb = "created"
     others = [s.pk for s in active if s.pk != keep.pk]
@@ -962,7 +1048,7 @@ def _avoid_decline_cents(amount: Decimal) -> Decimal:
 
 
 def run_stream(
-    stream: PaymentStream,
+    stream: "PaymentStream | DemoStream",
     write: Callable[[str], None],
     wait: Callable[[float], None],
     interval: float,
@@ -975,3 +1061,300 @@ def run_stream(
         except Exception as exc:  # the demo keeps going: say what failed, try again
             write(f"Payment not made: {type(exc).__name__}: {exc}")
         wait(stream.rng.uniform(interval * 2 / 3, interval * 4 / 3))
+
+
+# The storefront, its refunds and a chargeback report ------------------------------------
+
+
+@dataclass
+class ShopSale:
+    """A storefront order the stream paid: what a refund of it needs."""
+
+    number: int
+    order_id: int
+    transaction_id: str
+    amount: Decimal
+    refunded: bool = False
+
+
+class StorefrontStream:
+    """Storefront orders with their PayTrace payments, as a shop and its buyers make
+    them: a signed `orders/create` webhook to the portal and a keyed sale whose
+    invoice id names the order (`SHOP-1001` or `#1001`), order first or payment
+    first; now and then an order with a SKU Sage Pro does not stock (it waits in
+    review). `refund` refunds part of an earlier, settled sale through the PayTrace
+    sandbox and tells the portal with a `refunds/create` webhook.
+    """
+
+    ITEMS = [
+        ("WIDGET", "Widget", "19.99"),
+        ("GADGET", "Gadget", "49.50"),
+        ("CABLE-6FT", "Cable, 6 ft", "7.25"),
+        ("SVC-INSTALL", "Installation", "120.00"),
+    ]
+    BUYERS = [
+        ("Ada", "Lovelace", "ada.lovelace@example.com"),
+        ("Grace", "Hopper", "grace.hopper@example.com"),
+        ("Alan", "Turing", "alan.turing@example.com"),
+        ("Katherine", "Johnson", "k.johnson@example.com"),
+        ("Edsger", "Dijkstra", "edsger@example.com"),
+    ]
+
+    def __init__(
+        self,
+        paytrace: Any,
+        url: str,
+        secret: str,
+        *,
+        rng: random.Random | None = None,
+        first_number: int = 1001,
+    ) -> None:
+        self.paytrace = paytrace
+        self.url = url
+        self.secret = secret
+        self.rng = rng or random.Random()
+        self.number = first_number - 1
+        self.sales: list[ShopSale] = []
+
+    @classmethod
+    def for_demo(cls, port: int, **kwargs: Any) -> "StorefrontStream":
+        from integrations.models.storefront import StorefrontOrder
+
+        paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
+        keys = StorefrontOrder.objects.filter(
+            connection__slug=STOREFRONT_SLUG
+        ).values_list("reference_key", flat=True)
+        last = max((int(k) for k in keys if k.isdigit()), default=1000)
+        return cls(
+            paytrace.paytrace(),
+            storefront_webhook_url(port),
+            storefront_secret(),
+            first_number=last + 1,
+            **kwargs,
+        )
+
+    def order_body(self, number: int, *, unknown_item: bool = False) -> dict[str, Any]:
+        first, last, email = self.rng.choice(self.BUYERS)
+        picks = self.rng.sample(self.ITEMS, self.rng.randint(1, 3))
+        lines = [
+            (sku, title, self.rng.randint(1, 3), Decimal(price))
+            for sku, title, price in picks
+        ]
+        if unknown_item:
+            lines.append(("NOSUCH-SKU", "Discontinued gizmo", 1, Decimal("9.99")))
+        subtotal = sum((q * p for _, _, q, p in lines), Decimal(0))
+        tax = (subtotal * Decimal("0.08")).quantize(CENT)
+        freight = Decimal(self.rng.choice(["0.00", "5.00", "8.50"]))
+        total = _avoid_decline_cents(subtotal + tax + freight)
+        tax += total - (subtotal + tax + freight)
+        address = {
+            "first_name": first,
+            "last_name": last,
+            "address1": f"{self.rng.randint(1, 999)} Market St",
+            "city": "Spokane",
+            "province_code": "WA",
+            "zip": "99201",
+            "country_code": "US",
+        }
+        return {
+            "id": 5_000_000 + number,
+            "name": f"#{number}",
+            "order_number": number,
+            "email": email,
+            "currency": "USD",
+            "financial_status": "pending",
+            "subtotal_price": f"{subtotal:.2f}",
+            "total_tax": f"{tax:.2f}",
+            "total_price": f"{total:.2f}",
+            "customer": {"id": 70_000 + self.BUYERS.index((first, last, email))},
+            "billing_address": address,
+            "shipping_address": {**address, "name": f"{first} {last}"},
+            "line_items": [
+                {
+                    "sku": sku,
+                    "title": title,
+                    "quantity": quantity,
+                    "price": f"{price:.2f}",
+                    "taxable": True,
+                }
+                for sku, title, quantity, price in lines
+            ],
+            "shipping_lines": [{"title": "Ground", "price": f"{freight:.2f}"}],
+        }
+
+    def send_webhook(self, topic: str, body: dict[str, Any]) -> int:
+        import base64
+        import hashlib
+        import hmac
+        import json
+        import uuid
+
+        import requests
+
+        raw = json.dumps(body).encode()
+        signature = hmac.new(self.secret.encode(), raw, hashlib.sha256).digest()
+        response = requests.post(
+            self.url,
+            data=raw,
+            headers={
+                "Content-Type": "application/json",
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                "X-Shopify-Hmac-Sha256": base64.b64encode(signature).decode(),
+            },
+            timeout=10,
+        )
+        return response.status_code
+
+    def pay(self, number: int, amount: Decimal, reference: str) -> str:
+        reply = self.paytrace.sale_keyed(
+            amount=amount,
+            card_number=self.rng.choice(APPROVED_CARDS),
+            expiration_month=12,
+            expiration_year=timezone.now().year + 3,
+            csc="999",
+            invoice_id=reference,
+            description=f"Web order #{number}",
+        )
+        return str(reply.get("transaction_id") or "")
+
+    def step(self) -> list[str]:
+        """One order and its payment; returns the lines to print."""
+        self.number += 1
+        number = self.number
+        unknown = self.rng.random() < 0.12
+        body = self.order_body(number, unknown_item=unknown)
+        amount = Decimal(body["total_price"])
+        reference = self.rng.choice([f"SHOP-{number}", f"#{number}"])
+        payment_first = self.rng.random() < 0.3
+        if payment_first:
+            transaction_id = self.pay(number, amount, reference)
+        status = self.send_webhook("orders/create", body)
+        if not payment_first:
+            transaction_id = self.pay(number, amount, reference)
+        if transaction_id:
+            self.sales.append(ShopSale(number, body["id"], transaction_id, amount))
+        how = "payment first" if payment_first else "order first"
+        note = ", unknown SKU: goes to review" if unknown else ""
+        return [
+            f"Storefront order #{number}  {amount:>10} USD  webhook {status}, "
+            f"PayTrace {transaction_id or '-'} ({how}{note})"
+        ]
+
+    def refund(self) -> list[str]:
+        """Refund part of an earlier sale (PayTrace refunds settled sales only)."""
+        for sale in self.sales:
+            if sale.refunded:
+                continue
+            amount = max(CENT, (sale.amount * Decimal("0.25")).quantize(CENT))
+            reply = self.paytrace.refund(sale.transaction_id, amount)
+            if reply.get("success") is not True:
+                continue  # not settled yet: try the next one, or later
+            sale.refunded = True
+            status = self.send_webhook(
+                "refunds/create",
+                {
+                    "id": 9_000_000 + sale.number,
+                    "order_id": sale.order_id,
+                    "note": "Customer returned part of the order",
+                    "transactions": [{"kind": "refund", "amount": f"{amount:.2f}"}],
+                },
+            )
+            return [
+                f"Refunded {amount} USD of storefront order #{sale.number} "
+                f"(PayTrace {reply.get('transaction_id') or '-'}), webhook {status}"
+            ]
+        return []
+
+
+def import_demo_chargebacks(paytrace: Connection) -> str:
+    """Import one dispute report naming three of the demo's posted payments (opened,
+    lost, won) and one payment PayTrace never made (reported as a bad row)."""
+    try:
+        from integrations import chargebacks
+    except ImportError:
+        return "Chargeback import skipped: chargebacks are not installed."
+    from integrations.models import PaymentTransaction, Posting
+
+    paid = list(
+        PaymentTransaction.objects.filter(
+            connection=paytrace,
+            postings__kind=Posting.Kind.CASH_RECEIPT,
+            postings__state=Posting.State.POSTED,
+        ).order_by("-pk")[:3]
+    )
+    if len(paid) < 3:
+        return ""
+    today = timezone.localdate()
+    rows = [
+        "Case ID,Transaction ID,Dispute Amount,Status,Received Date,Reply By,"
+        "Resolved Date,Reason Code,Reason,Fee"
+    ]
+    for n, (txn, status) in enumerate(zip(paid, ["Open", "Lost", "Won"], strict=True)):
+        resolved = "" if status == "Open" else f"{today:%m/%d/%Y}"
+        rows.append(
+            f"DEMO-{txn.transaction_id},{txn.transaction_id},"
+            f"{min(txn.amount, Decimal('25.00')):.2f},{status},{today:%m/%d/%Y},"
+            f"{today + timedelta(days=14):%m/%d/%Y},{resolved},10.4,"
+            f"Fraud - card absent,{'15.00' if n == 0 else ''}"
+        )
+    rows.append(f"DEMO-MISSING,9999999999,10.00,Open,{today:%m/%d/%Y},,,10.4,Fraud,")
+    content = ("\n".join(rows) + "\n").encode()
+    try:
+        record = chargebacks.import_report(paytrace, "demo-dispute-report.csv", content)
+    except Exception as exc:  # the demo goes on: say what failed
+        return f"Chargeback import failed: {type(exc).__name__}: {exc}"
+    return f"Imported a dispute report ({record.get_state_display()})"
+
+
+class DemoStream:
+    """The demo's whole stream: invoice payments, and every `order_every` of them a
+    storefront order; every `refund_every` a storefront refund; once, after
+    `chargebacks_after` payments, a chargeback report."""
+
+    def __init__(
+        self,
+        payments: PaymentStream,
+        shop: StorefrontStream | None,
+        *,
+        order_every: int = 4,
+        refund_every: int = 15,
+        chargebacks_after: int = 25,
+        import_chargebacks: Callable[[], str] | None = None,
+    ) -> None:
+        self.payments = payments
+        self.shop = shop
+        self.rng = payments.rng
+        self.order_every = order_every
+        self.refund_every = refund_every
+        self.chargebacks_after = chargebacks_after
+        self.import_chargebacks = import_chargebacks
+        self.steps = 0
+        self.chargebacks_done = import_chargebacks is None
+
+    @classmethod
+    def for_demo(cls, port: int) -> "DemoStream":
+        payments = PaymentStream.for_demo()
+        paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
+        shop = (
+            StorefrontStream.for_demo(port, rng=payments.rng)
+            if Connection.objects.filter(slug=STOREFRONT_SLUG, is_active=True).exists()
+            else None
+        )
+        return cls(
+            payments, shop, import_chargebacks=lambda: import_demo_chargebacks(paytrace)
+        )
+
+    def step(self) -> list[str]:
+        self.steps += 1
+        lines = self.payments.step()
+        if self.shop is not None and self.steps % self.order_every == 0:
+            lines += self.shop.step()
+        if self.shop is not None and self.steps % self.refund_every == 0:
+            lines += self.shop.refund()
+        if not self.chargebacks_done and self.steps >= self.chargebacks_after:
+            assert self.import_chargebacks is not None
+            line = self.import_chargebacks()
+            self.chargebacks_done = bool(line)
+            lines += [line] if line else []
+        return lines

@@ -232,6 +232,11 @@ def check_transaction_id(data: Any) -> str:
     return data
 
 
+def check_optional_transaction_id(data: Any) -> str:
+    """A refund's sale, when the relay names it; empty is fine."""
+    return "" if data == "" else check_transaction_id(data)
+
+
 def check_response_code(data: Any) -> int | None:
     """PayTrace's numeric response code; empty is fine."""
     if data == "":
@@ -356,6 +361,8 @@ RECORD_RULES = {
         )
     ),
     "settled": Rule(check_paytrace_time),
+    # Relayed refund events only (PayTrace's export does not show it): the sale.
+    "original_transaction_id": Rule(check_optional_transaction_id),
 }
 EVENT_RULES = {
     "type": Rule(check_event_type, required=True, nullable=False),
@@ -501,6 +508,12 @@ class RecordSerializer(serializers.Serializer):
     response_code = ResponseCodeField(required=False, allow_null=True)
     created = CreatedSerializer(required=False, allow_null=True)
     settled = PayTraceTimeField(required=False, allow_null=True)
+    original_transaction_id = TransactionIdField(
+        required=False,
+        allow_null=True,
+        help_text="Refunds relayed by the sandbox: the sale they refund (optional; "
+        "the export does not carry it).",
+    )
 
 
 class EventSerializer(serializers.Serializer):

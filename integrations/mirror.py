@@ -368,7 +368,21 @@ def _store_page(
     """Upsert one page of a feed: (rows written, rows deleted in Sage Pro, refusals)."""
     if kind == "invoice":
         invoices, refused = _invoice_rows(connection, items, fetched_at)
+        known = set(
+            MirroredInvoice.objects.filter(
+                connection=connection,
+                deleted=False,
+                invno__in=[row.invno for row in invoices],
+            ).values_list("invno", flat=True)
+        )
         stored = _upsert(MirroredInvoice, "invno", _INVOICE_FIELDS, invoices)
+        new = [row for row in invoices if row.invno not in known and not row.deleted]
+        if new:
+            # Cash waiting for these customers may now have an invoice (after commit,
+            # on a task: never inside this transaction).
+            from integrations.unapplied import after_new_invoices
+
+            after_new_invoices(connection, new)
         return stored, sum(1 for row in invoices if row.deleted), refused
     customers, refused = _customer_rows(connection, items, fetched_at)
     stored = _upsert(MirroredCustomer, "custno", _CUSTOMER_FIELDS, customers)

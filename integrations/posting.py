@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import documents, mirror, sending
+from integrations import documents, mirror, refunds, sending
 from integrations.connectors.base import ConnectorError
 from integrations.connectors.sagepro import CashReceipt
 from integrations.models import Connection, PaymentTransaction, Posting, ReviewItem
@@ -245,6 +245,7 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
     only in part needs a fresh read of its invoices: it is recorded after, by itself."""
     outcomes: dict[int, str] = {}
     later = []
+    recorded: list[Posting] = []
     # By customer: two drains recording at once lock the mirrored customers' rows in
     # the same order (no deadlock).
     answers = sorted(answers, key=lambda a: (str(a[1].get("custno", "")), a[0].pk))
@@ -269,6 +270,9 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
                 later.append((posting, receipt))
             else:
                 outcomes[posting.pk] = "posted"
+                recorded.append(posting)
+    for posting in recorded:
+        refunds.after_receipt(posting)  # refunds and voids waiting for it
     for posting, receipt in later:
         outcomes[posting.pk] = _guarded(posted, posting, receipt)
     return outcomes
@@ -326,6 +330,7 @@ def posted(
             "unapplied cash on the customer's account: refund it or apply it.",
             posting=posting,
         )
+    refunds.after_receipt(posting)  # refunds and voids waiting for it
     return "posted"
 
 
@@ -365,7 +370,9 @@ def refused(posting: Posting, exc: BaseException) -> str:
                 exc = again
         if outcome is not None:
             return outcome
-    return mark_send_failed(posting, exc)
+    outcome = mark_send_failed(posting, exc)
+    refunds.after_receipt(posting)  # a void waiting for this send decides now
+    return outcome
 
 
 def _decide_again(posting: Posting, exc: ConnectorError) -> str | None:

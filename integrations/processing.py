@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations import documents, storefront
+from integrations import documents, refunds, storefront
 from integrations.batchcache import cached
 from integrations.connectors.paytrace import PaymentRecord, normalize_record
 from integrations.models import (
@@ -213,11 +213,13 @@ def _upsert_transaction(
             action = Action.POST_RECEIPT if txn.wants_receipt() else Action.RECORD_ONLY
             return Decision(txn, action, f"stale {rule.gateway_status} ignored")
         _change_status(txn, event, record, source, rule)
-        return Decision(
-            txn,
-            _action_for(txn, event, rule),
-            f"{txn.gateway_status}/{txn.mapped_status}",
-        )
+        action = _action_for(txn, event, rule)
+        outcome = f"{txn.gateway_status}/{txn.mapped_status}"
+        if action == Action.REVERSE:
+            # A refund's credit memo or a void's receipt reversal, decided under the
+            # row lock (no outbound call: the posting is sent after the commit).
+            outcome = f"{outcome}: {refunds.decide_reversal(txn, event=event)}"
+        return Decision(txn, action, outcome)
 
 
 def _locked_transaction(event: Event, record: PaymentRecord) -> PaymentTransaction:
@@ -307,8 +309,9 @@ def _change_status(
 
 
 def _action_for(txn: PaymentTransaction, event: Event, rule: StatusRule) -> str:
-    """What the new status asks for; a reversal of a posted receipt, or a status the
-    map sends to review, opens a review item."""
+    """What the new status asks for. "Reverse" is carried out by the caller
+    (`refunds.decide_reversal`); a status the map only records while a receipt is
+    posted, or one the map sends to review, opens a review item for a person."""
     action = rule.action
     if (
         action == Action.RECORD_ONLY
@@ -631,7 +634,10 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         if unwoken:
             queue("drain")
         counts["drains"] = int(bool(unwoken))
-        return counts
+    # Refunds and voids waiting for their sale or its receipt (each in its own
+    # transaction; a look-up at Sage Pro holds none).
+    counts["reversals"] = refunds.sweep(now)
+    return counts
 
 
 def _requeue(

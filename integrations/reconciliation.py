@@ -41,6 +41,25 @@ to the difference by construction; `other` holds anything they do not (e.g. a re
 in another currency). Unapplied cash on the receipts and payments settled but not yet
 posted are shown for information: they are inside the totals, not differences.
 
+Issue 14 adds buckets for the other money movements, tried before the rules above:
+
+0. A REFUND transaction (not declined or voided) is filed by its credit-memo posting:
+   `refund_posted` (the credit memo is in Sage Pro), `refund_waiting` (its sale is not
+   known yet), `refund_in_review` (refused, dead, or an open review item),
+   `refund_pending` (anything else). A sale whose receipt a `receipt_reversal`
+   posting reversed is `receipt_reversed`. A payment with a chargeback whose receipt
+   is posted and live is `chargeback` (the detail names the case, its state and
+   amount); with any other receipt state the usual bucket wins and its detail names
+   the chargeback.
+
+Receipts Sage Pro lists as reversed are not live: they count in no total. The
+headline's `net` block ties PayTrace's net (sales − refunds) to Sage Pro's (receipts −
+credit memos; reversed receipts are already out), and lists the refunds without a
+posted credit memo, which explain the net difference beyond `difference`.
+`chargebacks` counts the range's chargeback state changes (opened, won, lost) and
+their amounts: money the processor took back or returned, booked by GL batches, not
+receipts, so never a difference.
+
 Scale: Sage Pro's receipts for the range are read in one paginated listing, the
 transactions in one query with their posting state and open review joined in SQL, each
 row is classified with dict lookups, and lines are bulk-created in batches, so the time
@@ -60,7 +79,15 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import FilteredRelation, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    FilteredRelation,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -75,6 +102,7 @@ from integrations.models import (
     SettlementBatch,
     saved_user,
 )
+from integrations.models.chargebacks import Chargeback, ChargebackEvent
 from integrations.models.payments import is_receipt_wanted
 
 logger = logging.getLogger(__name__)
@@ -87,6 +115,38 @@ MAX_POINT_LOOKUPS = 50
 MAX_IDS_LISTED = 20
 PAYTRACE_ID = re.compile(r"^\d{1,20}$")
 TIMING_DETAIL = "outside the range."
+
+# Issue 14's buckets: listed on a run's page only when they hold something.
+EXTRA_BUCKETS = {
+    str(b): str(b.label)
+    for b in (
+        Bucket.CHARGEBACK,
+        Bucket.REFUND_POSTED,
+        Bucket.REFUND_PENDING,
+        Bucket.REFUND_IN_REVIEW,
+        Bucket.REFUND_WAITING,
+        Bucket.RECEIPT_REVERSED,
+    )
+}
+BUCKET_LABELS: dict[str, str] = {
+    str(value): str(label) for value, label in Bucket.choices
+}
+CHARGEBACK = str(Bucket.CHARGEBACK)
+REFUND_BUCKETS = (
+    str(Bucket.REFUND_POSTED),
+    str(Bucket.REFUND_PENDING),
+    str(Bucket.REFUND_IN_REVIEW),
+    str(Bucket.REFUND_WAITING),
+)
+REVERSED = str(Bucket.RECEIPT_REVERSED)
+# Buckets that need nobody's attention.
+SETTLED = (
+    str(Bucket.POSTED),
+    str(Bucket.NOT_NEEDED),
+    CHARGEBACK,
+    str(Bucket.REFUND_POSTED),
+    REVERSED,
+)
 WRONG_AMOUNT_DETAIL = "correct the receipt in Sage Pro."
 REVERSE_DETAIL = "is live: reverse it."
 
@@ -242,7 +302,7 @@ class _Reconciliation:
     run: ReconciliationRun
     say: Progress
     totals: dict[str, list] = field(
-        default_factory=lambda: {b: [0, ZERO] for b in Bucket.values}
+        default_factory=lambda: {b: [0, ZERO] for b in BUCKET_LABELS}
     )
     pending_lines: list[ReconciliationLine] = field(default_factory=list)
     base_currency: str = ""
@@ -253,6 +313,10 @@ class _Reconciliation:
         default_factory=lambda: {key: [0, ZERO] for key in EXPLANATIONS}
     )
     settled_not_posted: list = field(default_factory=lambda: [0, ZERO])
+    refunds: list = field(default_factory=lambda: [0, ZERO])
+    memos: list = field(default_factory=lambda: [0, ZERO])
+    unposted_refunds: list = field(default_factory=lambda: [0, ZERO])
+    reversals: list = field(default_factory=lambda: [0, ZERO])
 
     def _explain(self, key: str, amount: Decimal) -> None:
         entry = self.explained[key]
@@ -275,6 +339,7 @@ class _Reconciliation:
         receipts = {
             r["reference"]: r
             for r in sage.list_cash_receipts(run.date_from, run.date_to)
+            if not r.get("reversed")
         }
         self.say(f"{connection.slug}: {len(receipts)} receipts in Sage Pro")
 
@@ -343,9 +408,46 @@ class _Reconciliation:
                 "count": self.settled_not_posted[0],
                 "amount": f"{self.settled_not_posted[1]:.2f}",
             },
+            "net": self._net(),
+            "chargebacks": chargeback_totals(
+                self.run.connection, self.run.date_from, self.run.date_to
+            ),
+        }
+
+    def _net(self) -> dict[str, Any]:
+        """PayTrace's net (sales − refunds) against Sage Pro's (receipts − credit
+        memos; reversed receipts are out of both). Refunds without a posted credit
+        memo explain the part of the net difference that `difference` does not."""
+        paytrace_net = self.paytrace_total - self.refunds[1]
+        sage_net = self.sage_total - self.memos[1]
+        return {
+            "paytrace_sales": f"{self.paytrace_total:.2f}",
+            "paytrace_refunds": {
+                "count": self.refunds[0],
+                "amount": f"{self.refunds[1]:.2f}",
+            },
+            "paytrace_net": f"{paytrace_net:.2f}",
+            "sage_receipts": f"{self.sage_total:.2f}",
+            "sage_credit_memos": {
+                "count": self.memos[0],
+                "amount": f"{self.memos[1]:.2f}",
+            },
+            "sage_reversals": {
+                "count": self.reversals[0],
+                "amount": f"{self.reversals[1]:.2f}",
+            },
+            "sage_net": f"{sage_net:.2f}",
+            "difference": f"{paytrace_net - sage_net:.2f}",
+            "refunds_not_posted": {
+                "count": self.unposted_refunds[0],
+                "amount": f"{-self.unposted_refunds[1]:.2f}",
+            },
         }
 
     def _line(self, row: dict, receipt: dict | None) -> ReconciliationLine:
+        special = self._money_movement(row, receipt)
+        if special is not None:
+            return special
         needs = is_receipt_wanted(row["mapped_status"], row["transaction_type"])
         state = row["receipt__state"]
         bucket = bucket_for(
@@ -368,12 +470,84 @@ class _Reconciliation:
         if wrong_amount and receipt is not None:
             bucket, detail = Bucket.IN_REVIEW, _wrong_amount_detail(row, receipt)
         self._count_headline(row, receipt, needs, bucket, wrong_amount)
+        if row["chargeback_case"]:
+            if bucket == Bucket.POSTED and not wrong_amount:
+                bucket = CHARGEBACK
+                detail = _chargeback_detail(row)
+            else:
+                detail = f"{detail} {_chargeback_detail(row)}".strip()
         return ReconciliationLine(
             run=self.run,
             bucket=bucket,
             payment_id=row["pk"],
             transaction_id=row["transaction_id"],
             receipt_no=receipt_no,
+            amount=row["amount"],
+            currency=row["currency"],
+            detail=detail[:300],
+        )
+
+    def _money_movement(
+        self, row: dict, receipt: dict | None
+    ) -> ReconciliationLine | None:
+        """A refund's line, or a reversed sale's (issue 14); None for the others."""
+        kind = (row["transaction_type"] or "").upper()
+        amount = row["amount"]
+        if kind == "REFUND" and row["gateway_status"] not in (
+            GatewayStatus.DECLINED,
+            GatewayStatus.VOIDED,
+        ):
+            state = row["memo__state"]
+            self.refunds[0] += 1
+            self.refunds[1] += amount
+            if state == Posting.State.POSTED:
+                bucket = "refund_posted"
+                detail = f"Credit memo {row['memo__document_number'] or '?'} posted."
+                self.memos[0] += 1
+                self.memos[1] += amount
+            else:
+                self.unposted_refunds[0] += 1
+                self.unposted_refunds[1] += amount
+                if row["original_id"] is None:
+                    bucket = "refund_waiting"
+                    detail = "The sale it refunds is not known to the portal yet."
+                elif (
+                    state in (Posting.State.DEAD, Posting.State.NEEDS_REVIEW)
+                    or row["review_kind"]
+                ):
+                    bucket = "refund_in_review"
+                    detail = f"Credit memo waits for review: {row['memo__last_error'] or 'open review item'}"
+                else:
+                    bucket = "refund_pending"
+                    detail = (
+                        "No credit memo posting yet."
+                        if state is None
+                        else f"Credit memo {Posting.State(state).label.lower()}."
+                    )
+            return self._movement_line(
+                row, bucket, detail, row["memo__document_number"]
+            )
+        if row["reversal__state"] == Posting.State.POSTED and receipt is None:
+            self.reversals[0] += 1
+            self.reversals[1] += amount
+            number = row["receipt__document_number"] or "?"
+            return self._movement_line(
+                row,
+                REVERSED,
+                f"Receipt {number} reversed in Sage Pro after the payment was voided.",
+                row["receipt__document_number"],
+            )
+        return None
+
+    def _movement_line(
+        self, row: dict, bucket: str, detail: str, number: str | None
+    ) -> ReconciliationLine:
+        return ReconciliationLine(
+            run=self.run,
+            bucket=bucket,
+            payment_id=row["pk"],
+            transaction_id=row["transaction_id"],
+            receipt_no=number or "",
             amount=row["amount"],
             currency=row["currency"],
             detail=detail[:300],
@@ -507,6 +681,9 @@ def transactions_in_range(
         .order_by("created_at")
         .values("kind")[:1]
     )
+    latest_chargeback = Chargeback.objects.filter(transaction=OuterRef("pk")).order_by(
+        "-opened_on", "-id"
+    )
     return (
         PaymentTransaction.objects.filter(connection=connection)
         .annotate(
@@ -514,7 +691,16 @@ def transactions_in_range(
             receipt=FilteredRelation(
                 "postings", condition=Q(postings__kind=Posting.Kind.CASH_RECEIPT)
             ),
+            memo=FilteredRelation(
+                "postings", condition=Q(postings__kind=Posting.Kind.CREDIT_MEMO)
+            ),
+            reversal=FilteredRelation(
+                "postings", condition=Q(postings__kind=Posting.Kind.RECEIPT_REVERSAL)
+            ),
             review_kind=Subquery(open_review),
+            chargeback_case=Subquery(latest_chargeback.values("case_number")[:1]),
+            chargeback_state=Subquery(latest_chargeback.values("state")[:1]),
+            chargeback_amount=Subquery(latest_chargeback.values("amount")[:1]),
         )
         .filter(created_on_at__gte=start, created_on_at__lt=end)
         .order_by()
@@ -531,6 +717,14 @@ def transactions_in_range(
             "receipt__document_number",
             "receipt__last_error",
             "review_kind",
+            "original_id",
+            "memo__state",
+            "memo__document_number",
+            "memo__last_error",
+            "reversal__state",
+            "chargeback_case",
+            "chargeback_state",
+            "chargeback_amount",
         )
     )
 
@@ -567,6 +761,37 @@ def _detail(bucket: str, row: dict, receipt: dict | None) -> str:
             return "No receipt posting yet."
         return f"Posting {Posting.State(state).label.lower()}."
     return status
+
+
+def _chargeback_detail(row: dict) -> str:
+    amount = row["chargeback_amount"]
+    shown = f"{amount:.2f}" if amount is not None else "?"
+    return (
+        f"Chargeback {row['chargeback_case']} {row['chargeback_state']}, {shown} "
+        f"{row['currency']}."
+    )
+
+
+def chargeback_totals(
+    connection: Connection, date_from: date, date_to: date
+) -> dict[str, dict[str, Any]]:
+    """The connection's chargeback state changes dated in the range, by state."""
+    rows = (
+        ChargebackEvent.objects.filter(
+            chargeback__connection=connection, on__gte=date_from, on__lte=date_to
+        )
+        .values("state")
+        .annotate(count=Count("id"), amount=Sum("amount"))
+    )
+    out: dict[str, dict[str, Any]] = {
+        state: {"count": 0, "amount": "0.00"} for state in Chargeback.State.values
+    }
+    for row in rows:
+        out[row["state"]] = {
+            "count": row["count"],
+            "amount": f"{row['amount'] or ZERO:.2f}",
+        }
+    return out
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -679,10 +904,11 @@ def line_rows(runs: Iterable[ReconciliationRun]) -> Iterator[dict[str, Any]]:
 def as_json(runs: list[ReconciliationRun]) -> dict[str, Any]:
     """One object for `reconcile --json`: bucket totals across the runs, and the lines."""
     buckets: dict[str, dict[str, Any]] = {
-        name: {"count": 0, "amount": ZERO} for name in Bucket.values
+        name: {"count": 0, "amount": ZERO} for name in BUCKET_LABELS
     }
     for run in runs:
         for name, data in run.buckets.items():
+            buckets.setdefault(name, {"count": 0, "amount": ZERO})
             buckets[name]["count"] += data["count"]
             buckets[name]["amount"] += Decimal(data["amount"])
     verdicts = [run.ties_out for run in runs if run.ties_out is not None]

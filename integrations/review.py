@@ -29,8 +29,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from integrations import documents, learning, mirror
+from integrations import documents, learning, mirror, refunds, sending, unapplied
 from integrations.connectors.base import ConnectorError, NotFoundError
+from integrations.connectors.paytrace import REFUND_NOT_SETTLED
 from integrations.documents import Application
 from integrations.documents.matching import (
     _Gatherer,
@@ -52,6 +53,7 @@ from integrations.models import (
     ReviewItem,
     saved_user,
 )
+from integrations.models.unapplied import UnappliedRefund
 from integrations.processing import create_receipt_posting, queue
 from mappings import matching, payers
 from mappings.formatting import format_money
@@ -112,6 +114,9 @@ class Outcome:
     opens: tuple[str, ...] = ()
     closes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # What it posts (when `posts`), and what the amount shown is.
+    document: str = "a cash receipt"
+    amount_note: str = "the payment's amount; not editable"
 
     @property
     def fingerprint(self) -> str:
@@ -744,15 +749,19 @@ def _allocate(
     allocations: list[tuple[str, Decimal | None]],
     *,
     spent: dict[str, Decimal] | None = None,
+    available: Decimal | None = None,
+    over: str = "",
 ) -> list[tuple[dict[str, Any], Decimal]]:
     """Each invoice with the share of the payment it takes, checked against its
     balance, the payment and the customer.
 
     The invoices are read from the mirror; one the mirror would refuse is read again
     from Sage Pro first, so a stale copy never refuses a reviewer by itself.
+    `available` (unapplied cash) replaces the payment's amount; `over` is then the
+    refusal of amounts that add up to more.
     """
     reader = sage_conn.mirror()
-    remaining = txn.amount
+    remaining = txn.amount if available is None else available
     lines: list[tuple[dict[str, Any], Decimal]] = []
     for invno, amount in allocations:
         invno = invno.strip()
@@ -790,7 +799,7 @@ def _allocate(
         remaining -= share
         if remaining < 0:
             raise ReviewError(
-                f"The amounts add up to more than the payment of {txn.amount}."
+                over or f"The amounts add up to more than the payment of {txn.amount}."
             )
         lines.append((invoice, share))
     if spent is not None:
@@ -905,6 +914,18 @@ def reopen_refusal(item: ReviewItem) -> str:
     Sage Pro, and the reversal that undoing it needs."""
     if item.state == ReviewItem.State.OPEN:
         return ""
+    last = item.decisions.order_by("-at", "-id").first()
+    if last is not None and last.action in ("unapplied_applied", "refund_unapplied"):
+        what = (
+            "applied to invoices"
+            if last.action == "unapplied_applied"
+            else "refunded through PayTrace"
+        )
+        return (
+            f"The payment's unapplied cash was {what}; the item closed because nothing "
+            "waits any more. To undo it, reverse the application in Sage Pro (or the "
+            "refund in PayTrace), then add a note to this item saying what was done."
+        )
     posting = decided_posting(item)
     if posting is None or posting.state in STOPPABLE:
         return ""
@@ -1278,3 +1299,639 @@ def _replace_document(posting: Posting, document: documents.ReceiptDocument) -> 
             last_error="",
             not_sent=False,
         )
+
+
+# --- unapplied cash --------------------------------------------------------------------
+#
+# A posted receipt's unapplied cash (integrations.unapplied) is applied to open
+# invoices of the receipt's customer, refunded through PayTrace, or left on account
+# with a reason. Each has a preview; the decision works the outcome out again with the
+# receipt's row locked and refuses one whose fingerprint is not what was confirmed, so
+# confirming twice, or two reviewers at once, spends the cash once.
+
+
+class OutcomeChanged(ReviewError):
+    """The outcome is no longer the one the reviewer confirmed: nothing was done."""
+
+
+def unapplied_cash_of(item: ReviewItem) -> unapplied.Waiting | None:
+    """The unapplied cash the item's payment has waiting (None when none waits)."""
+    txn = item.transaction
+    if txn is None:
+        return None
+    waiting = unapplied.waiting_for(txn)
+    return waiting if waiting is not None and waiting.amount > 0 else None
+
+
+def _waiting_cash(item: ReviewItem) -> tuple[PaymentTransaction, unapplied.Waiting]:
+    """The item's payment and its waiting cash; the item may be resolved already (a
+    payment put on account): the cash is the receipt's, not the item's."""
+    txn = item.transaction
+    if txn is None:
+        raise ReviewError(f"Review item {item.pk} has no payment.")
+    receipt = txn.postings.filter(kind=Posting.Kind.CASH_RECEIPT).first()
+    if receipt is None or receipt.state != Posting.State.POSTED:
+        raise ReviewError(
+            f"Transaction {txn.transaction_id} has no posted receipt yet, so no "
+            "unapplied cash in Sage Pro: decide where the payment goes instead."
+        )
+    waiting = unapplied.waiting_for(txn)
+    if waiting is None or waiting.amount <= 0:
+        raise ReviewError(
+            f"Receipt {receipt.document_number} has no unapplied cash waiting: it is "
+            "applied, refunded, or on its way to be."
+        )
+    if not _same_currency(txn, receipt.sagepro):
+        raise ReviewError(
+            f"A {txn.currency} payment's unapplied cash is applied in Sage Pro itself "
+            "(the exchange rate is Sage Pro's)."
+        )
+    return txn, waiting
+
+
+def _cash_amount(value: Decimal, what: str) -> Decimal:
+    exponent = value.normalize().as_tuple().exponent
+    if not value.is_finite() or not isinstance(exponent, int) or exponent < -2:
+        raise ReviewError(f"{value} for {what} is not an amount in cents.")
+    if value <= 0:
+        raise ReviewError(f"The amount for {what} must be more than zero.")
+    return value.quantize(Decimal("0.01"))
+
+
+def preview_apply_unapplied(
+    item: ReviewItem, allocations: list[tuple[str, Decimal | None]]
+) -> Outcome:
+    """What applying the waiting cash to these invoices of the receipt's customer
+    will do. An amount of None takes what is left, up to the invoice's balance.
+    Over-application, another customer's invoice and a closed invoice are refused."""
+    txn, waiting = _waiting_cash(item)
+    if not allocations:
+        raise ReviewError("Name at least one invoice.")
+    given = [
+        _cash_amount(amount, f"invoice {invno.strip()}")
+        for invno, amount in allocations
+        if amount is not None
+    ]
+    cash = format_money(waiting.amount, txn.currency)
+    over = (
+        f"The amounts add up to {format_money(sum(given, ZERO), txn.currency)}, more "
+        f"than the {cash} of unapplied cash waiting on receipt {waiting.receipt_no}: "
+        "nothing was applied."
+    )
+    if sum(given, ZERO) > waiting.amount:
+        raise ReviewError(over)
+    sage_conn = waiting.receipt.sagepro
+    lines = _allocate(txn, sage_conn, allocations, available=waiting.amount, over=over)
+    for invoice, _ in lines:
+        custno = mirror.mirror_key(invoice["custno"])
+        if custno != waiting.custno:
+            raise AnotherCustomerError(
+                f"Invoice {str(invoice['invno']).strip()} is customer {custno}'s; the "
+                f"unapplied cash is on customer {waiting.custno}'s account (receipt "
+                f"{waiting.receipt_no}). Sage Pro applies a receipt's cash only to its "
+                "own customer's invoices: refund it instead, or move it in Sage Pro."
+            )
+    applied = sum((share for _, share in lines), ZERO)
+    rest = waiting.amount - applied
+    invoices = ", ".join(str(inv["invno"]).strip() for inv, _ in lines)
+    summary = (
+        f"Apply {format_money(applied, txn.currency)} of the unapplied cash of receipt "
+        f"{waiting.receipt_no} to invoice{'s' if len(lines) > 1 else ''} {invoices}"
+        + (
+            f"; {format_money(rest, txn.currency)} still waits"
+            if rest > 0
+            else "; nothing waits after it"
+        )
+    )
+    return Outcome(
+        summary=summary,
+        transaction_id=txn.transaction_id,
+        customer=waiting.custno,
+        amount=waiting.amount,
+        currency=txn.currency,
+        lines=tuple(
+            OutcomeLine(
+                str(inv["invno"]).strip(),
+                str(inv["custno"]).strip(),
+                Decimal(inv["balance"]),
+                share,
+            )
+            for inv, share in lines
+        ),
+        unapplied=rest,
+        posts=True,
+        closes=(f"{_item_words(item)}, once Sage Pro has applied it",)
+        if rest <= 0 and item.state == ReviewItem.State.OPEN
+        else (),
+        notes=(
+            f"Receipt {waiting.receipt_no} stays as it is; Sage Pro applies its "
+            "unapplied cash to the invoices (at most each one's balance).",
+        ),
+        document="an application of the receipt's unapplied cash",
+        amount_note="the unapplied cash waiting; not editable",
+    )
+
+
+def apply_unapplied(
+    item: ReviewItem,
+    allocations: list[tuple[str, Decimal | None]],
+    user: AbstractBaseUser | None = None,
+    *,
+    expected: str = "",
+) -> Posting:
+    """Apply the item's waiting cash to open invoices of the receipt's customer: one
+    application posting (§4.9), sent through `integrations.sending`. `expected` is
+    the fingerprint the reviewer confirmed; another outcome by now is refused. The
+    item stays open until the application is posted and nothing waits."""
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        txn, waiting = _waiting_cash(item)
+        Posting.objects.select_for_update().filter(pk=waiting.receipt.pk).first()
+        outcome = preview_apply_unapplied(item, allocations)
+        if expected and outcome.fingerprint != expected:
+            raise OutcomeChanged(
+                "The unapplied cash or an invoice's balance changed since the preview: "
+                "nothing was applied. Look at the outcome again."
+            )
+        waiting = unapplied.waiting_for(txn) or waiting
+        lines = [(line.invno, line.applied) for line in outcome.lines]
+        decision = ReviewDecision.objects.create(
+            item=item,
+            user=saved_user(user),
+            action="apply_unapplied",
+            detail={
+                "receipt": waiting.receipt_no,
+                "allocations": [[invno, str(share)] for invno, share in lines],
+                "waiting": str(outcome.unapplied),
+            },
+        )
+        posting, _ = sending.create_posting(
+            txn,
+            waiting.receipt.sagepro,
+            Posting.Kind.APPLICATION,
+            unapplied.application_payload(waiting, lines),
+            key_suffix=f"app-{decision.pk}",
+            decided_by=user or "a reviewer",
+        )
+        ReviewDecision.objects.filter(pk=decision.pk).update(
+            detail={**decision.detail, "posting": posting.pk}
+        )
+        txn.record(
+            "review_apply_unapplied",
+            f"{outcome.summary} (by {user or 'a reviewer'}, review item {item.pk})",
+            user=user,
+            posting=posting.pk,
+        )
+        sending.queue_send(posting)
+    return posting
+
+
+def preview_refund_unapplied(item: ReviewItem, amount: Decimal | None) -> Outcome:
+    """What refunding the waiting cash (all of it, or `amount`) through PayTrace will
+    do; never more than waits."""
+    txn, waiting = _waiting_cash(item)
+    amount = (
+        waiting.amount
+        if amount is None
+        else _cash_amount(amount, f"the refund of {txn.transaction_id}")
+    )
+    cash = format_money(waiting.amount, txn.currency)
+    if amount > waiting.amount:
+        raise ReviewError(
+            f"{format_money(amount, txn.currency)} is more than the {cash} of unapplied "
+            f"cash waiting on receipt {waiting.receipt_no}: refund at most {cash}."
+        )
+    pending = UnappliedRefund.objects.filter(
+        transaction=txn,
+        state__in=[UnappliedRefund.State.REQUESTED, UnappliedRefund.State.UNKNOWN],
+    ).first()
+    if pending is not None:
+        raise ReviewError(
+            f"A refund of {format_money(pending.amount, txn.currency)} of this cash was "
+            f"asked of PayTrace at {pending.requested_at:%Y-%m-%d %H:%M} UTC and its "
+            "answer is not known: look the sale up in PayTrace before refunding again."
+        )
+    rest = waiting.amount - amount
+    return Outcome(
+        summary=f"Refund {format_money(amount, txn.currency)} of the unapplied cash of "
+        f"receipt {waiting.receipt_no} to the card through PayTrace"
+        + (f"; {format_money(rest, txn.currency)} still waits" if rest > 0 else ""),
+        transaction_id=txn.transaction_id,
+        customer=waiting.custno,
+        amount=waiting.amount,
+        currency=txn.currency,
+        unapplied=rest,
+        posts=False,
+        closes=(_item_words(item),)
+        if rest <= 0 and item.state == ReviewItem.State.OPEN
+        else (),
+        notes=(
+            f"PayTrace refunds {format_money(amount, txn.currency)} of sale "
+            f"{txn.transaction_id} to the card "
+            + (f"•••• {txn.card_last4}" if txn.card_last4 else "it was paid with")
+            + ". PayTrace refuses a sale that has not settled yet: then nothing is "
+            "refunded and you can try again after settlement.",
+            "The refund comes back from PayTrace as its own transaction and is "
+            "booked in Sage Pro as a credit memo against this receipt.",
+        ),
+        amount_note="the unapplied cash waiting; not editable",
+    )
+
+
+def refund_unapplied(
+    item: ReviewItem,
+    amount: Decimal | None,
+    user: AbstractBaseUser | None = None,
+    *,
+    expected: str = "",
+) -> UnappliedRefund:
+    """Refund waiting cash through PayTrace, once.
+
+    The refund is recorded (and committed) before PayTrace is called, so a second
+    press or a second reviewer finds the cash already taken. A refusal (error 817: the
+    sale has not settled) gives the cash back and says so; no answer at all leaves the
+    refund `unknown` (the cash stays taken until someone looks in PayTrace). On
+    success the refund is expected (`integrations.refunds.expect_refund`), so the
+    refund transaction PayTrace reports later is booked against this sale.
+    """
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        txn, waiting = _waiting_cash(item)
+        Posting.objects.select_for_update().filter(pk=waiting.receipt.pk).first()
+        outcome = preview_refund_unapplied(item, amount)
+        if expected and outcome.fingerprint != expected:
+            raise OutcomeChanged(
+                "The unapplied cash changed since the preview: nothing was refunded. "
+                "Look at the outcome again."
+            )
+        amount = waiting.amount - outcome.unapplied
+        refund = UnappliedRefund.objects.create(
+            transaction=txn,
+            receipt=waiting.receipt,
+            item=item,
+            amount=amount,
+            currency=txn.currency,
+            requested_by=saved_user(user),
+        )
+    money = format_money(amount, txn.currency)
+    try:
+        answer = txn.connection.paytrace().refund(txn.transaction_id, amount)
+    except ConnectorError as exc:
+        if exc.transient or exc.outcome_unknown:
+            _refund_answered(refund, UnappliedRefund.State.UNKNOWN, str(exc))
+            raise ReviewError(
+                f"PayTrace did not answer the refund of {money} ({exc}). It may have "
+                f"been made: look sale {txn.transaction_id} up in PayTrace before "
+                "doing anything else; the cash counts as refunded until then."
+            ) from exc
+        _refund_answered(refund, UnappliedRefund.State.REFUSED, str(exc))
+        if exc.code == REFUND_NOT_SETTLED:
+            raise ReviewError(
+                f"PayTrace refused the refund: sale {txn.transaction_id} has not "
+                "settled yet (PayTrace error 817). Nothing was refunded. Wait until "
+                "the sale settles (usually the next business day) and refund it then."
+            ) from exc
+        raise ReviewError(
+            f"PayTrace refused the refund of {money}: {exc}. Nothing was refunded."
+        ) from exc
+    refund_id = str(answer.get("transaction_id") or "")
+    with transaction.atomic():
+        _refund_answered(refund, UnappliedRefund.State.REFUNDED, "", refund_id)
+        detail = {
+            "refund": refund.pk,
+            "amount": str(amount),
+            "refund_transaction_id": refund_id,
+            "receipt": waiting.receipt_no,
+        }
+        text = (
+            f"Refunded {money} of the unapplied cash of receipt {waiting.receipt_no} "
+            f"through PayTrace (refund {refund_id})"
+        )
+        if outcome.unapplied > 0 or item.state != ReviewItem.State.OPEN:
+            ReviewDecision.objects.create(
+                item=item,
+                user=saved_user(user),
+                action="refund_unapplied",
+                detail=detail,
+            )
+            txn.record("review_refund_unapplied", text, user=user)
+        else:
+            item.resolve(user, text, "refund_unapplied", detail)
+        _expect_refund(txn, refund_id, amount, user)
+    return refund
+
+
+def _refund_answered(
+    refund: UnappliedRefund, state: str, error: str, refund_id: str = ""
+) -> None:
+    UnappliedRefund.objects.filter(pk=refund.pk).update(
+        state=state,
+        error=error[:2000],
+        refund_transaction_id=refund_id[:40],
+        answered_at=timezone.now(),
+    )
+    refund.refresh_from_db()
+
+
+def _expect_refund(
+    txn: PaymentTransaction,
+    refund_id: str,
+    amount: Decimal,
+    user: AbstractBaseUser | None,
+) -> None:
+    """Tell the refunds pipeline the refund is ours: it links the refund transaction
+    PayTrace reports later to this sale and books its credit memo."""
+    refunds.expect_refund(txn, refund_id, amount, user)
+    txn.record(
+        "refund_expected",
+        f"Refund {refund_id} of {format_money(amount, txn.currency)} expected from "
+        "PayTrace (unapplied cash refunded by a reviewer)",
+        user=user,
+    )
+
+
+def preview_leave_on_account(item: ReviewItem, reason: str) -> Outcome:
+    """What leaving the waiting cash on the customer's account will do: nothing
+    posted, the item resolved with the reason."""
+    txn, waiting = _waiting_cash(item)
+    reason = reason.strip()
+    if not reason:
+        raise ReviewError("Say why the cash stays on account (the reason is kept).")
+    return Outcome(
+        summary=f"Leave {format_money(waiting.amount, txn.currency)} on customer "
+        f"{waiting.custno}'s account: {reason}",
+        transaction_id=txn.transaction_id,
+        customer=waiting.custno,
+        amount=waiting.amount,
+        currency=txn.currency,
+        unapplied=waiting.amount,
+        closes=(_item_words(item),) if item.state == ReviewItem.State.OPEN else (),
+        notes=(
+            "Nothing is posted to Sage Pro; the cash stays unapplied on receipt "
+            f"{waiting.receipt_no} and in the Unapplied cash list.",
+        ),
+        amount_note="the unapplied cash waiting; not editable",
+    )
+
+
+def leave_on_account(
+    item: ReviewItem, reason: str, user: AbstractBaseUser | None = None
+) -> None:
+    """Leave the waiting cash on account, with the reason: an open item is resolved
+    with it; a resolved one (the payment was put on account) keeps the reason among
+    its decisions. Pressing it twice records it once."""
+    reason = reason.strip()
+    if not reason:
+        raise ReviewError("Say why the cash stays on account (the reason is kept).")
+    resolution = f"Left on account as unapplied cash: {reason}"
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        last = item.decisions.order_by("-at", "-id").first()
+        if (
+            last is not None
+            and last.action == "leave_on_account"
+            and (last.detail or {}).get("reason") == reason
+        ):
+            return
+        txn, waiting = _waiting_cash(item)
+        detail = {
+            "reason": reason,
+            "receipt": waiting.receipt_no,
+            "waiting": str(waiting.amount),
+        }
+        if item.state == ReviewItem.State.OPEN:
+            item.resolve(user, resolution, "leave_on_account", detail)
+            return
+        ReviewDecision.objects.create(
+            item=item, user=saved_user(user), action="leave_on_account", detail=detail
+        )
+        txn.record("review_leave_on_account", f"{resolution} by {user}", user=user)
+
+
+# --- a refund item: link the refund to its sale, or decide it again ---------------------
+# The preview says what `refunds.decide_refund` will do (a credit memo of the refund's
+# amount against the sale's receipt, or a wait for that receipt), or refuses with why
+# nothing can be (another connection's sale, a refund, over what remains). Confirming
+# twice, or two reviewers at once, decides once: the refund holds one credit memo.
+
+
+def _refund_of(item: ReviewItem) -> PaymentTransaction:
+    """The item's refund, if a reviewer may decide it."""
+    if item.kind != ReviewItem.Kind.REFUND:
+        raise ReviewError(f"Review item {item.pk} is not about a refund.")
+    txn = item.transaction
+    if txn is None or not refunds.is_refund(txn):
+        raise ReviewError(
+            f"Review item {item.pk} is about a void, not a refund: reverse the receipt "
+            "in Sage Pro by hand, then resolve the item."
+        )
+    if "VOID" in (txn.status_message or "").upper():
+        raise ReviewError(
+            f"Refund {txn.transaction_id} was voided at PayTrace: nothing to post."
+        )
+    memo = txn.postings.filter(kind=Posting.Kind.CREDIT_MEMO).first()
+    if memo is not None:
+        raise ReviewError(
+            f"Refund {txn.transaction_id} already has its credit memo (posting "
+            f"{memo.pk}, {memo.get_state_display().lower()}): retry or resolve that "
+            "posting instead."
+        )
+    return txn
+
+
+def find_sale(txn: PaymentTransaction, sale_id: str) -> PaymentTransaction:
+    """The payment a reviewer typed, preferring the refund's own connection."""
+    text = str(sale_id or "").strip()
+    if not text:
+        raise ReviewError("Type or pick the sale's PayTrace transaction id.")
+    found = list(
+        PaymentTransaction.objects.filter(transaction_id=text).select_related(
+            "connection"
+        )[:5]
+    )
+    if not found:
+        raise ReviewError(f"No payment {text} is known to the portal.")
+    for sale in found:
+        if sale.connection_id == txn.connection_id:
+            return sale
+    return found[0]  # another connection's: refused with the reason
+
+
+def _refund_outcome(
+    item: ReviewItem, txn: PaymentTransaction, sale: PaymentTransaction, verb: str
+) -> Outcome:
+    plan = refunds.plan_refund(txn, sale)
+    if plan.problem:
+        raise ReviewError(plan.problem)
+    cur = txn.currency
+    amount = plan.amount
+    after = plan.remains - amount
+    facts = (
+        f"Sale {sale.transaction_id}: {format_money(sale.amount, cur)}; already "
+        f"refunded {format_money(plan.already, cur)}; remains "
+        f"{format_money(plan.remains, cur)}, {format_money(after, cur)} after this "
+        "refund.",
+    )
+    if plan.waits:
+        receipt = plan.receipt
+        state = receipt.get_state_display().lower() if receipt else "not created yet"
+        return Outcome(
+            summary=(
+                f"{verb}: refund {txn.transaction_id} of {format_money(amount, cur)} "
+                f"waits for the receipt of sale {sale.transaction_id} ({state}); its "
+                "credit memo posts when that receipt does"
+            ),
+            transaction_id=txn.transaction_id,
+            amount=amount,
+            currency=cur,
+            posts=False,
+            closes=(_item_words(item),),
+            notes=(
+                *facts,
+                "Nothing is posted now: the refund waits, and comes back to review "
+                "if the receipt never posts.",
+            ),
+            amount_note="the refund's amount; not editable",
+        )
+    payload = plan.payload or {}
+    receipt_no = payload.get("receipt_no", "")
+    cash = payload.get("cash_account") or "Sage Pro's default cash account"
+    lines = [
+        f"Dr refund account {payload.get('refund_account')} "
+        f"{format_money(amount, cur)} / Cr cash account {cash} "
+        f"{format_money(amount, cur)}."
+    ]
+    if payload.get("fee_amount"):
+        fee = Decimal(payload["fee_amount"])
+        lines.append(
+            f"Refund fee: Dr fee account {payload.get('fee_account')} "
+            f"{format_money(fee, cur)} / Cr cash account {cash} "
+            f"{format_money(fee, cur)}."
+        )
+    if payload.get("invno"):
+        lines.append(
+            f"Linked to invoice {payload['invno']}, which is not reopened (the refund "
+            "is paid out)."
+        )
+    return Outcome(
+        summary=(
+            f"{verb}: post a credit memo of {format_money(amount, cur)} against receipt "
+            f"{receipt_no} of sale {sale.transaction_id}"
+        ),
+        transaction_id=txn.transaction_id,
+        customer=str(payload.get("custno", "")),
+        amount=amount,
+        currency=cur,
+        posts=True,
+        closes=(_item_words(item),),
+        notes=(*facts, *lines),
+        document=f"a credit memo against receipt {receipt_no}",
+        amount_note="the refund's amount; not editable",
+    )
+
+
+def preview_link_sale(item: ReviewItem, sale_id: str) -> Outcome:
+    """What linking the item's refund to the sale `sale_id` and deciding it will do."""
+    _check_open(item)
+    txn = _refund_of(item)
+    sale = find_sale(txn, sale_id)
+    if txn.original_id is not None and txn.original_id != sale.pk:
+        raise ReviewError(
+            f"Refund {txn.transaction_id} is already linked to sale "
+            f"{txn.original.transaction_id}: decide it again instead."  # type: ignore[union-attr]
+        )
+    return _refund_outcome(
+        item,
+        txn,
+        sale,
+        f"Link refund {txn.transaction_id} to sale {sale.transaction_id}",
+    )
+
+
+def preview_decide_refund(item: ReviewItem) -> Outcome:
+    """What deciding the item's refund again (its cause fixed) will do."""
+    _check_open(item)
+    txn = _refund_of(item)
+    sale, why = refunds.planned_sale(txn)
+    if sale is None:
+        raise ReviewError(
+            f"Refund {txn.transaction_id} has no sale to decide against ({why}): link "
+            "it to its sale instead."
+        )
+    return _refund_outcome(item, txn, sale, "Decide again")
+
+
+def _settle_refund(
+    item: ReviewItem,
+    user: AbstractBaseUser | None,
+    expected: str,
+    action: str,
+    sale_id: str = "",
+) -> str:
+    resolution = (
+        f"Linked to sale {str(sale_id).strip()} and decided"
+        if action == "link_sale"
+        else "Decided again"
+    )
+    if item.transaction_id is None:
+        raise ReviewError(f"Review item {item.pk} has no payment.")
+    with transaction.atomic():
+        # The refund's row first, as the pipeline locks it, then the item.
+        txn = (
+            PaymentTransaction.objects.select_for_update()
+            .select_related("connection")
+            .get(pk=item.transaction_id)
+        )
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if item.state != ReviewItem.State.OPEN:
+            if item.resolution.startswith(resolution):
+                return item.resolution  # the same confirmation again: done once
+            raise ReviewError(
+                f"Review item {item.pk} was already {item.state}: {item.resolution}"
+            )
+        item.transaction = txn
+        if action == "link_sale":
+            outcome = preview_link_sale(item, sale_id)
+        else:
+            outcome = preview_decide_refund(item)
+        if expected and outcome.fingerprint != expected:
+            raise OutcomeChanged(
+                "The refund or its sale changed since the preview (another refund of "
+                "the sale, a posting): nothing was done. Look at the outcome again."
+            )
+        detail: dict[str, Any] = {"outcome": outcome.summary}
+        if action == "link_sale":
+            sale = find_sale(txn, sale_id)
+            detail["sale"] = sale.transaction_id
+        item.resolve(user, f"{resolution}: {outcome.summary}"[:1000], action, detail)
+        try:
+            if action == "link_sale":
+                done = refunds.link_by_review(txn, sale, user)
+            else:
+                done = refunds.decide_by_review(txn)
+        except ValueError as exc:
+            raise ReviewError(str(exc)) from exc
+        if done.startswith("review"):
+            raise ReviewError(done.removeprefix("review: "))
+    return f"{resolution}: {done}"
+
+
+def link_refund_to_sale(
+    item: ReviewItem,
+    sale_id: str,
+    user: AbstractBaseUser | None = None,
+    *,
+    expected: str = "",
+) -> str:
+    """Link the item's refund to the sale `sale_id` and decide it: a credit memo
+    queued for Sage Pro, or a wait for the sale's receipt. `expected` is the
+    fingerprint the reviewer confirmed."""
+    return _settle_refund(item, user, expected, "link_sale", sale_id)
+
+
+def decide_refund_again(
+    item: ReviewItem, user: AbstractBaseUser | None = None, *, expected: str = ""
+) -> str:
+    """Decide the item's refund again (its cause fixed, e.g. a refund GL rule now
+    exists): what `preview_decide_refund` showed."""
+    return _settle_refund(item, user, expected, "decide_refund")

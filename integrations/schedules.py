@@ -27,6 +27,11 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.MIRROR_SYNC_MINUTES,
         },
+        "portal: storefront orders: waits, stalled work, late refunds": {
+            "func": "integrations.storefront.tasks.sweep_orders",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+        },
         "portal: check alert conditions": {
             "func": "integrations.tasks.check_alerts",
             "schedule_type": Schedule.MINUTES,

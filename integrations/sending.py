@@ -148,8 +148,8 @@ def create_posting(
 
 
 def queue_send(posting: Posting) -> None:
-    """Send the posting on a worker once the current transaction commits."""
-    queue("integrations.tasks.send_posting", posting.pk)
+    """Send the posting on a worker (the task row commits with the caller)."""
+    queue("send_posting", posting.pk)
 
 
 def _label(kind: str) -> str:

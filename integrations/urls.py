@@ -2,6 +2,7 @@ from django.urls import path
 
 from integrations import api
 from integrations.relay import views as relay_views
+from integrations.storefront import webhook as storefront_webhook
 
 urlpatterns = [
     path(
@@ -13,6 +14,11 @@ urlpatterns = [
         "webhooks/paytrace/<str:slug>/silent-post/",
         api.SilentPostView.as_view(),
         name="paytrace-silent-post",
+    ),
+    path(
+        "webhooks/storefront/<str:slug>/",
+        storefront_webhook.StorefrontWebhookView.as_view(),
+        name="storefront-webhook",
     ),
     # The on-site Sage Pro agent's relay API (integrations.relay).
     path("api/agent/enrol", relay_views.enrol, name="agent-enrol"),

@@ -91,12 +91,13 @@ def map_status(facts: StatusFacts, rules: Sequence[StatusRule]) -> StatusRule | 
 # (Approved → Paid, Declined → Failed, Refunded → Refunded) by event type, then the
 # meanings PayTrace documents for the export's `status_code` (GB* settled, Y pending
 # settlement, N with a message saying void, decline or authorisation) for polled or
-# confirmed records. Refund transactions never post a receipt.
+# confirmed records. Refund transactions never post a receipt: like voids, they reverse
+# the sale's (a credit memo for a refund, a receipt reversal for a void).
 DEFAULT_RULES: tuple[StatusRule, ...] = (
     StatusRule(
         "refunded",
         "Refunded",
-        Action.RECORD_ONLY,
+        Action.REVERSE,
         transaction_type="REFUND",
         priority=5,
     ),
@@ -110,7 +111,7 @@ DEFAULT_RULES: tuple[StatusRule, ...] = (
     StatusRule(
         "voided",
         "Voided",
-        Action.RECORD_ONLY,
+        Action.REVERSE,
         event_type="transaction.voided",
         priority=20,
     ),
@@ -155,7 +156,7 @@ DEFAULT_RULES: tuple[StatusRule, ...] = (
     StatusRule(
         "voided",
         "Voided",
-        Action.RECORD_ONLY,
+        Action.REVERSE,
         status_code_pattern="N",
         status_message_pattern="*VOID*",
         priority=80,

@@ -272,8 +272,16 @@ SANDBOX_PAYTRACE_WEBHOOK_URL = env.str(
     "SANDBOX_PAYTRACE_WEBHOOK_URL",
     default="http://127.0.0.1:8000/webhooks/paytrace/paytrace-sandbox/",
 )
+# How long a refund (or a void) waits for its sale, or for the sale's receipt to post,
+# before a person is asked (a "refund" review item).
+REFUND_WAIT_MINUTES = env.int("REFUND_WAIT_MINUTES", default=60)
 DEMO_WEBHOOK_SECRET = env.str(
     "DEMO_WEBHOOK_SECRET", default="whsec_ZGVtby13ZWJob29rLXNlY3JldC1jaGFuZ2UtbWU="
+)
+# The shared secret the demo's storefront (`storefront-sandbox`) signs its order webhooks
+# with (HMAC-SHA256, base64, in X-Shopify-Hmac-Sha256).
+DEMO_STOREFRONT_SECRET = env.str(
+    "DEMO_STOREFRONT_SECRET", default="shpss_demo-storefront-secret-change-me"
 )
 
 REST_FRAMEWORK = {

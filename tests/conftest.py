@@ -89,3 +89,13 @@ def pytest_collection_modifyitems(
             item.nodeid.startswith("tests/conformance/") and target == "agent"
         ):
             item.add_marker(pytest.mark.portal_db_free)
+    # The long tests (real processes, kills and restarts, the browser's slowest) first:
+    # under pytest-xdist they then run beside the short ones instead of after them,
+    # on one worker, while the other waits. The order within each part is kept.
+    items.sort(key=lambda item: 0 if _runs_long(item) else 1)
+
+
+def _runs_long(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or item.nodeid.startswith(
+        "tests/faults/"
+    )

@@ -45,8 +45,11 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.reconciliation import (
+    BUCKET_LABELS,
     EXPLANATIONS,
+    EXTRA_BUCKETS,
     REVERSE_DETAIL,
+    SETTLED,
     TIMING_DETAIL,
     WRONG_AMOUNT_DETAIL,
     ReconciliationError,
@@ -58,7 +61,7 @@ from mappings.formatting import format_money, money_html
 Bucket = ReconciliationLine.Bucket
 DIFFERENCES_SHOWN = 200
 # Buckets that need nobody's attention; every other line is a difference.
-SETTLED_BUCKETS = (Bucket.POSTED, Bucket.NOT_NEEDED)
+SETTLED_BUCKETS = SETTLED
 CSV_HEADER = [
     "run",
     "connection",
@@ -379,8 +382,10 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     def bucket_table(self, obj: ReconciliationRun) -> SafeString:
         lines_url = reverse("admin:integrations_reconciliationline_changelist")
         rows = []
-        for value, label in Bucket.choices:
+        for value, label in BUCKET_LABELS.items():
             data = obj.buckets.get(value, {"count": 0, "amount": "0.00"})
+            if value in EXTRA_BUCKETS and not data["count"]:
+                continue  # issue 14's buckets only when they hold something
             link = format_html(
                 '<a href="{}?run__id__exact={}&bucket__exact={}">{}</a>',
                 lines_url,
@@ -439,7 +444,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             return "None: every transaction is posted or needs no receipt."
         rows = [
             [
-                line.get_bucket_display(),
+                BUCKET_LABELS.get(line.bucket, line.bucket),
                 change_link(line.payment, line.transaction_id)
                 if line.payment
                 else line.transaction_id,

@@ -54,8 +54,8 @@ SUGGESTED_ACTIONS: dict[str, str] = {
         "post on account, or dismiss"
     ),
     ReviewItem.Kind.OVERPAYMENT: (
-        "Nothing to post: confirm the unapplied cash (dismiss with a note), "
-        "or apply the rest to another invoice in Sage Pro"
+        "Apply the unapplied cash to another open invoice of the customer, refund it "
+        "through PayTrace, or leave it on account with a reason"
     ),
     ReviewItem.Kind.UNDERPAYMENT: (
         "Apply anyway (the invoice stays open for the rest), or dismiss"
@@ -68,6 +68,10 @@ SUGGESTED_ACTIONS: dict[str, str] = {
     ReviewItem.Kind.UNMAPPED_STATUS: "Add the status to the status map, then retry",
     ReviewItem.Kind.CARD_DATA: "Tell the sender to stop sending card data; dismiss",
     ReviewItem.Kind.REVERSAL: "Reverse the receipt in Sage Pro; dismiss",
+    ReviewItem.Kind.REFUND: (
+        "Link the refund to its sale, or decide it again once the cause is fixed; "
+        "dismiss once it is posted in Sage Pro by hand"
+    ),
 }
 # Kinds about where the money goes: their page lists candidate invoices.
 MONEY_KINDS = {
@@ -183,7 +187,7 @@ class OnAccountForm(forms.Form):
     )
 
 
-class SplitForm(OtherCustomerForm):
+class AllocationRows(forms.Form):
     """Rows of invoice number and amount; a blank amount takes what is left."""
 
     ROWS = 4
@@ -226,6 +230,43 @@ class SplitForm(OtherCustomerForm):
         return data
 
 
+class SplitForm(OtherCustomerForm, AllocationRows):
+    """Split a payment across invoices (one customer's, or another's with a note)."""
+
+
+class UnappliedApplyForm(AllocationRows):
+    """Apply a receipt's waiting cash to open invoices of its customer."""
+
+
+class RefundUnappliedForm(forms.Form):
+    amount = forms.DecimalField(
+        label="Amount to refund",
+        required=False,
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        help_text="Blank: all the cash that waits. Never more than waits.",
+    )
+
+
+class LeaveOnAccountForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Required: why the cash stays on the customer's account.",
+    )
+
+
+class LinkSaleForm(forms.Form):
+    sale = forms.CharField(
+        label="Sale (PayTrace transaction id)",
+        max_length=40,
+        help_text="A sale of the refund's own PayTrace account. You see what it posts "
+        "first.",
+    )
+
+
 # The buttons and small forms on an item's page; each posts to its own URL.
 DECISION_FORMS: dict[str, type[forms.Form]] = {
     "apply": ItemApplyForm,
@@ -236,9 +277,28 @@ DECISION_FORMS: dict[str, type[forms.Form]] = {
     "dismiss": DismissForm,
     "retry": forms.Form,
     "reopen": ReopenForm,
+    "apply_unapplied": UnappliedApplyForm,
+    "refund_unapplied": RefundUnappliedForm,
+    "leave_on_account": LeaveOnAccountForm,
+    "link_sale": LinkSaleForm,
+    "decide_refund": forms.Form,
 }
+# The decisions about a posted receipt's waiting cash (integrations.unapplied).
+UNAPPLIED_DECISIONS = {"apply_unapplied", "refund_unapplied", "leave_on_account"}
+# A refund item's decisions (integrations.review.link_refund_to_sale and
+# decide_refund_again).
+REFUND_DECISIONS = {"link_sale", "decide_refund"}
 # Decisions that show their outcome and wait for a confirmation before they happen.
-CONFIRMED_DECISIONS = {"apply", "split", "on_account", "duplicate", "dismiss", "retry"}
+CONFIRMED_DECISIONS = {
+    "apply",
+    "split",
+    "on_account",
+    "duplicate",
+    "dismiss",
+    "retry",
+    *UNAPPLIED_DECISIONS,
+    *REFUND_DECISIONS,
+}
 
 
 class CorrectValuesForm(forms.Form):
@@ -320,6 +380,27 @@ def describe_decision(decision: ReviewDecision) -> str:
     if decision.action == "retry":
         what = detail.get("what") or f"posting {detail.get('posting', '?')}"
         return f"Retried {what}"
+    if decision.action == "apply_unapplied":
+        applied = ", ".join(
+            f"{inv} ({amount})" for inv, amount in detail.get("allocations") or []
+        )
+        return (
+            f"Unapplied cash of receipt {detail.get('receipt', '?')} applied to "
+            f"{applied}; {detail.get('waiting', '0.00')} still waits"
+        )
+    if decision.action == "refund_unapplied":
+        return (
+            f"Refunded {detail.get('amount', '?')} of the unapplied cash through "
+            f"PayTrace (refund {detail.get('refund_transaction_id') or '?'})"
+        )
+    if decision.action in ("link_sale", "decide_refund"):
+        return str(detail.get("outcome", "")) or decision.action
+    if decision.action == "leave_on_account":
+        return (
+            f"Left {detail.get('waiting', '?')} on account: {detail.get('reason', '')}"
+        )
+    if decision.action == "unapplied_applied":
+        return f"Unapplied cash applied in Sage Pro (posting {detail.get('posting')})"
     if decision.action == "correct":
         fields = ", ".join(detail.get("overrides") or {}) or "nothing"
         return f"Corrected {fields} and retried"

@@ -34,7 +34,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from integrations import learning, review
+from integrations import learning, refunds, review
 from integrations.admin.base import (
     PortalMedia,
     format_age,
@@ -47,18 +47,24 @@ from integrations.admin.review_forms import (
     CONFIRMED_DECISIONS,
     DECISION_FORMS,
     MONEY_KINDS,
+    REFUND_DECISIONS,
     RETRY_KINDS,
     SUGGESTED_ACTIONS,
+    UNAPPLIED_DECISIONS,
     ActionPage,
     ApplyToInvoiceForm,
     CorrectValuesForm,
     DismissForm,
     DuplicateForm,
     ItemApplyForm,
+    LeaveOnAccountForm,
+    LinkSaleForm,
     NoteForm,
     OnAccountForm,
+    RefundUnappliedForm,
     ReopenForm,
     SplitForm,
+    UnappliedApplyForm,
     describe_decision,
     form_problem,
 )
@@ -75,6 +81,10 @@ AUTO_IDS = {
     "duplicate": "id_duplicate_%s",
     "dismiss": "id_dismiss_%s",
     "note": "id_add_%s",
+    "apply_unapplied": "id_unapplied_%s",
+    "refund_unapplied": "id_refund_%s",
+    "leave_on_account": "id_leave_%s",
+    "link_sale": "id_link_%s",
 }
 CONFIRM_LABELS = {
     "apply": "Confirm and post the receipt",
@@ -83,6 +93,11 @@ CONFIRM_LABELS = {
     "duplicate": "Confirm: mark as duplicate",
     "dismiss": "Confirm: dismiss",
     "retry": "Confirm: retry",
+    "apply_unapplied": "Confirm and apply the unapplied cash",
+    "refund_unapplied": "Confirm and refund through PayTrace",
+    "leave_on_account": "Confirm: leave on account",
+    "link_sale": "Confirm: link to the sale and decide",
+    "decide_refund": "Confirm: decide again",
 }
 # The item as the pipeline opened and resolved it: shown, never edited.
 RECORD_FIELDS = (
@@ -174,16 +189,22 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         if not form.is_valid():
             self.message_user(request, form_problem(form), messages.ERROR)
             return self._item_page(request, item, decision, form)
+        confirmed = request.POST.get("confirm", "")
         try:
-            if decision in CONFIRMED_DECISIONS and item.state == ReviewItem.State.OPEN:
+            # Waiting cash is the receipt's: decided on a resolved item too.
+            if decision in CONFIRMED_DECISIONS and (
+                item.state == ReviewItem.State.OPEN or decision in UNAPPLIED_DECISIONS
+            ):
                 outcome = self._preview(decision, item, form.cleaned_data)
-                confirmed = request.POST.get("confirm", "")
                 if confirmed != outcome.fingerprint:
                     return self._confirm_page(
                         request, item, decision, outcome, changed=bool(confirmed)
                     )
             done = self._carry_out(
-                decision, item, form.cleaned_data, staff_user(request)
+                decision,
+                item,
+                {**form.cleaned_data, "confirmed": confirmed},
+                staff_user(request),
             )
         except (review.ReviewError, ConnectorError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -222,6 +243,16 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             return review.preview_closing(item, "duplicate", data["note"])
         if decision == "retry":
             return review.preview_retry(item)
+        if decision == "apply_unapplied":
+            return review.preview_apply_unapplied(item, data["allocations"])
+        if decision == "refund_unapplied":
+            return review.preview_refund_unapplied(item, data.get("amount"))
+        if decision == "leave_on_account":
+            return review.preview_leave_on_account(item, data["reason"])
+        if decision == "link_sale":
+            return review.preview_link_sale(item, data["sale"])
+        if decision == "decide_refund":
+            return review.preview_decide_refund(item)
         return review.preview_closing(item, "dismiss", data["reason"])
 
     def _confirm_page(
@@ -301,6 +332,17 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         if decision == "note":
             review.annotate_review_item(item, data["note"], user)
             return "Note added."
+        if decision in UNAPPLIED_DECISIONS:
+            return self._carry_out_unapplied(decision, item, data, user)
+        if decision in REFUND_DECISIONS:
+            expected = data.get("confirmed", "")
+            if decision == "link_sale":
+                done = review.link_refund_to_sale(
+                    item, data["sale"], user, expected=expected
+                )
+            else:
+                done = review.decide_refund_again(item, user, expected=expected)
+            return f"{self._label(item)}: {done}."
         other: dict[str, Any] = {
             "other_customer": bool(data.get("other_customer")),
             "note": (data.get("other_note") or "").strip(),
@@ -322,6 +364,33 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         if decision in ("apply", "split", "on_account"):
             done += " The receipt is queued for Sage Pro."
         return done
+
+    def _carry_out_unapplied(
+        self, decision: str, item: ReviewItem, data: dict, user: AbstractBaseUser
+    ) -> str:
+        """Apply, refund or leave a posted receipt's waiting cash; say what was done."""
+        expected = data.get("confirmed", "")
+        label = self._label(item)
+        if decision == "apply_unapplied":
+            posting = review.apply_unapplied(
+                item, data["allocations"], user, expected=expected
+            )
+            return (
+                f"{label}: the application of the unapplied cash is queued for Sage "
+                f"Pro (posting {posting.pk})."
+            )
+        if decision == "refund_unapplied":
+            refund = review.refund_unapplied(
+                item, data.get("amount"), user, expected=expected
+            )
+            return (
+                f"{label}: PayTrace refunded {refund.amount} "
+                f"(refund {refund.refund_transaction_id}); it is booked in Sage Pro "
+                "when PayTrace reports it."
+            )
+        review.leave_on_account(item, data["reason"], user)
+        item.refresh_from_db()
+        return f"{label}: {item.resolution}."
 
     def _remember_payer(self, request: HttpRequest, item: ReviewItem) -> None:
         """After an apply: map the payer to the customer the receipt went to."""
@@ -406,7 +475,40 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         decide_url = reverse(
             "admin:integrations_reviewitem_decide", args=[item.pk, "DECISION"]
         )
+        waiting = review.unapplied_cash_of(item)
+        cash_invoices, cash_error = [], ""
+        if waiting is not None and sage_conn is not None:
+            try:
+                cash_invoices = sage_conn.mirror().list_open_invoices(waiting.custno)
+            except ConnectorError as exc:
+                cash_error = str(exc)
+        if waiting is not None and search and not found and not search_error:
+            try:
+                found = review.search_invoices(sage_conn, search)  # type: ignore[arg-type]
+            except ConnectorError as exc:
+                search_error = str(exc)
+        refund_sales, is_refund_item = [], False
+        if txn is not None and is_open and item.kind == ReviewItem.Kind.REFUND:
+            is_refund_item = refunds.is_refund(txn)
+            if is_refund_item and txn.original_id is None:
+                refund_sales = refunds.sales_to_link(txn)
         return {
+            "is_refund_item": is_refund_item,
+            "refund_sales": refund_sales,
+            "link_sale_form": bound.get("link_sale")
+            or LinkSaleForm(auto_id=AUTO_IDS["link_sale"]),
+            "unapplied": waiting,
+            "can_act_cash": waiting is not None
+            and self.has_change_permission(request, item),
+            "unapplied_age": format_age(waiting.posted_at) if waiting else "",
+            "unapplied_invoices": cash_invoices,
+            "unapplied_invoices_error": cash_error,
+            "unapplied_form": bound.get("apply_unapplied")
+            or UnappliedApplyForm(auto_id=AUTO_IDS["apply_unapplied"]),
+            "refund_form": bound.get("refund_unapplied")
+            or RefundUnappliedForm(auto_id=AUTO_IDS["refund_unapplied"]),
+            "leave_form": bound.get("leave_on_account")
+            or LeaveOnAccountForm(auto_id=AUTO_IDS["leave_on_account"]),
             "item": item,
             "txn": txn,
             "age": format_age(item.created_at),
@@ -440,7 +542,8 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             "invoice_search": search,
             "invoice_results": found,
             "invoice_search_error": search_error,
-            "show_search": txn is not None and is_open and item.kind in MONEY_KINDS,
+            "show_search": txn is not None
+            and ((is_open and item.kind in MONEY_KINDS) or waiting is not None),
             "earlier_payments": review.earlier_payments(txn)
             if txn is not None and item.kind == ReviewItem.Kind.POSSIBLE_DUPLICATE
             else [],

@@ -331,6 +331,15 @@ class GlRuleForm(forms.ModelForm):
 
     chart_warning = ""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A form (or a script) that does not say which document the rule is for means
+        # receipts, as every rule did before rules had a purpose.
+        self.fields["purpose"].required = False
+
+    def clean_purpose(self) -> str:
+        return self.cleaned_data.get("purpose") or gl.Purpose.RECEIPT
+
     def clean_card_brands(self) -> str:
         value = self.cleaned_data["card_brands"]
         known = set(gl.BRAND_ALIASES.values())

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
-from integrations import documents, review
+from integrations import documents, refunds, review
 from integrations.admin.base import (
     PortalMedia,
     ReadOnlyAdmin,
@@ -48,6 +48,7 @@ from integrations.models import (
     ReviewItem,
     TransactionHistory,
 )
+from integrations.models.refunds import PendingReversal
 from integrations.queries import WithCashReceipt, with_cash_receipt
 from mappings import fields as fm
 from mappings.formatting import format_money, format_when, money_html
@@ -128,6 +129,80 @@ def transaction_explanation(txn: PaymentTransaction) -> SafeString:
     return explanation_panel(
         explanation, link=receipt.payer_link if receipt is not None else None
     )
+
+
+REFUNDS_TEMPLATE = "admin/integrations/paymenttransaction/_refunds.html"
+
+
+def _memo_row(posting: Posting | None, currency: str) -> dict[str, Any] | None:
+    """A credit memo posting as the page shows it: number, amount, accounts, state."""
+    if posting is None:
+        return None
+    payload = posting.payload if isinstance(posting.payload, dict) else {}
+    fee = payload.get("fee_amount")
+    return {
+        "posting": posting,
+        "number": posting.document_number or "-",
+        "amount": format_money(payload.get("amount"), currency) or "-",
+        "refund_account": str(payload.get("refund_account") or "-"),
+        "cash_account": str(payload.get("cash_account") or "")
+        or "the receipt's (Sage Pro's default)",
+        "fee": f"{format_money(fee, currency)} to {payload.get('fee_account')}"
+        if fee
+        else "",
+        "receipt_no": str(payload.get("receipt_no") or "-"),
+        "state": posting.get_state_display(),
+    }
+
+
+def refund_context(txn: PaymentTransaction) -> dict[str, Any] | None:
+    """What the page shows of a refund (its sale, its credit memo, what remains of
+    the sale) or of a sale (its refunds, its receipt's reversal); None for neither."""
+    currency = txn.currency
+    pending = PendingReversal.objects.filter(transaction=txn).first()
+    waiting = (
+        pending.reason
+        if pending is not None and pending.state != PendingReversal.State.DONE
+        else ""
+    )
+    is_refund = (txn.transaction_type or "").upper() == refunds.REFUND_TYPE
+    sale = txn.original if is_refund else txn
+    context: dict[str, Any] = {"is_refund": is_refund, "waiting": waiting}
+    if is_refund:
+        memo = txn.postings.filter(kind=Posting.Kind.CREDIT_MEMO).first()
+        context["memo"] = _memo_row(memo, currency)
+        context["sale"] = sale
+        context["amount"] = format_money(refunds.refund_amount(txn), currency)
+    if sale is not None:
+        rows = []
+        for refund in sale.refunds.order_by("first_seen_at", "pk"):
+            posting = refund.postings.filter(kind=Posting.Kind.CREDIT_MEMO).first()
+            rows.append(
+                {
+                    "refund": refund,
+                    "amount": format_money(refunds.refund_amount(refund), currency),
+                    "memo": _memo_row(posting, currency),
+                    "this": refund.pk == txn.pk,
+                }
+            )
+        refunded = refunds.refunded_total(sale)
+        context.update(
+            sale_amount=format_money(sale.amount, currency),
+            refunded=format_money(refunded, currency),
+            remains=format_money(max(sale.amount - refunded, Decimal("0")), currency),
+            refunds=rows,
+            reversal=sale.postings.filter(kind=Posting.Kind.RECEIPT_REVERSAL).first(),
+        )
+        if not is_refund and not rows and context["reversal"] is None and not waiting:
+            return None
+    return context
+
+
+def refund_panel(txn: PaymentTransaction) -> SafeString:
+    context = refund_context(txn)
+    if context is None:
+        return SafeString("")
+    return SafeString(render_to_string(REFUNDS_TEMPLATE, {"r": context}))
 
 
 class TransactionHistoryInline(ReadOnlyInline):
@@ -378,6 +453,7 @@ class PaymentTransactionAdmin(ReadOnlyAdmin):
         if obj is not None:
             # Shown after the payment's facts (the change form template places it).
             context["explanation_panel"] = transaction_explanation(obj)
+            context["refund_panel"] = refund_panel(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Amount", ordering="amount")

@@ -1,1 +1,112 @@
-"""Issue 14 (unapplied): placeholder, filled by its owner."""
+"""Unapplied cash: the finance list of cash that waits, and the automatic rule."""
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from integrations import unapplied
+from integrations.admin.base import PortalMedia, ReadOnlyAdmin, change_link, format_age
+from integrations.models import ReviewItem
+from integrations.models.unapplied import UnappliedCash, UnappliedCashRule
+from mappings.formatting import format_money
+
+
+@admin.register(UnappliedCash)
+class UnappliedCashAdmin(ReadOnlyAdmin):
+    """Posted receipts whose unapplied cash still waits (applications and refunds on
+    their way already taken off), oldest first; the review item's page decides it
+    (apply to invoices, refund through PayTrace, or leave on account)."""
+
+    list_display = (
+        "customer",
+        "receipt",
+        "payment",
+        "waiting",
+        "age",
+        "review_item",
+    )
+    list_display_links = None
+    list_select_related = ("transaction",)
+    search_fields = ("transaction__transaction_id", "document_number")
+    ordering = ("posted_at", "pk")
+    Media = PortalMedia
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(pk__in=unapplied.waiting_receipt_ids())
+            .select_related("transaction")
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Whoever may see postings may see this list of them.
+        return request.user.has_perm("integrations.view_posting")
+
+    @admin.display(description="Customer")
+    def customer(self, obj: UnappliedCash) -> str:
+        return unapplied.receipt_customer(obj) or "-"
+
+    @admin.display(description="Receipt", ordering="document_number")
+    def receipt(self, obj: UnappliedCash) -> SafeString:
+        url = reverse("admin:integrations_posting_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.document_number or obj.pk)
+
+    @admin.display(description="Payment", ordering="transaction__transaction_id")
+    def payment(self, obj: UnappliedCash) -> SafeString:
+        txn = obj.transaction
+        return change_link(
+            txn, f"{txn.transaction_id} ({format_money(txn.amount, txn.currency)})"
+        )
+
+    @admin.display(description="Amount waiting")
+    def waiting(self, obj: UnappliedCash) -> str:
+        waiting = unapplied.waiting_for(obj.transaction, receipt=obj)
+        amount = waiting.amount if waiting is not None else unapplied.ZERO
+        return format_money(amount, obj.transaction.currency)
+
+    @admin.display(description="Age", ordering="posted_at")
+    def age(self, obj: UnappliedCash) -> str:
+        return format_age(obj.posted_at or obj.created_at)
+
+    @admin.display(description="Review item")
+    def review_item(self, obj: UnappliedCash) -> SafeString | str:
+        # The open item decides the cash; else the latest (a payment put on account
+        # was resolved, and its page still applies or refunds the cash).
+        items = ReviewItem.objects.filter(transaction_id=obj.transaction_id)
+        item = (
+            items.filter(state=ReviewItem.State.OPEN).order_by("created_at").first()
+            or items.order_by("-created_at").first()
+        )
+        if item is None:
+            return "none"
+        url = reverse("admin:integrations_reviewitem_change", args=[item.pk])
+        return format_html(
+            '<a href="{}">{} ({}, {})</a>',
+            url,
+            item.get_kind_display(),
+            item.pk,
+            item.get_state_display().lower(),
+        )
+
+
+@admin.register(UnappliedCashRule)
+class UnappliedCashRuleAdmin(admin.ModelAdmin):
+    """Per Sage Pro connection: when a new invoice appears for a customer whose cash
+    waits, apply it (the customer must always match)."""
+
+    list_display = ("sagepro", "enabled", "amount_mode", "max_age_days", "updated_at")
+    list_filter = ("enabled",)
+    fields = ("sagepro", "enabled", "amount_mode", "max_age_days", "customer_rule")
+    readonly_fields = ("customer_rule",)
+    Media = PortalMedia
+
+    @admin.display(description="Customer")
+    def customer_rule(self, obj: UnappliedCashRule | None) -> str:
+        return (
+            "Always the same customer: cash on one customer's account is applied only "
+            "to that customer's invoices."
+        )

@@ -209,6 +209,7 @@ def _parse_record(
     if not isinstance(item, dict):
         problems.append(f"{where} is not an object.")
         return None
+    item = {**dict(section.added_later), **item}
     missing = [name for name in section.fields if name not in item]
     unknown = sorted(set(item) - set(section.fields))
     if missing:

@@ -56,6 +56,9 @@ class Section:
     per_connection: bool = True
     # Listed in the order rows are tried, not by key (see the module docstring).
     ordered: bool = False
+    # Fields added after bundles were first exported: a bundle without one gets its
+    # default (an older environment's bundle still imports).
+    added_later: tuple[tuple[str, object], ...] = ()
 
     @property
     def plural(self) -> str:
@@ -149,10 +152,12 @@ GL_RULES = Section(
         "invoice_pattern",
         "product_category",
         "account",
+        "purpose",
         "note",
     ),
     ("connection", "name"),
     ordered=True,
+    added_later=(("purpose", "receipt"),),
 )
 FIELD_MAPPINGS = Section(
     "field_mappings",

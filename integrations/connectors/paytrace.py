@@ -37,6 +37,8 @@ TOKEN_RENEW_MARGIN_SECONDS = 300
 # Responses that decline a sale: they come back `success: false` with no `errors`.
 DECLINE_CODES = frozenset({102, 103})
 TRANSACTION_NOT_FOUND = "811"
+# A refund of a sale that has not settled yet (void it, or wait for settlement).
+REFUND_NOT_SETTLED = "817"
 CENT = Decimal("0.01")
 
 
@@ -230,7 +232,9 @@ class PayTraceConnector(HttpConnector):
     def refund(
         self, transaction_id: int | str, amount: Decimal | None = None
     ) -> dict[str, Any]:
-        """Refund a settled transaction, in full or by `amount` (unsettled: code 817)."""
+        """Refund a settled transaction, in full or by `amount` (unsettled: code 817,
+        `REFUND_NOT_SETTLED`; PayTrace keeps no idempotency key, so a caller records
+        the refund before calling, to never ask twice)."""
         payload: dict[str, Any] = {"transaction_id": int(transaction_id)}
         if amount is not None:
             payload["amount"] = parse_amount(amount).quantize(

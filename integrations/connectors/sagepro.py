@@ -408,7 +408,7 @@ class SageProConnector(CreditCalls, OrderCalls, HttpConnector):
 
     @staticmethod
     def _receipt(data: dict[str, Any]) -> dict[str, Any]:
-        out = convert(data, RECEIPT_MONEY, ("date",))
+        out = convert(data, RECEIPT_MONEY, ("date", "reversal_date"))
         out["applications"] = [
             convert(app, ("amount", "requested_amount"))
             for app in data.get("applications", [])

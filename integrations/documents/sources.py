@@ -49,7 +49,7 @@ class SageFacts:
 
     def periods(self) -> list[fm.Period]:
         if self._periods is None:
-            self._periods = _periods_from(self.reader.list_periods())
+            self._periods = periods_from(self.reader.list_periods())
         return self._periods
 
     def periods_for(self, day: object) -> list[fm.Period] | None:
@@ -85,7 +85,7 @@ class SageFacts:
             and "periods" not in self._fresh
             and hasattr(self.reader, "refresh_periods")
         ):
-            self._periods = _periods_from(self.reader.refresh_periods())
+            self._periods = periods_from(self.reader.refresh_periods())
             self._fresh.add("periods")
             again = True
         if (
@@ -100,7 +100,7 @@ class SageFacts:
         return again
 
 
-def _periods_from(periods: list[dict[str, Any]]) -> list[fm.Period]:
+def periods_from(periods: list[dict[str, Any]]) -> list[fm.Period]:
     return [
         fm.Period(
             yearprd=str(p["yearprd"]),

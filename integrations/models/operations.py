@@ -185,6 +185,13 @@ class ReconciliationLine(StorableValuesMixin, models.Model):
         MISSING = "missing_in_sage", "Missing in Sage Pro"
         NOT_NEEDED = "no_receipt_needed", "No receipt needed (declined, voided, refund)"
         ORPHAN = "orphan_receipt", "Sage Pro receipt without a PayTrace transaction"
+        # Issue 14: every kind of money movement.
+        CHARGEBACK = "chargeback", "Chargeback"
+        REFUND_POSTED = "refund_posted", "Refund: credit memo posted"
+        REFUND_PENDING = "refund_pending", "Refund: credit memo pending"
+        REFUND_IN_REVIEW = "refund_in_review", "Refund: in review"
+        REFUND_WAITING = "refund_waiting", "Refund: waiting for its sale"
+        RECEIPT_REVERSED = "receipt_reversed", "Receipt reversed (voided after posting)"
 
     run = models.ForeignKey(
         ReconciliationRun, on_delete=models.CASCADE, related_name="lines"

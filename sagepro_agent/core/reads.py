@@ -243,4 +243,8 @@ def receipt_json(
         "gl_account": text(header["GLACNT"]).strip(),
         "created_at": timestamp(header["CREATED"]),
         "deleted": header.deleted,
+        # Receipt reversal (contract §4.8) is not supported at a site yet (501).
+        "reversed": False,
+        "reversal_date": None,
+        "reversal_reason": "",
     }

@@ -131,7 +131,8 @@ def make_app(
             body=body,
         )
         response = handle(request)
-        if response.status >= 500 and response.status != 503:
+        # 501 NOT_SUPPORTED_AT_SITE is an answer of the contract; any other 5xx is ours.
+        if response.status >= 500 and response.status not in (501, 503):
             return error(
                 503, "UNAVAILABLE", "the agent could not answer", {"Retry-After": "30"}
             )

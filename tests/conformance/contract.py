@@ -27,7 +27,7 @@ INVOICE_MONEY = ("invamt", "paidamt", "balance")
 RECEIPT_FIELDS = {
     "receipt_no", "custno", "date", "amount", "method", "reference", "idempotency_key",
     "applications", "applied_amount", "unapplied_amount", "gl_account", "created_at",
-    "deleted",
+    "deleted", "reversed", "reversal_date", "reversal_reason",
 }  # fmt: skip
 
 # The seeded baseline (docs/sagepro-gateway.md section 6, "Seeding").

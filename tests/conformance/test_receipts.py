@@ -74,6 +74,9 @@ def test_a_receipt_is_written_and_answered_201(newco):
         "unapplied_amount": "0.00",
         "gl_account": "1100-00",
         "deleted": False,
+        "reversed": False,
+        "reversal_date": None,
+        "reversal_reason": "",
     }
     first, second = invoice(target, "70001"), invoice(target, "70002")
     check_invoice(first)

@@ -69,7 +69,10 @@ def test_seed_demo_creates_connections_secret_and_users(db):
 
     assert paytrace.active_webhook_secrets() == [settings.DEMO_WEBHOOK_SECRET]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT secret FROM integrations_webhooksecret")
+        cursor.execute(
+            "SELECT secret FROM integrations_webhooksecret WHERE connection_id = %s",
+            [paytrace.pk],
+        )
         [(stored,)] = cursor.fetchall()
     assert stored.startswith("fernet:")
     assert settings.DEMO_WEBHOOK_SECRET not in stored
@@ -113,7 +116,7 @@ def test_seed_demo_follows_a_changed_port_and_secret(db):
     assert paytrace.active_webhook_secrets() == [
         "whsec_bmV3LWRlbW8tc2VjcmV0LXZhbHVlLTAwMDA="
     ]
-    assert WebhookSecret.objects.count() == 1
+    assert WebhookSecret.objects.filter(connection=paytrace).count() == 1
 
 
 @override_settings(DEMO_MODE=False)

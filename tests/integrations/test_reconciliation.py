@@ -307,7 +307,9 @@ def test_reconcile_json_prints_buckets_and_one_line_per_transaction(
     )
 
     data = json.loads(out.getvalue())
-    assert set(data["buckets"]) == set(Bucket.values)
+    assert set(data["buckets"]) == set(Bucket.values) | set(
+        reconciliation.EXTRA_BUCKETS
+    )
     assert data["buckets"]["posted"] == {"count": 3, "amount": "390.35"}
     assert data["buckets"]["orphan_receipt"] == {"count": 1, "amount": "77.00"}
     by_id = {line["transaction_id"]: line["bucket"] for line in data["lines"]}
@@ -663,3 +665,98 @@ def test_a_month_end_run_that_fails_says_why_on_its_page(
     assert "The run failed" in page.text
     assert 'http-equiv="refresh"' not in page.text
     assert "Start it again" in page.text
+
+
+# --- issue 14: chargebacks, refunds and reversals ---------------------------------------
+
+
+def test_chargebacks_refunds_and_reversals_have_their_own_buckets_and_the_net_ties(
+    deliver, sage, month, paytrace_conn, sagepro_conn
+):
+    from integrations import chargebacks
+    from integrations.models import PaymentTransaction, Posting
+    from mappings.gl import Purpose
+    from mappings.models import GlRule
+    from tests.factories import make_posting, make_transaction
+
+    first, _ = month
+    GlRule.objects.create(
+        connection=paytrace_conn,
+        name="cb",
+        account="1200-00",
+        purpose=Purpose.CHARGEBACK,
+    )
+    disputed = deliver("transaction.approved", sale(sage, first, "80.00"))
+    refunded = deliver("transaction.approved", sale(sage, first, "50.00"))
+    sale_txn = PaymentTransaction.objects.get(transaction_id=disputed)
+    chargebacks.open_chargeback(
+        sale_txn, case_number="CB-7", amount=Decimal("30.00"), opened_on=first
+    )
+    refund = make_transaction(
+        paytrace_conn,
+        transaction_type="REFUND",
+        amount=Decimal("20.00"),
+        mapped_status="Refunded",
+        created_at=at_noon(first),
+        original=PaymentTransaction.objects.get(transaction_id=refunded),
+    )
+    make_posting(
+        refund,
+        sagepro=sagepro_conn,
+        kind=Posting.Kind.CREDIT_MEMO,
+        state=Posting.State.POSTED,
+        document_number="CM1",
+    )
+    early = make_transaction(
+        paytrace_conn,
+        transaction_type="REFUND",
+        amount=Decimal("5.00"),
+        mapped_status="Refunded",
+        created_at=at_noon(first),
+    )
+
+    run = reconciliation.reconcile(paytrace_conn, first, first)
+
+    lines = {line.transaction_id: line for line in run.lines.all()}
+    assert lines[disputed].bucket == "chargeback"
+    assert "Chargeback CB-7 opened, 30.00 USD." in lines[disputed].detail
+    assert lines[refunded].bucket == "posted"
+    assert lines[refund.transaction_id].bucket == "refund_posted"
+    assert lines[early.transaction_id].bucket == "refund_waiting"
+    net = run.headline["net"]
+    assert net["paytrace_net"] == "105.00"  # 130 sales − 25 refunds
+    assert net["sage_net"] == "110.00"  # 130 receipts − 20 credit memo
+    assert net["difference"] == "-5.00"
+    assert net["refunds_not_posted"] == {"count": 1, "amount": "-5.00"}
+    assert run.headline["difference"] == "0.00"
+    assert run.headline["chargebacks"]["opened"] == {"count": 1, "amount": "30.00"}
+
+
+def test_a_sale_whose_receipt_was_reversed_is_in_its_own_bucket(
+    deliver, sage, month, paytrace_conn, sagepro_conn
+):
+    from integrations.models import PaymentTransaction, Posting
+    from integrations.sandbox.sagepro.models import CashReceipt
+    from tests.factories import make_posting
+
+    first, _ = month
+    voided = deliver("transaction.approved", sale(sage, first, "40.00"))
+    txn = PaymentTransaction.objects.get(transaction_id=voided)
+    PaymentTransaction.objects.filter(pk=txn.pk).update(
+        mapped_status="Voided", gateway_status="voided"
+    )
+    make_posting(
+        txn,
+        sagepro=sagepro_conn,
+        kind=Posting.Kind.RECEIPT_REVERSAL,
+        state=Posting.State.POSTED,
+    )
+    # What the reversal leaves: no live receipt for the payment.
+    CashReceipt.objects.filter(reference=voided).update(deleted=True)
+
+    run = reconciliation.reconcile(paytrace_conn, first, first)
+
+    line = run.lines.get(transaction_id=voided)
+    assert line.bucket == "receipt_reversed"
+    assert run.headline["net"]["sage_reversals"] == {"count": 1, "amount": "40.00"}
+    assert run.headline["difference"] == "0.00"

@@ -246,3 +246,15 @@ def test_cash_receipts_cannot_be_registered_here():
                 number=lambda a: "",
             )
         )
+
+
+def test_queue_send_queues_the_send_posting_task(fake):
+    from django_q.models import OrmQ
+
+    posting = new_posting()
+    sending.queue_send(posting)
+
+    tasks = [row.task for row in OrmQ.objects.all()]
+    assert [(t["func"], t["args"]) for t in tasks] == [
+        ("integrations.tasks.send_posting", (posting.pk,))
+    ]

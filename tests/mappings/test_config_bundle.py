@@ -442,3 +442,16 @@ def test_an_import_leaves_secrets_untouched(config, tmp_path):
     assert stored_secrets() == before
     assert Connection.objects.get(slug="paytrace-main").password == SECRET
     assert config.active_webhook_secrets() == [WEBHOOK_SECRET]
+
+
+def test_a_bundle_from_before_gl_rules_had_a_purpose_still_imports(config, tmp_path):
+    bundle = config_bundle.export_bundle()
+    for rule in bundle["gl_rules"]:
+        del rule["purpose"]
+    GlRule.objects.filter(name="Web orders").update(purpose="refund")
+    path = write(tmp_path, bundle)
+
+    import_file(path, "--yes")
+
+    # A rule of an older bundle is a receipt rule, as every rule was then.
+    assert set(GlRule.objects.values_list("purpose", flat=True)) == {"receipt"}

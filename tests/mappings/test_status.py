@@ -21,10 +21,11 @@ def test_an_approved_event_is_paid_and_posts_a_receipt():
 
 
 def test_a_refund_transaction_never_posts_a_receipt_whatever_the_event_says():
+    # It reverses: a credit memo against its sale's receipt (integrations.refunds).
     assert _decide(event_type="transaction.approved", transaction_type="refund") == (
         "refunded",
         "Refunded",
-        Action.RECORD_ONLY,
+        Action.REVERSE,
     )
 
 

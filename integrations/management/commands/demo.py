@@ -160,7 +160,7 @@ class Command(BaseCommand):
         if not stream:
             while True:
                 self.wait(1.0)
-        demo.run_stream(demo.PaymentStream.for_demo(), self.say, self.wait, interval)
+        demo.run_stream(demo.DemoStream.for_demo(port), self.say, self.wait, interval)
 
     def seed_history(self) -> None:
         """The demo's past, on the first start (later starts find it and say so)."""
@@ -297,6 +297,16 @@ class Command(BaseCommand):
         for username, password, is_superuser, group in demo.DEMO_USERS:
             role = "superuser" if is_superuser else group
             self.say(f"  {username} / {password}  ({role})")
+        secret = demo.storefront_secret()
+        shown = (
+            f"the default {secret} (set DEMO_STOREFRONT_SECRET to change it)"
+            if secret == demo.DEFAULT_STOREFRONT_SECRET
+            else "DEMO_STOREFRONT_SECRET"
+        )
+        self.say(
+            f"Storefront webhooks: {demo.storefront_webhook_url(port)}\n"
+            f"  signed (X-Shopify-Hmac-Sha256) with {shown}"
+        )
         if self.sagepro_mode == "agent":
             for line in demo.AgentSite().banner(sys.executable):
                 self.say(line)

@@ -397,10 +397,14 @@ class OutboundEvent(models.Model):
         commit or roll back with it.
         """
         now = timezone.now()
+        data = txn.as_record()
+        if txn.original is not None:
+            # The relay names a refund's sale; PayTrace's export does not show it.
+            data["original_transaction_id"] = txn.original.transaction_id
         body = {
             "type": event_type,
             "occurred_at": now.isoformat().replace("+00:00", "Z"),
-            "data": txn.as_record(),
+            "data": data,
         }
         event = cls.objects.create(
             type=event_type,

@@ -55,7 +55,7 @@ class ArMastAdmin(ReadOnlyAdmin):
 
 class CashReceiptLineInline(admin.TabularInline):
     model = CashReceiptLine
-    fields = ("invno", "requested", "amount", "deleted")
+    fields = ("invno", "requested", "amount", "applyno", "deleted")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -74,9 +74,10 @@ class CashReceiptAdmin(ReadOnlyAdmin):
         "amount",
         "unapplied",
         "reference",
+        "reversed",
         "deleted",
     ]
-    list_filter = ["company", "deleted"]
+    list_filter = ["company", "reversed", "deleted"]
     search_fields = ["rcptno", "custno", "reference", "idemkey"]
     inlines = [CashReceiptLineInline]
 

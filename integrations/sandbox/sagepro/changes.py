@@ -20,7 +20,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import views
+from . import orders_views, views
 from .ledger import ValidationError
 from .models import ArCust, ArMast, SycComp
 
@@ -47,7 +47,10 @@ def invoice_changes(request: HttpRequest, company: SycComp) -> HttpResponse:
 
 @views.gateway_view("GET")
 def customer_changes(request: HttpRequest, company: SycComp) -> HttpResponse:
-    """`GET /customers`: without `changed_since`, a full listing in the same shape."""
+    """`GET /customers`: without `changed_since`, a full listing in the same shape;
+    with `email`, the contract's search by e-mail (§4.10) instead."""
+    if "email" in request.GET:
+        return orders_views.customer_search(request, company)
     rows = ArCust.objects.filter(company=company.compid)
     return change_page(request, rows, views.customer_json)
 

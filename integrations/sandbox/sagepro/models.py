@@ -349,6 +349,14 @@ class CashReceipt(SageRow):
     idemkey = models.CharField(max_length=100, default="", blank=True)
     reqhash = models.CharField(max_length=64, default="", blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # A reversal (void) gives every application back but keeps the receipt readable,
+    # with its key and reference (docs/sagepro-gateway.md §4.8). `revkey`/`revhash`
+    # tell a replayed reversal from another one.
+    reversed = models.BooleanField(default=False)
+    revdate = models.DateField(default=EMPTY_DATE)
+    revreason = models.CharField(max_length=60, default="", blank=True)
+    revkey = models.CharField(max_length=100, default="", blank=True)
+    revhash = models.CharField(max_length=64, default="", blank=True)
 
     class Meta:
         db_table = "sandbox_sagepro_arcash"
@@ -385,6 +393,9 @@ class CashReceiptLine(SageRow):
     custno = models.CharField(max_length=keys.CUSTNO_WIDTH)
     requested = money_field()
     amount = money_field()
+    # 0: written with the receipt; else the `UnappliedApplication` (a later
+    # application of the receipt's unapplied cash, §4.9) that wrote it.
+    applyno = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "sandbox_sagepro_arcapp"

@@ -46,6 +46,7 @@ from .models import (
     SycDfis,
     SysData,
 )
+from .orders_models import ITEM_WIDTH, LOCTID_WIDTH, IcIloc, IcItem, IcLoct
 
 
 def today() -> datetime.date:
@@ -89,6 +90,8 @@ def seed(company: str = "01") -> dict[str, int]:
         }
         rows = _invoice_rows(rng, now)
         created["invoices"] = _seed_invoices(company, rows)
+        created["items"] = _seed_items(company)
+        created["locations"] = _seed_locations(company)
         _seed_counters(company, next_invno=FIRST_INVNO + len(rows))
         # Locked before any write, the order every write path keeps (the change
         # counter is always the last lock taken).
@@ -226,6 +229,92 @@ def _seed_invoices(company: str, rows: list[InvoiceRow]) -> int:
         )
         created += made
     return created
+
+
+# item, description, price, stocked, active, on hand at MAIN, on hand at WEST
+ITEMS = [
+    ("WIDGET", "Widget, standard", "19.99", True, True, "120.00", "35.00"),
+    ("GADGET", "Gadget, deluxe", "49.50", True, True, "40.00", "8.00"),
+    ("CABLE-6FT", "Cable, 6 ft", "7.25", True, True, "500.00", "150.00"),
+    ("SVC-INSTALL", "Installation service", "120.00", False, True, "", ""),
+    ("OLDPART", "Discontinued part", "3.00", True, False, "2.00", ""),
+]
+LOCATIONS = [("MAIN", "Main warehouse"), ("WEST", "West coast warehouse")]
+
+
+def _seed_items(company: str) -> int:
+    """ICITEM and each stocked item's ICILOC quantities."""
+    created = 0
+    for item, description, price, stocked, active, main, west in ITEMS:
+        created += seed_item(
+            item,
+            description,
+            Decimal(price),
+            company=company,
+            service=not stocked,
+            active=active,
+            on_hand={"MAIN": main, "WEST": west},
+        )[1]
+    return created
+
+
+def _seed_locations(company: str) -> int:
+    return sum(
+        seed_location(loctid, description, company=company)[1]
+        for loctid, description in LOCATIONS
+    )
+
+
+def seed_item(
+    item: str,
+    description: str = "",
+    price: Decimal | str = ZERO,
+    *,
+    company: str = "01",
+    service: bool = False,
+    active: bool = True,
+    on_hand: dict[str, str] | None = None,
+) -> tuple[str, bool]:
+    """Create (or fetch) an item and its quantities on hand (location -> quantity,
+    "" for none); return its trimmed code and whether it was created."""
+    code = item.strip().upper()
+    if not code or len(code) > ITEM_WIDTH:
+        raise keys.InvalidKeyError(f"item must be 1 to {ITEM_WIDTH} characters")
+    row, made = IcItem.objects.get_or_create(
+        company=company,
+        item=code.ljust(ITEM_WIDTH),
+        defaults={
+            "itmdesc": description or code.title(),
+            "price": Decimal(price),
+            "stkcode": "N" if service else "Y",
+            "itmstat": "" if active else "I",
+        },
+    )
+    for loctid, quantity in (on_hand or {}).items():
+        if quantity:
+            IcIloc.objects.get_or_create(
+                company=company,
+                item=row.item,
+                loctid=loctid.strip().upper().ljust(LOCTID_WIDTH),
+                defaults={"lonhand": Decimal(quantity)},
+            )
+    return code, made
+
+
+def seed_location(
+    loctid: str, description: str = "", *, company: str = "01"
+) -> tuple[str, bool]:
+    """Create (or fetch) a location; return its trimmed code and whether it was
+    created."""
+    code = loctid.strip().upper()
+    if not code or len(code) > LOCTID_WIDTH:
+        raise keys.InvalidKeyError(f"location must be 1 to {LOCTID_WIDTH} characters")
+    _, made = IcLoct.objects.get_or_create(
+        company=company,
+        loctid=code.ljust(LOCTID_WIDTH),
+        defaults={"locdesc": description or code.title()},
+    )
+    return code, made
 
 
 def _seed_counters(company: str, next_invno: int) -> None:

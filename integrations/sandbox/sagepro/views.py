@@ -203,6 +203,10 @@ def receipt_json(receipt: CashReceipt) -> dict[str, Any]:
         "gl_account": receipt_gl_account(receipt),
         "created_at": receipt.created_at.isoformat(),
         "deleted": receipt.deleted,
+        # §4.8: a reversed receipt stays readable; its applications were given back.
+        "reversed": receipt.reversed,
+        "reversal_date": date_or_none(receipt.revdate),
+        "reversal_reason": receipt.revreason,
     }
 
 

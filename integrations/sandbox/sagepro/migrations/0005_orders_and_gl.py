@@ -1,8 +1,218 @@
-# Issue 14 (GL batches, customers, sales orders, items, locations): filled by its owner.
-from django.db import migrations
+# Issue 14 (GL batches, customers, sales orders, items, locations).
+
+import datetime
+from decimal import Decimal
+
+import django.db.models.deletion
+import django.utils.timezone
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("sandbox_sagepro", "0004_credit_documents")]
 
-    operations: list = []
+    dependencies = [
+        ('sandbox_sagepro', '0004_credit_documents'),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name='GlBatch',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('batchno', models.CharField(max_length=6)),
+                ('bdesc', models.CharField(blank=True, default='', max_length=30)),
+                ('yearprd', models.CharField(max_length=6)),
+                ('bstat', models.CharField(choices=[('U', 'unposted'), ('P', 'posted')], default='U', max_length=1)),
+                ('btype', models.CharField(default='GL', max_length=2, verbose_name='BTYPE (source)')),
+                ('gldate', models.DateField()),
+                ('glrefr', models.CharField(blank=True, default='', max_length=40, verbose_name='GLREFR (reference)')),
+                ('drtotal', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('crtotal', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('postuser', models.CharField(blank=True, default='', max_length=4)),
+                ('postdate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('idemkey', models.CharField(blank=True, default='', max_length=100)),
+                ('reqhash', models.CharField(blank=True, default='', max_length=64)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+            ],
+            options={
+                'verbose_name': 'GLBTCH GL batch',
+                'verbose_name_plural': 'GLBTCH GL batches',
+                'db_table': 'sandbox_sagepro_glbtch',
+                'ordering': ['company', 'batchno'],
+                'constraints': [models.UniqueConstraint(fields=('company', 'batchno'), name='sagepro_glbtch_unique_batchno'), models.UniqueConstraint(condition=models.Q(('deleted', False), models.Q(('idemkey', ''), _negated=True)), fields=('company', 'idemkey'), name='sagepro_glbtch_unique_live_key')],
+            },
+        ),
+        migrations.CreateModel(
+            name='GlBatchLine',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('batchno', models.CharField(max_length=6)),
+                ('glseqno', models.PositiveIntegerField()),
+                ('glacnt', models.CharField(max_length=24)),
+                ('gldamnt', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('glcamnt', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('credit', models.BooleanField(default=False)),
+                ('gltdes', models.CharField(blank=True, default='', max_length=30, verbose_name='GLTDES (memo)')),
+                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='sandbox_sagepro.glbatch')),
+            ],
+            options={
+                'verbose_name': 'GLDUNP journal line',
+                'db_table': 'sandbox_sagepro_gldunp',
+                'ordering': ['company', 'batchno', 'glseqno'],
+            },
+        ),
+        migrations.CreateModel(
+            name='IcIloc',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('item', models.CharField(max_length=20)),
+                ('loctid', models.CharField(max_length=6)),
+                ('lonhand', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+            ],
+            options={
+                'verbose_name': 'ICILOC item location',
+                'db_table': 'sandbox_sagepro_iciloc',
+                'ordering': ['company', 'item', 'loctid'],
+                'constraints': [models.UniqueConstraint(fields=('company', 'item', 'loctid'), name='sagepro_iciloc_unique_item_location')],
+            },
+        ),
+        migrations.CreateModel(
+            name='IcItem',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('item', models.CharField(max_length=20)),
+                ('itmdesc', models.CharField(blank=True, default='', max_length=50)),
+                ('price', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('stkcode', models.CharField(default='Y', max_length=1)),
+                ('itmstat', models.CharField(blank=True, default='', max_length=1)),
+            ],
+            options={
+                'verbose_name': 'ICITEM item',
+                'db_table': 'sandbox_sagepro_icitem',
+                'ordering': ['company', 'item'],
+                'constraints': [models.UniqueConstraint(fields=('company', 'item'), name='sagepro_icitem_unique_item')],
+            },
+        ),
+        migrations.CreateModel(
+            name='IcLoct',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('loctid', models.CharField(max_length=6)),
+                ('locdesc', models.CharField(blank=True, default='', max_length=30)),
+            ],
+            options={
+                'verbose_name': 'ICLOCT location',
+                'db_table': 'sandbox_sagepro_icloct',
+                'ordering': ['company', 'loctid'],
+                'constraints': [models.UniqueConstraint(fields=('company', 'loctid'), name='sagepro_icloct_unique_loctid')],
+            },
+        ),
+        migrations.CreateModel(
+            name='SoMast',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('sono', models.CharField(max_length=10)),
+                ('custno', models.CharField(max_length=6)),
+                ('sodate', models.DateField()),
+                ('ref', models.CharField(max_length=20)),
+                ('ponum', models.CharField(blank=True, default='', max_length=20)),
+                ('ordamt', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('tax', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('shpamt', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('sostat', models.CharField(blank=True, default='', max_length=1)),
+                ('invno', models.CharField(blank=True, default='', max_length=10)),
+                ('idemkey', models.CharField(blank=True, default='', max_length=100)),
+                ('reqhash', models.CharField(blank=True, default='', max_length=64)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+            ],
+            options={
+                'verbose_name': 'SOMAST sales order',
+                'db_table': 'sandbox_sagepro_somast',
+                'ordering': ['company', 'sono'],
+                'constraints': [models.UniqueConstraint(fields=('company', 'sono'), name='sagepro_somast_unique_sono'), models.UniqueConstraint(condition=models.Q(('deleted', False), models.Q(('idemkey', ''), _negated=True)), fields=('company', 'idemkey'), name='sagepro_somast_unique_live_key'), models.UniqueConstraint(condition=models.Q(('deleted', False)), fields=('company', 'ref'), name='sagepro_somast_unique_live_ref')],
+            },
+        ),
+        migrations.CreateModel(
+            name='SoAddr',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('sono', models.CharField(max_length=10)),
+                ('custno', models.CharField(max_length=6)),
+                ('name', models.CharField(blank=True, default='', max_length=35, verbose_name='COMPANY (name)')),
+                ('address1', models.CharField(blank=True, default='', max_length=35)),
+                ('address2', models.CharField(blank=True, default='', max_length=35)),
+                ('city', models.CharField(blank=True, default='', max_length=20)),
+                ('state', models.CharField(blank=True, default='', max_length=10)),
+                ('zip', models.CharField(blank=True, default='', max_length=10)),
+                ('country', models.CharField(blank=True, default='', max_length=15)),
+                ('order', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='ship_to', to='sandbox_sagepro.somast')),
+            ],
+            options={
+                'verbose_name': 'SOADDR ship-to address',
+                'verbose_name_plural': 'SOADDR ship-to addresses',
+                'db_table': 'sandbox_sagepro_soaddr',
+            },
+        ),
+        migrations.CreateModel(
+            name='SoTran',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('company', models.CharField(db_index=True, default='01', max_length=2)),
+                ('adduser', models.CharField(blank=True, default='API', max_length=4)),
+                ('adddate', models.DateField(default=datetime.date(1, 1, 1))),
+                ('addtime', models.CharField(blank=True, default='', max_length=8)),
+                ('deleted', models.BooleanField(default=False)),
+                ('sono', models.CharField(max_length=10)),
+                ('lineno', models.PositiveIntegerField()),
+                ('custno', models.CharField(max_length=6)),
+                ('item', models.CharField(max_length=20)),
+                ('descrip', models.CharField(blank=True, default='', max_length=50)),
+                ('qtyord', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('price', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('extprice', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=14)),
+                ('loctid', models.CharField(blank=True, default='', max_length=6)),
+                ('taxable', models.CharField(default='Y', max_length=1)),
+                ('order', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='sandbox_sagepro.somast')),
+            ],
+            options={
+                'verbose_name': 'SOTRAN sales order line',
+                'db_table': 'sandbox_sagepro_sotran',
+                'ordering': ['company', 'sono', 'lineno'],
+            },
+        ),
+    ]
