@@ -38,6 +38,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from integrations.connectors.base import ConnectorError
 from integrations.models import Agent, Connection, SyncRun, WebhookSecret
 from integrations.roles import FINANCE_REVIEWER, ensure_groups
 from mappings.gl import Purpose
@@ -367,9 +368,12 @@ def _upsert_connection(slug: str, **fields: Any) -> tuple[Connection, str]:
     return connection, f"updated ({', '.join(changed)})"
 
 
-# The demo's GL rules for what is not a receipt (refunds' credit memos, chargebacks'
-# batches), on the sandbox's chart: (purpose, name, account).
+# The demo's GL rules (receipts, refunds' credit memos, chargebacks' batches) on the
+# sandbox's chart: (purpose, name, account).
 DEMO_GL_RULES = (
+    # Receipts name their cash account, so a chargeback knows which account the
+    # processor took the money back from.
+    (Purpose.RECEIPT, "Demo: card receipts to undeposited funds", "1100-00"),
     (Purpose.REFUND, "Demo: refunds to sales discounts", "4900-00"),
     (
         Purpose.CHARGEBACK,
@@ -377,6 +381,7 @@ DEMO_GL_RULES = (
         "1200-00",
     ),
     (Purpose.CHARGEBACK_LOSS, "Demo: a lost chargeback is a card expense", "6100-00"),
+    (Purpose.CHARGEBACK_FEE, "Demo: dispute fees are card fees", "6100-00"),
 )
 
 
@@ -1247,9 +1252,12 @@ class StorefrontStream:
             if sale.refunded:
                 continue
             amount = max(CENT, (sale.amount * Decimal("0.25")).quantize(CENT))
-            reply = self.paytrace.refund(sale.transaction_id, amount)
+            try:
+                reply = self.paytrace.refund(sale.transaction_id, amount)
+            except ConnectorError:
+                continue  # not settled yet (817): try the next one, or later
             if reply.get("success") is not True:
-                continue  # not settled yet: try the next one, or later
+                continue
             sale.refunded = True
             status = self.send_webhook(
                 "refunds/create",

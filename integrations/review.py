@@ -1045,12 +1045,34 @@ def correction_values(item: ReviewItem) -> dict[str, Any]:
     return current
 
 
+def _posting_words(posting: Posting) -> str:
+    """How a sentence names the posting: "receipt posting 12", "GL batch posting 13"."""
+    label = str(posting.get_kind_display())
+    if posting.kind == Posting.Kind.CASH_RECEIPT:
+        label = "receipt"
+    elif not label[:2].isupper():
+        label = label[0].lower() + label[1:]
+    return f"{label} posting {posting.pk}"
+
+
+def _refuse_correcting_other_documents(posting: Posting) -> None:
+    """Corrections are a cash receipt's fields; other documents (credit memos, GL
+    batches, sales orders…) are sent as their flow built them."""
+    if posting.kind != Posting.Kind.CASH_RECEIPT:
+        raise CorrectionRefused(
+            f"{posting.get_kind_display()} postings cannot be corrected here: fix "
+            "what the review item names (a GL rule, the order, the period), then "
+            "retry it, or post it in Sage Pro by hand and resolve the item."
+        )
+
+
 def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
     """What storing these corrections and sending the receipt again will do, checked
     as `correct_and_retry` checks them (nothing is stored)."""
     posting = item.posting
     if posting is None:
         raise CorrectionRefused("Choose one review item that has a posting to correct.")
+    _refuse_correcting_other_documents(posting)
     for name in values:
         if name not in documents.CORRECTABLE_FIELDS:
             reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
@@ -1127,13 +1149,14 @@ def preview_retry(item: ReviewItem) -> Outcome:
             Posting.State.NEEDS_REVIEW,
         ):
             raise ReviewError(
-                f"Receipt posting {posting.pk} is already queued or being sent."
+                f"{_posting_words(posting)[0].upper()}{_posting_words(posting)[1:]} "
+                "is already queued or being sent."
             )
         lines = _payload_lines(posting)
         applied = sum((line.applied for line in lines), ZERO)
         amount = posting.transaction.amount
         return Outcome(
-            summary=f"Send receipt posting {posting.pk} to Sage Pro again",
+            summary=f"Send {_posting_words(posting)} to Sage Pro again",
             transaction_id=posting.transaction.transaction_id,
             customer=str((posting.payload or {}).get("custno", "")).strip(),
             amount=amount,
@@ -1176,6 +1199,7 @@ def correct_and_retry(
     posting = item.posting
     if posting is None:
         raise CorrectionRefused("Choose one review item that has a posting to correct.")
+    _refuse_correcting_other_documents(posting)
     for name in values:
         if name not in documents.CORRECTABLE_FIELDS:
             reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")

@@ -213,7 +213,16 @@ class Connection(models.Model):
         """(what, path) for each URL a sender posts this connection's events to."""
         from django.urls import reverse
 
-        if self.kind != self.Kind.PAYTRACE or not self.slug:
+        if not self.slug:
+            return []
+        if self.kind == self.Kind.STOREFRONT:
+            return [
+                (
+                    "Storefront order webhooks (HMAC-SHA256 in X-Shopify-Hmac-Sha256)",
+                    reverse("storefront-webhook", args=[self.slug]),
+                )
+            ]
+        if self.kind != self.Kind.PAYTRACE:
             return []
         return [
             (

@@ -448,6 +448,16 @@ def test_the_paytrace_page_shows_its_webhook_urls_as_absolute_urls(admin):
     assert "Test connection" in page
 
 
+def test_the_storefront_page_shows_the_url_its_shop_sends_orders_to(admin):
+    connection = make_connection(Connection.Kind.STOREFRONT, slug="web-shop")
+
+    page = admin.get(change_url(connection)).content.decode()
+
+    assert "http://testserver/webhooks/storefront/web-shop/" in page
+    assert "X-Shopify-Hmac-Sha256" in page
+    assert "/webhooks/paytrace/" not in page
+
+
 def test_test_connection_reports_success_and_saves_nothing(
     admin, paytrace_conn, sagepro_conn, sage, http
 ):

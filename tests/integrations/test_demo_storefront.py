@@ -131,3 +131,35 @@ def test_the_demo_stream_adds_orders_refunds_and_one_chargeback_import():
     assert lines.count("order") == 4
     assert lines.count("refund") == 2
     assert lines.count("imported") == 1 and imports == [1]
+
+
+def test_the_stream_skips_a_sale_paytrace_will_not_refund_yet():
+    from integrations.connectors.base import ConnectorError
+
+    class PayTrace:
+        def __init__(self):
+            self.asked = []
+
+        def refund(self, transaction_id, amount):
+            self.asked.append(transaction_id)
+            if transaction_id == "1":
+                raise ConnectorError("not settled yet [817]", transient=False)
+            return {"success": True, "transaction_id": "99"}
+
+    shop = demo.StorefrontStream.__new__(demo.StorefrontStream)
+    shop.paytrace = PayTrace()
+    shop.sales = [
+        demo.ShopSale(1001, 1, "1", Decimal("40.00")),
+        demo.ShopSale(1002, 2, "2", Decimal("80.00")),
+    ]
+    sent = []
+    shop.send_webhook = lambda topic, body: sent.append((topic, body)) or 202
+
+    lines = shop.refund()
+
+    assert shop.paytrace.asked == ["1", "2"]
+    assert [s.refunded for s in shop.sales] == [False, True]
+    assert lines == [
+        "Refunded 20.00 USD of storefront order #1002 (PayTrace 99), webhook 202"
+    ]
+    assert sent[0][0] == "refunds/create"

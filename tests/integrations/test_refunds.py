@@ -619,6 +619,13 @@ def test_reconciliation_files_the_sale_and_each_refund_in_its_bucket(
     ]
     assert buckets[str(refused["transaction_id"])] == "refund_in_review"
     assert buckets[str(waiting["transaction_id"])] == "refund_waiting"
+    # It ties out: PayTrace's net (150 of sales − 200 of refunds) against Sage Pro's
+    # (150 of receipts − 100 of credit memos), the difference being exactly the two
+    # refunds not posted (the one refused, the one waiting for its sale).
+    net = run.headline["net"]
+    assert (net["paytrace_net"], net["sage_net"]) == ("-50.00", "50.00")
+    assert net["difference"] == "-100.00"
+    assert net["refunds_not_posted"] == {"count": 2, "amount": "-100.00"}
 
 
 # --- how a refund finds its sale ----------------------------------------------------------

@@ -258,3 +258,34 @@ def test_queue_send_queues_the_send_posting_task(fake):
     assert [(t["func"], t["args"]) for t in tasks] == [
         ("integrations.tasks.send_posting", (posting.pk,))
     ]
+
+
+def test_a_non_receipt_document_cannot_be_corrected_like_a_receipt(fake):
+    from integrations import review
+
+    posting = new_posting()
+    fake.fail_with = [ConnectorError("no", transient=False, code="PERIOD_CLOSED")]
+    processing.send_posting(posting.pk)
+    item = ReviewItem.objects.get(posting=posting)
+
+    refused = "GL batch postings cannot be corrected here"
+    with pytest.raises(review.CorrectionRefused, match=refused):
+        review.preview_correction(item, {"date": "2026-12-02"})
+    with pytest.raises(review.CorrectionRefused, match=refused):
+        review.correct_and_retry(item, None, {"date": "2026-12-02"})
+    posting.refresh_from_db()
+    assert posting.overrides in ({}, None)
+
+
+def test_retrying_a_refused_document_names_it_in_the_preview_and_sends_nothing(fake):
+    from integrations import review
+
+    posting = new_posting()
+    fake.fail_with = [ConnectorError("no", transient=False, code="PERIOD_CLOSED")]
+    processing.send_posting(posting.pk)
+    item = ReviewItem.objects.get(posting=posting)
+
+    outcome = review.preview_retry(item)
+
+    assert outcome.summary == f"Send GL batch posting {posting.pk} to Sage Pro again"
+    assert fake.sent == {}
