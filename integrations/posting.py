@@ -271,8 +271,7 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
             else:
                 outcomes[posting.pk] = "posted"
                 recorded.append(posting)
-    for posting in recorded:
-        refunds.after_receipt(posting)  # refunds and voids waiting for it
+    refunds.after_receipts(recorded)  # refunds and voids waiting for them
     for posting, receipt in later:
         outcomes[posting.pk] = _guarded(posted, posting, receipt)
     return outcomes

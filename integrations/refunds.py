@@ -678,6 +678,24 @@ def decide_again(transaction_pk: int) -> str:
         return decide_reversal(txn)
 
 
+def after_receipts(postings: list[Posting]) -> None:
+    """`after_receipt` for a batch of recorded receipts: one query when nothing waits
+    (the usual case), instead of one a receipt. Never raises."""
+    receipts = [p for p in postings if p.kind == Posting.Kind.CASH_RECEIPT]
+    if not receipts:
+        return
+    try:
+        if not PendingReversal.objects.exclude(
+            state=PendingReversal.State.DONE
+        ).exists():
+            return
+    except Exception:
+        logger.exception("deciding the waiting refunds and voids failed")
+        return
+    for posting in receipts:
+        after_receipt(posting)
+
+
 def after_receipt(posting: Posting) -> None:
     """A receipt posting's send is over (posted, or refused): decide again the refunds
     and voids waiting for it. Never raises (the sweeper decides them later)."""

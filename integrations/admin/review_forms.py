@@ -145,31 +145,30 @@ class ItemApplyForm(ApplyToInvoiceForm):
     )
 
 
-class DismissForm(forms.Form):
-    reason = forms.CharField(
+def reason_field(help_text: str, *, rows: int = 3) -> forms.CharField:
+    """The required reason a decision keeps with the item's decisions."""
+    return forms.CharField(
         label="Reason",
         max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why nothing needs to be posted; kept with the item's decisions.",
+        widget=forms.Textarea(attrs={"rows": rows, "cols": 60}),
+        help_text=help_text,
+    )
+
+
+class DismissForm(forms.Form):
+    reason = reason_field(
+        "Why nothing needs to be posted; kept with the item's decisions."
     )
 
 
 class DuplicateForm(forms.Form):
-    note = forms.CharField(
-        label="Reason",
-        max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Required: which payment it duplicates, what happens to the money.",
+    note = reason_field(
+        "Required: which payment it duplicates, what happens to the money.", rows=2
     )
 
 
 class ReopenForm(forms.Form):
-    reason = forms.CharField(
-        label="Reason",
-        max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why the decision is undone; kept with the item's decisions.",
-    )
+    reason = reason_field("Why the decision is undone; kept with the item's decisions.")
 
 
 class NoteForm(forms.Form):
@@ -250,11 +249,8 @@ class RefundUnappliedForm(forms.Form):
 
 
 class LeaveOnAccountForm(forms.Form):
-    reason = forms.CharField(
-        label="Reason",
-        max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Required: why the cash stays on the customer's account.",
+    reason = reason_field(
+        "Required: why the cash stays on the customer's account.", rows=2
     )
 
 

@@ -1,6 +1,9 @@
 """Unapplied cash: the finance list of cash that waits, and the automatic rule."""
 
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -12,6 +15,37 @@ from integrations.admin.base import PortalMedia, ReadOnlyAdmin, change_link, for
 from integrations.models import ReviewItem
 from integrations.models.unapplied import UnappliedCash, UnappliedCashRule
 from mappings.formatting import format_money
+
+
+class UnappliedCashList(ChangeList):
+    """The page's rows with what waits on each and its review item, read once for the
+    page (not once per row)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows = list(self.result_list)
+        waiting = unapplied.waiting_many(rows)
+        items = _review_items([row.transaction_id for row in rows])
+        for row in rows:
+            row.waiting_now = waiting[row.pk]
+            row.review_item_now = items.get(row.transaction_id)
+        self.result_list = rows
+
+
+def _review_items(transaction_ids: list[int]) -> dict[int | None, ReviewItem]:
+    """Each payment's item the list links to: the oldest open one decides the cash;
+    else the latest (a payment put on account was resolved, and its page still
+    applies or refunds the cash)."""
+    chosen: dict[int | None, ReviewItem] = {}
+    for item in ReviewItem.objects.filter(transaction_id__in=transaction_ids).order_by(
+        "created_at", "pk"
+    ):
+        # Oldest first: an open item is kept once found; until then the later
+        # (resolved) item replaces the earlier.
+        current = chosen.get(item.transaction_id)
+        if current is None or current.state != ReviewItem.State.OPEN:
+            chosen[item.transaction_id] = item
+    return chosen
 
 
 @admin.register(UnappliedCash)
@@ -42,6 +76,9 @@ class UnappliedCashAdmin(ReadOnlyAdmin):
             .select_related("transaction")
         )
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return UnappliedCashList
+
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Whoever may see postings may see this list of them.
         return request.user.has_perm("integrations.view_posting")
@@ -64,7 +101,7 @@ class UnappliedCashAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Amount waiting")
     def waiting(self, obj: UnappliedCash) -> str:
-        waiting = unapplied.waiting_for(obj.transaction, receipt=obj)
+        waiting = obj.waiting_now
         amount = waiting.amount if waiting is not None else unapplied.ZERO
         return format_money(amount, obj.transaction.currency)
 
@@ -74,13 +111,7 @@ class UnappliedCashAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Review item")
     def review_item(self, obj: UnappliedCash) -> SafeString | str:
-        # The open item decides the cash; else the latest (a payment put on account
-        # was resolved, and its page still applies or refunds the cash).
-        items = ReviewItem.objects.filter(transaction_id=obj.transaction_id)
-        item = (
-            items.filter(state=ReviewItem.State.OPEN).order_by("created_at").first()
-            or items.order_by("-created_at").first()
-        )
+        item = obj.review_item_now
         if item is None:
             return "none"
         url = reverse("admin:integrations_reviewitem_change", args=[item.pk])

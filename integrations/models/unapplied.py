@@ -1,6 +1,8 @@
 """Unapplied cash: the rule that applies it by itself, the refunds reviewers make of it,
 and the finance list of what still waits (`integrations.unapplied` does the work)."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -118,6 +120,11 @@ class UnappliedRefund(StorableValuesMixin, models.Model):
 
 class UnappliedCash(Posting):
     """The finance list "Unapplied cash": posted receipts with cash still waiting."""
+
+    # Set on the list's rows, once for the page (`admin.unapplied.UnappliedCashList`):
+    # the `unapplied.Waiting` of the receipt and the review item the row links to.
+    waiting_now: Any
+    review_item_now: Any
 
     class Meta:
         proxy = True

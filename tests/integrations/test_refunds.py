@@ -832,3 +832,18 @@ def test_a_voided_refund_cancels_its_unsent_memo_or_asks_for_a_hand_reversal(
     item = ReviewItem.objects.get(transaction=posted, kind=ReviewItem.Kind.REFUND)
     assert "credit memo CM9" in item.reason
     assert refunds.refunded_total(sale) == Decimal("20.00")  # the posted one counts
+
+
+def test_a_batch_of_receipts_with_nothing_waiting_costs_one_query():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations import refunds
+    from tests.factories import make_posting
+
+    postings = [make_posting(state=Posting.State.POSTED) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        refunds.after_receipts(postings)
+
+    assert len(queries) == 1

@@ -341,6 +341,28 @@ def test_the_unapplied_cash_list_shows_what_waits_and_drops_what_is_applied(
     assert overpaid.encode() not in reviewer_client.get(url).content
 
 
+def test_the_unapplied_cash_list_reads_each_page_in_the_same_queries(
+    pay, sage, reviewer_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("admin:integrations_unappliedcash_changelist")
+
+    def overpay(n):
+        for _ in range(n):
+            pay(sage.seed_invoice("ACME", "100.00"), "130.00")
+        with CaptureQueriesContext(connection) as queries:
+            page = reviewer_client.get(url)
+        assert page.content.count(b"$30.00") >= n
+        return len(queries)
+
+    few = overpay(1)
+    many = overpay(4)  # five rows now
+
+    assert many == few
+
+
 def test_an_integration_admin_sets_up_the_rule(admin_client, sagepro_conn):
     add = reverse("admin:integrations_unappliedcashrule_add")
     assert b"Always the same customer" in admin_client.get(add).content
