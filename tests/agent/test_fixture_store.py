@@ -938,3 +938,22 @@ def test_the_seed_command_builds_a_padded_company_and_refuses_a_live_folder(
     assert seed.main([str(live)]) == 2
     assert "may be live Sage Pro data" in capsys.readouterr().err
     assert os.listdir(live) == ["ARMAST01.DBF"]
+
+
+def test_the_integrity_check_waits_for_an_append_in_progress(tmp_path):
+    from sagepro_agent.store.fixture.locks import VfpLocks
+
+    folder = tmp_path / "co"
+    seed.create_company(folder, today=datetime.date(2026, 12, 6))
+    store = FixtureStore(folder, reprocess=0.1)
+    path = store.path("01", "invoices")
+    writer = VfpLocks(path)  # another writer, mid-append, holds the header lock
+    writer.header_lock()
+    try:
+        with pytest.raises(Locked):
+            store.check("01", "invoices")
+    finally:
+        writer.header_unlock()
+        writer.close()
+    assert store.check("01", "invoices") == []
+    store.close()
