@@ -32,6 +32,20 @@ def schedules() -> dict[str, dict]:
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
         },
+        # Issue 15: getting paid.
+        "portal: autopay: charge due invoices": {
+            "func": "integrations.autopay.run_scheduled",
+            "schedule_type": Schedule.HOURLY,
+        },
+        "portal: look up charges whose answer was lost": {
+            "func": "integrations.charging.sweep_unknown",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 5,
+        },
+        "portal: sync recurring schedules from PayTrace": {
+            "func": "integrations.recurring.sync_all",
+            "schedule_type": Schedule.HOURLY,
+        },
         "portal: check alert conditions": {
             "func": "integrations.tasks.check_alerts",
             "schedule_type": Schedule.MINUTES,

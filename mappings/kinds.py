@@ -25,3 +25,5 @@ class ReviewKind(TextChoices):
     UNSUPPORTED_DOCUMENT = "unsupported_document", "Not supported at this Sage Pro site"
     CHARGEBACK = "chargeback", "Chargeback needs a decision"
     ORDER = "order", "Storefront order needs a decision"
+    # Issue 15: getting paid.
+    CHARGE = "charge", "Card charge needs a decision"

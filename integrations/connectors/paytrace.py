@@ -242,6 +242,156 @@ class PayTraceConnector(HttpConnector):
             )
         return self.post_v1("transactions/refund/for_transaction", payload)
 
+    # The customer vault, hosted fields and recurring billing (issue 15) -------------
+    # Card data never passes through these: a vault profile is made from a Protect.js
+    # `hpf_token`/`enc_key` pair, and charged by its `customer_id`.
+
+    def payment_fields_client_key(self) -> str:
+        """A Protect.js `clientKey` for one enrolment page (v1
+        `payment_fields/token/create`)."""
+        reply = self.post_v1("payment_fields/token/create", {})
+        key = reply.get("clientKey") or (reply.get("data") or {}).get("clientKey")
+        if not isinstance(key, str) or not key:
+            raise ConnectorError(
+                "PayTrace answered payment_fields/token/create without a clientKey",
+                transient=False,
+                detail=reply,
+            )
+        return key
+
+    def create_customer_protect(
+        self,
+        *,
+        customer_id: str,
+        hpf_token: str,
+        enc_key: str,
+        billing_address: Mapping[str, Any] | None = None,
+        email: str = "",
+    ) -> dict[str, Any]:
+        """Make a vault profile from a Protect.js token (`customer/pt_protect_create`).
+        A `customer_id` in use fails with code 171."""
+        payload: dict[str, Any] = {
+            "customer_id": customer_id,
+            "hpf_token": hpf_token,
+            "enc_key": enc_key,
+            "billing_address": dict(billing_address or {}),
+        }
+        if email:
+            payload["email"] = email
+        return self.post_v1("customer/pt_protect_create", payload)
+
+    def update_customer_protect(
+        self,
+        *,
+        customer_id: str,
+        hpf_token: str,
+        enc_key: str,
+        billing_address: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Replace a vault profile's card from a Protect.js token."""
+        payload: dict[str, Any] = {
+            "customer_id": customer_id,
+            "hpf_token": hpf_token,
+            "enc_key": enc_key,
+        }
+        if billing_address:
+            payload["billing_address"] = dict(billing_address)
+        return self.post_v1("customer/pt_protect_update", payload)
+
+    def update_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:
+        """Change a vault profile's address, e-mail or expiry (`customer/update`)."""
+        return self.post_v1("customer/update", {"customer_id": customer_id, **fields})
+
+    def delete_customer(self, customer_id: str) -> dict[str, Any]:
+        """Remove a vault profile (an unknown id fails with code 30)."""
+        return self.post_v1("customer/delete", {"customer_id": customer_id})
+
+    def export_customers(self, customer_id: str = "") -> list[dict[str, Any]]:
+        """Vault profiles (one, or all): `customer_id`, `credit_card{masked_number,
+        expiration_month, expiration_year}`, `billing_address`, `email`."""
+        payload = {"customer_id": customer_id} if customer_id else {}
+        reply = self.post_v1("customer/export", payload)
+        return list(reply.get("customers") or [])
+
+    def sale_by_customer(
+        self,
+        *,
+        customer_id: str,
+        amount: Decimal,
+        invoice_id: str = "",
+        description: str = "",
+        customer_reference_id: str = "",
+    ) -> dict[str, Any]:
+        """Charge a vault profile. Returns the reply; check `success` (declines
+        return, with `response_code` 102/103 and the issuer's `approval_message`)."""
+        payload: dict[str, Any] = {
+            "customer_id": customer_id,
+            "amount": parse_amount(amount).quantize(CENT, rounding=ROUND_HALF_UP),
+        }
+        for key, value in (
+            ("invoice_id", invoice_id),
+            ("description", description),
+            ("customer_reference_id", customer_reference_id),
+        ):
+            if value:
+                payload[key] = value
+        return self.post_v1("transactions/sale/by_customer", payload)
+
+    def find_by_reference(
+        self, reference: str, start: date, end: date, *, customer_id: str = ""
+    ) -> list[dict[str, Any]]:
+        """The transactions whose references contain `reference` (the export's
+        `including_text`), created from `start` to `end`: how a charge whose answer
+        was lost is found before anything is charged again."""
+        filters: dict[str, Any] = {"including_text": reference}
+        if customer_id:
+            filters["customer_id"] = customer_id
+        return [
+            record
+            for record in self.export_by_date_range(start, end, **filters)
+            if reference
+            in " ".join(
+                str(record.get(key) or "")
+                for key in ("description", "invoice_id", "customer_reference_id")
+            )
+        ]
+
+    def create_recurrence(
+        self, *, customer_id: str, recurrence: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Schedule charges on a vault profile (`recurrence/create`); the reply's
+        `recurrence.id` names the schedule."""
+        return self.post_v1(
+            "recurrence/create",
+            {"customer_id": customer_id, "recurrence": dict(recurrence)},
+        )
+
+    def update_recurrence(
+        self, recurrence_id: str, recurrence: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self.post_v1(
+            "recurrence/update",
+            {"recurrence": {"id": recurrence_id, **dict(recurrence)}},
+        )
+
+    def delete_recurrence(self, recurrence_id: str) -> dict[str, Any]:
+        return self.post_v1("recurrence/delete", {"recurrence": {"id": recurrence_id}})
+
+    def export_recurrences(self, customer_id: str = "") -> list[dict[str, Any]]:
+        """Schedules (of one vault profile, or all), each with `id`, `customer_id`,
+        `amount`, `frequency`, `start_date`, `next_date`, `total_count`,
+        `repeat_count` and `status`."""
+        payload = {"customer_id": customer_id} if customer_id else {}
+        reply = self.post_v1("recurrence/export", payload)
+        return list(reply.get("recurrences") or [])
+
+    def export_recurrence_approved(self, customer_id: str) -> list[dict[str, Any]]:
+        """The approved charges schedules made for one vault profile."""
+        reply = self.post_v1(
+            "recurrence/export_approved", {"customer_id": customer_id}
+        )
+        return [_read_record(record) for record in reply.get("transactions") or []]
+
 
 def _first_message(errors: Any) -> str:
     if isinstance(errors, dict):

@@ -7,9 +7,13 @@ reconciliations, alerts) and `mirror` (the local copy of Sage Pro's reference da
 Import the models from here.
 """
 
-# Issue 14's records, one module per money movement; import them from their module.
+# Issue 14's and 15's records, one module per money movement; import them from their
+# module.
 from integrations.models import (  # noqa: E402, F401 - importing registers the models
+    autopay,
+    cards,
     chargebacks,
+    charges,
     refunds,
     storefront,
     unapplied,

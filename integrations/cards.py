@@ -1,0 +1,1 @@
+"""Cards on file (issue 15). Being written: see the brief."""
