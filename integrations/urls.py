@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from integrations import api
+from integrations import api, charge_api
 from integrations.relay import views as relay_views
 from integrations.storefront import webhook as storefront_webhook
 
@@ -20,6 +20,9 @@ urlpatterns = [
         storefront_webhook.StorefrontWebhookView.as_view(),
         name="storefront-webhook",
     ),
+    # Issue 15: charging a card on file, and the customer's card enrolment link.
+    path("api/payments/charge", charge_api.ChargeView.as_view(), name="charge-api"),
+    path("", include("integrations.enrolment.urls")),
     # The on-site Sage Pro agent's relay API (integrations.relay).
     path("api/agent/enrol", relay_views.enrol, name="agent-enrol"),
     path("api/agent/poll", relay_views.poll, name="agent-poll"),

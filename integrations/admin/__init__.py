@@ -12,7 +12,10 @@ from django.contrib import admin
 
 from integrations.admin import (  # noqa: F401 - importing registers the admins
     agents,
+    autopay,
+    cards,
     chargebacks,
+    charges,
     connections,
     deadletters,
     events,
@@ -21,6 +24,7 @@ from integrations.admin import (  # noqa: F401 - importing registers the admins
     learning,
     mirror,
     reconciliation,
+    recurring,
     refunds,
     review_queue,
     rules,

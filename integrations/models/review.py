@@ -52,6 +52,15 @@ class ReviewItem(models.Model):
         on_delete=models.SET_NULL,
         related_name="review_items",
     )
+    # Issue 15: a charge on a card on file that needs a person (a hard decline that
+    # stopped autopay, a charge whose outcome could not be found).
+    charge = models.ForeignKey(
+        "integrations.Charge",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_items",
+    )
     reason = models.TextField()
     error_code = models.CharField(max_length=40, blank=True)
     assigned_to = models.ForeignKey(

@@ -1,0 +1,1 @@
+"""Card enrolment pages (issue 15)."""
