@@ -21,7 +21,7 @@ from typing import Any
 from django.db import models
 from picklefield.fields import PickledObjectField
 
-from integrations.cardnumbers import might_hold_card_number
+from integrations.cardnumbers import could_hold_card_number
 from integrations.crypto import EncryptedTextField
 from integrations.redaction import Masked, MaskedData, mask_value
 
@@ -89,7 +89,7 @@ def mask_for_storage(field: models.Field, value: Any) -> Any:
     if policy is False:
         policy = policy_for(field)
         field.__dict__[_POLICY_ATTR] = policy
-    if policy is None or (type(value) is str and not might_hold_card_number(value)):
+    if policy is None or (type(value) is str and not could_hold_card_number(value)):
         return value
     masked, found = mask_value(value, keyed=policy == _KEYED)
     if found and isinstance(masked, str) and isinstance(field, models.CharField):

@@ -312,9 +312,19 @@ def apply_replacements(text: str, replacements: list[Replacement]) -> str:
     return "".join(pieces)
 
 
-def might_hold_card_number(text: str) -> bool:
-    """False for text too short to hold one (unless a number in exponent form)."""
+def could_hold_card_number(text: str) -> bool:
+    """A cheap first look: False for text too short to hold a card number (unless a
+    number in exponent form). True says nothing yet; `mask_card_numbers` decides."""
     return len(text) >= 13 or bool(_SHORT_EXPONENT_RE.search(text))
+
+
+def might_hold_card_number(text: str) -> bool:
+    """Whether `text` holds what the storage net would mask as a card number.
+
+    For refusing input ("this looks like a card number"): an e-mail address, a name or
+    a random token of any length is not flagged unless digits in it form a number the
+    net masks (Luhn-valid, a card's length, in any of the disguises it reads)."""
+    return could_hold_card_number(text) and bool(card_number_replacements(text))
 
 
 def mask_card_numbers(text: str, *, keyed: bool = False) -> tuple[str, bool]:
@@ -323,7 +333,7 @@ def mask_card_numbers(text: str, *, keyed: bool = False) -> tuple[str, bool]:
     `keyed` fills the masked digits with letters derived from the whole number, for
     columns where two different numbers must not become equal.
     """
-    if not might_hold_card_number(text):
+    if not could_hold_card_number(text):
         return text, False
     replacements = card_number_replacements(text, keyed)
     if not replacements:

@@ -18,9 +18,12 @@ The fixture files are test data written by the agent's fixture store, never a re
 Sage Pro company.
 """
 
+import json
 import logging
 import os
 import random
+import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +46,7 @@ from integrations.models import Agent, Connection, SyncRun, WebhookSecret
 from integrations.roles import FINANCE_REVIEWER, ensure_groups
 from mappings.gl import Purpose
 from mappings.models import GlRule
+from portal.models import KEY_BYTES, PREFIX_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,106 @@ def storefront_secret() -> str:
     return settings.DEMO_STOREFRONT_SECRET or DEFAULT_STOREFRONT_SECRET
 
 
+# The demo admin's API token: DEMO_API_TOKEN, else a random key made once and kept in
+# this file (the portal stores only a key's digest, so the banner needs it from here).
+API_TOKEN_LABEL = "Demo API token (DEMO_API_TOKEN)"
+API_TOKEN_FILE = Path("var") / "demo-api-token"
+API_TOKEN_USER = "admin"
+_API_KEY_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def api_token_setting() -> str:
+    """DEMO_API_TOKEN, checked: "" when unset, else 40 lowercase hex characters."""
+    key = settings.DEMO_API_TOKEN.strip()
+    if key and not _API_KEY_RE.fullmatch(key):
+        # The value is not echoed: it is meant to be a secret.
+        raise CommandError(
+            f"DEMO_API_TOKEN is not a portal API key: it must be 40 lowercase "
+            f"hexadecimal characters (0-9, a-f), like the output of "
+            f"`python -c 'import secrets; print(secrets.token_hex(20))'`; the value "
+            f"set is {len(key)} characters long. Fix it, or unset it to let the demo "
+            "make one."
+        )
+    return key
+
+
+def api_token_file() -> Path:
+    return Path(settings.BASE_DIR) / API_TOKEN_FILE
+
+
+def demo_api_key(create: bool = False) -> str:
+    """The demo admin's API key: DEMO_API_TOKEN, else the one kept in the key file
+    (made there once when `create`); "" when there is none yet."""
+    key = api_token_setting()
+    if key:
+        return key
+    path = api_token_file()
+    if path.exists():
+        stored = path.read_text().strip()
+        if _API_KEY_RE.fullmatch(stored):
+            return stored
+    if not create:
+        return ""
+    key = secrets.token_hex(KEY_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(key + "\n")
+    partial.chmod(0o600)
+    partial.replace(path)  # atomic: two seeds at once both end with a whole key
+    return key
+
+
+def _ensure_api_token() -> str:
+    """One API token for the demo admin whose key is `demo_api_key()`; earlier demo
+    tokens (another DEMO_API_TOKEN before) are deleted so their keys stop working."""
+    from portal.models import ApiToken, digest_of
+
+    key = demo_api_key(create=True)
+    user = get_user_model().objects.get(username=API_TOKEN_USER)
+    token = ApiToken.objects.find(key)
+    verb = "unchanged"
+    if token is None:
+        token = ApiToken(user=user, name=API_TOKEN_LABEL, prefix=key[:PREFIX_LENGTH])
+        token.digest = digest_of(key)
+        token.save(force_insert=True)
+        verb = "created"
+    elif token.user_id != user.pk:
+        token.user = user
+        token.save(update_fields=["user"])
+        verb = "moved to the demo admin"
+    old = ApiToken.objects.filter(name=API_TOKEN_LABEL).exclude(pk=token.pk)
+    removed, _ = old.delete()
+    if removed:
+        verb += f", {removed} earlier demo token(s) deleted"
+    source = "DEMO_API_TOKEN" if api_token_setting() else str(api_token_file())
+    return f"{verb} (key from {source})"
+
+
+def api_banner(port: int) -> list[str]:
+    """What `manage.py demo` prints about the API: the key and a charge to paste."""
+    key = demo_api_key()
+    if not key:
+        return ["API token: none yet (run `manage.py seed_demo`)."]
+    source = (
+        "DEMO_API_TOKEN"
+        if api_token_setting()
+        else f"made once, kept in {api_token_file()}; set DEMO_API_TOKEN to choose it"
+    )
+    example = charge_example()
+    customer_id, invno = example or ("<vault customer id>", "<open invoice>")
+    body = json.dumps({"customer_id": customer_id, "invno": invno, "amount": "1.00"})
+    return [
+        f"API token ({API_TOKEN_USER}): {key}  ({source})",
+        "  Charge a card on file (the curl again with the same KEY is a replay: "
+        "it answers 200 and charges nothing):",
+        "  KEY=demo-$(date +%s)",
+        f"  curl -i -X POST {portal_url(port)}/api/payments/charge \\",
+        f'    -H "Authorization: Token {key}" \\',
+        '    -H "Idempotency-Key: $KEY" \\',
+        f"    -H 'Content-Type: application/json' -d '{body}'",
+    ]
+
+
 # Seeding ---------------------------------------------------------------------------
 
 
@@ -140,6 +244,7 @@ def seed_demo(port: int) -> list[str]:
 
     require_demo_mode()
     mode = sagepro_mode()
+    api_token_setting()  # a bad DEMO_API_TOKEN stops the seed before it writes
     report = [f"Sage Pro sandbox: {_describe_counts(seed_sagepro(company=COMPANY))}"]
     transport: dict[str, Any] = {
         "name": "Sage Pro sandbox",
@@ -188,7 +293,166 @@ def seed_demo(port: int) -> list[str]:
     for username, password, is_superuser, group in DEMO_USERS:
         verb = _ensure_user(username, password, is_superuser, group)
         report.append(f"User {username}: {verb}")
+    report.append(f"API token for {API_TOKEN_USER}: {_ensure_api_token()}")
     return report
+
+
+# Getting paid (issue 15): vault customers the demo puts on file, as a customer would
+# through the hosted fields. (custno, sandbox test card, autopay?, recurring amount)
+DEMO_VAULT_CARDS = (
+    ("ACME", "4111111111111111", True, None),
+    ("BLUEOX", "5454545454545454", False, Decimal("49.00")),
+    ("CASCAD", "371449635398431", False, None),
+    ("DELTA", DECLINED_CARD, False, None),  # every sale on it declines (ends 0002)
+)
+DEMO_CARD_EXPIRY = (12, 2030)
+DEMO_FINANCE_EMAIL = "finance@example.com"
+DEMO_RECURRING_DESCRIPTION = "Demo: monthly support plan"
+
+
+def seed_vault_customers() -> list[str]:
+    """Put the demo's cards on file; return a report. Safe to run again.
+
+    Each card goes the way a customer's does: a hosted-fields token from the PayTrace
+    sandbox (its tokenize endpoint, over HTTP: the portal must be serving), then
+    `integrations.cards.enrol_card`, so the portal keeps only the vault id, brand,
+    last four and expiry. ACME's card pays by autopay (enabled on the Sage Pro
+    connection, reports to finance@example.com); BLUEOX gets one monthly recurring
+    schedule. A customer who already has an active card on file is left alone.
+    """
+    from integrations.models.autopay import AutopaySettings
+    from integrations.models.cards import CardOnFile
+
+    require_demo_mode()
+    paytrace = Connection.objects.get(slug=PAYTRACE_SLUG)
+    sagepro = Connection.objects.get(slug=SAGEPRO_SLUG)
+    admin = get_user_model().objects.filter(username=API_TOKEN_USER).first()
+    report = []
+    for custno, number, autopay, recurring in DEMO_VAULT_CARDS:
+        card = (
+            CardOnFile.objects.filter(
+                sagepro=sagepro, custno=custno, state=CardOnFile.State.ACTIVE
+            )
+            .order_by("pk")
+            .first()
+        )
+        if card is None:
+            card = _enrol_demo_card(paytrace, sagepro, custno, number, admin)
+            verb = f"{card} put on file (vault id {card.vault_customer_id})"
+        else:
+            verb = f"{card} already on file"
+        if autopay and not card.autopay and card.autopay_stopped_at is None:
+            # Once only: a card whose autopay a hard decline stopped stays stopped.
+            card.autopay = True
+            card.save(update_fields=["autopay", "updated_at"])
+            verb += ", autopay on"
+        if recurring is not None:
+            verb += _ensure_recurring(card, recurring, admin)
+        report.append(f"Card on file for {custno}: {verb}")
+    config, created = AutopaySettings.objects.get_or_create(
+        sagepro=sagepro,
+        defaults={"enabled": True, "finance_emails": DEMO_FINANCE_EMAIL},
+    )
+    report.append(
+        f"Autopay for {SAGEPRO_SLUG}: "
+        + (
+            f"enabled, reports to {DEMO_FINANCE_EMAIL}"
+            if created
+            else "settings already there (left as they are)"
+        )
+    )
+    return report
+
+
+def _enrol_demo_card(
+    paytrace: Connection, sagepro: Connection, custno: str, number: str, user: Any
+) -> Any:
+    """The hosted fields' part (the sandbox's tokenize endpoint), then the portal's."""
+    import requests
+
+    from integrations import cards
+
+    month, year = DEMO_CARD_EXPIRY
+    client_key = paytrace.paytrace().payment_fields_client_key()
+    # What the hosted-fields iframe does in a browser: the number goes to PayTrace
+    # (here its sandbox) only, never to the portal.
+    reply = requests.post(
+        f"{paytrace.base_url.rstrip('/')}/protect/tokenize",
+        json={
+            "clientKey": client_key,
+            "number": number,
+            "expiration_month": str(month),
+            "expiration_year": str(year),
+            "csc": "999" if len(number) == 15 else "123",
+        },
+        timeout=10,
+    )
+    if reply.status_code != 200:
+        raise CommandError(
+            f"The PayTrace sandbox's hosted fields refused the demo card for {custno} "
+            f"(HTTP {reply.status_code}); is the portal serving {paytrace.base_url}?"
+        )
+    token = reply.json()
+    return cards.enrol_card(
+        paytrace=paytrace,
+        sagepro=sagepro,
+        custno=custno,
+        hpf_token=token["hpf_token"],
+        enc_key=token["enc_key"],
+        billing_name=f"Accounts payable, {custno}",
+        email=f"ap@{custno.lower()}.example.com",
+        billing_zip="99201",
+        user=user,
+    )
+
+
+def _ensure_recurring(card: Any, amount: Decimal, user: Any) -> str:
+    """One monthly schedule on the card, made through PayTrace (once)."""
+    from integrations import recurring
+
+    create = getattr(recurring, "create_schedule", None)
+    if create is None:
+        return ", no recurring schedule (not available in this build)"
+    if card.recurring_schedules.exclude(state__in=["cancelled", "failed"]).exists():
+        return ", recurring schedule already there"
+    start = timezone.localdate() + timedelta(days=1)
+    schedule = create(
+        card=card,
+        amount=amount,
+        frequency="monthly",
+        start_date=start,
+        total_count=0,
+        description=DEMO_RECURRING_DESCRIPTION,
+        invoice_reference="",
+        user=user,
+    )
+    return f", recurring ${amount} monthly from {start} ({schedule.state})"
+
+
+def charge_example() -> tuple[str, str] | None:
+    """A demo vault id and one open invoice of its customer, for the banner's curl."""
+    from integrations.models import MirroredInvoice
+    from integrations.models.cards import CardOnFile
+
+    cards = CardOnFile.objects.filter(
+        paytrace__slug=PAYTRACE_SLUG, state=CardOnFile.State.ACTIVE
+    ).order_by("pk")
+    for card in cards:
+        if card.last4 == DECLINED_CARD[-4:]:
+            continue
+        invoice = (
+            MirroredInvoice.objects.filter(
+                connection=card.sagepro,
+                custno=card.custno,
+                deleted=False,
+                balance__gt=0,
+            )
+            .order_by("invno")
+            .first()
+        )
+        if invoice is not None:
+            return card.vault_customer_id, invoice.invno
+    return None
 
 
 class AgentSite:

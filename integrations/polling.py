@@ -151,6 +151,19 @@ def feed_records(
             run.unchanged += 1  # an earlier poll already queued this very state
 
 
+def feed_record(connection: Connection, record: dict[str, Any]) -> bool:
+    """Feed one export record into the pipeline exactly as a poll would.
+
+    The event id is the poll's, so a later poll of the same state adds nothing (and
+    this adds nothing after such a poll). Returns whether an event was queued. An
+    unreadable record raises `InvalidRecord` (the caller has it from PayTrace and
+    decides; the poll would send it to review).
+    """
+    return _queue_event(
+        connection, record, normalize_record(record, connection.time_zone)
+    )
+
+
 def _queue_event(connection: Connection, record: dict[str, Any], rec: Any) -> bool:
     settled = rec.settled_at.isoformat() if rec.settled_at else ""
     event_id = f"poll:{rec.transaction_id}:{rec.status_code}:{settled}:{rec.amount}"

@@ -22,6 +22,7 @@ urlpatterns = [
     ),
     # Issue 15: charging a card on file, and the customer's card enrolment link.
     path("api/payments/charge", charge_api.ChargeView.as_view(), name="charge-api"),
+    path("", include("integrations.charge_api")),
     path("", include("integrations.enrolment.urls")),
     # The on-site Sage Pro agent's relay API (integrations.relay).
     path("api/agent/enrol", relay_views.enrol, name="agent-enrol"),

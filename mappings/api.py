@@ -220,7 +220,10 @@ class FeedbackView(APIView):
             data["accepted"],
             request.user,
         )
-        body = {**data, "id": row.pk, "source_key": row.source_key}
+        # Answer with what was stored: the storage net masks a card number typed into
+        # the path, and the answer must not show it back either.
+        stored = type(row).objects.values("source_path", "source_key").get(pk=row.pk)
+        body = {**data, **stored, "id": row.pk}
         return Response(FeedbackSerializer(body).data, status=status.HTTP_201_CREATED)
 
 

@@ -88,7 +88,7 @@ def classify(response_code: int | None, approval_message: str) -> DeclineVerdict
 
 
 def parse_retry_days(text: str) -> list[int]:
-    """"1, 3, 7" → [1, 3, 7]: days after the previous attempt. Raises ValueError naming
+    """ "1, 3, 7" → [1, 3, 7]: days after the previous attempt. Raises ValueError naming
     the bad part (each must be a whole number from 1 to 60, at most 10 of them)."""
     days: list[int] = []
     for part in str(text or "").replace(";", ",").split(","):

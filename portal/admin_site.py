@@ -53,7 +53,9 @@ NAV_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "integrations.charge",
             "integrations.cardonfile",
             "integrations.autopayrun",
+            "integrations.autopayattempt",
             "integrations.recurringschedule",
+            "integrations.enrolmentlink",
         ),
     ),
     (

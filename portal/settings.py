@@ -283,6 +283,9 @@ DEMO_WEBHOOK_SECRET = env.str(
 DEMO_STOREFRONT_SECRET = env.str(
     "DEMO_STOREFRONT_SECRET", default="shpss_demo-storefront-secret-change-me"
 )
+# The demo admin's API key (40 lowercase hex characters, the portal's key format);
+# unset: `seed_demo` makes a random one once and keeps it in var/demo-api-token.
+DEMO_API_TOKEN = env.str("DEMO_API_TOKEN", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -205,9 +205,7 @@ class RecurringSchedule(StorableValuesMixin, models.Model):
     paytrace = models.ForeignKey(
         Connection, on_delete=models.PROTECT, related_name="recurring_schedules"
     )
-    recurrence_id = models.CharField(
-        "PayTrace schedule id", max_length=50, blank=True
-    )
+    recurrence_id = models.CharField("PayTrace schedule id", max_length=50, blank=True)
     custno = models.CharField("Sage Pro customer", max_length=20)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     frequency = models.CharField(max_length=10, choices=Frequency.choices)
@@ -249,7 +247,8 @@ class RecurringSchedule(StorableValuesMixin, models.Model):
         ordering = ["next_run", "custno"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(amount__gt=0), name="recurringschedule_amount_positive"
+                condition=models.Q(amount__gt=0),
+                name="recurringschedule_amount_positive",
             ),
             money_in_range("recurringschedule", "amount"),
         ]

@@ -49,9 +49,7 @@ class CardOnFile(StorableValuesMixin, models.Model):
     exp_year = models.PositiveSmallIntegerField("expiry year", help_text="four digits")
     billing_name = models.CharField(max_length=100, blank=True)
     email = models.EmailField(blank=True)
-    state = models.CharField(
-        max_length=10, choices=State.choices, default=State.ACTIVE
-    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     # Autopay (integrations.autopay): charge this customer's invoices when due.
     autopay = models.BooleanField(
         default=False, help_text="Charge this customer's invoices when they fall due."
@@ -168,7 +166,9 @@ class EnrolmentLink(models.Model):
         verbose_name = "card enrolment link"
 
     def __str__(self) -> str:
-        return f"Enrolment link for {self.custno} until {self.expires_at:%Y-%m-%d %H:%M}"
+        return (
+            f"Enrolment link for {self.custno} until {self.expires_at:%Y-%m-%d %H:%M}"
+        )
 
     def is_usable(self) -> bool:
         return self.used_at is None and self.expires_at > timezone.now()

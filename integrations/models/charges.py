@@ -75,6 +75,14 @@ class Charge(StorableValuesMixin, models.Model):
         help_text="The invoice's balance when the charge was asked for.",
     )
     over_balance_confirmed = models.BooleanField(default=False)
+    # Issue 15 (charging): where `invoice_balance` was read. "mirror" when Sage Pro
+    # could not be reached and the portal's copy of the invoice stood in for it.
+    balance_source = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text="Where the balance was read: sagepro (fresh) or mirror (Sage Pro "
+        "could not be reached).",
+    )
     state = models.CharField(
         max_length=10, choices=State.choices, default=State.PENDING
     )

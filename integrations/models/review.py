@@ -93,7 +93,8 @@ class ReviewItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()}: {self.transaction or self.event}"
+        subject = self.transaction or self.event or self.charge
+        return f"{self.get_kind_display()}: {subject}"
 
     @classmethod
     def open(

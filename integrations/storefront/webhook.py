@@ -129,6 +129,8 @@ def _checked_event(
         body = load_json(raw)
     except BodyError as exc:
         raise Refused(400, exc.reason, exc.detail) from None
+    if not isinstance(body, dict):  # `null`, a list, a number: whatever the topic
+        raise Refused(400, "invalid_shape", "The body must be a JSON object.")
     if errors := _shape_errors(topic, body):
         fields = ", ".join(sorted(errors))
         raise Refused(400, "invalid_shape", f"Invalid fields: {fields}.", errors)

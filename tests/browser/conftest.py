@@ -97,6 +97,7 @@ def live_connections(live_server):
         base_url=f"{live_server.url}/sandbox/paytrace",
         username=settings.SANDBOX_PAYTRACE_USERNAME,
         password=settings.SANDBOX_PAYTRACE_PASSWORD,
+        integrator_id="TEST0001",
         time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
         sagepro=sagepro,
     )

@@ -507,6 +507,8 @@ def test_suggestion_feedback_source_path_is_stored_masked():
     )
 
     assert response.status_code == 201, response.content
+    assert VISA not in response.content.decode()  # nor shown back
+    assert response.json()["source_path"].endswith(f"{VISA[-4:]}.invoice")
     assert_no_card_numbers_stored()
 
 

@@ -412,6 +412,20 @@ _order_keys = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.parametrize("topic", ["orders/create", "x/unused"])
+@pytest.mark.parametrize("body", [None, [], 7, "order"])
+def test_a_body_that_is_not_an_object_is_refused_for_any_topic(
+    client, shop, body, topic
+):
+    """Found by the fuzzer below: `null` under a topic the portal does not use was
+    stored as an event with no payload (a 500)."""
+    response = send(client, body, topic)
+    assert response.status_code == 400
+    assert response.json()["reason"] == "invalid_shape"
+    assert "JSON object" in response.json()["detail"]
+    assert not StorefrontEvent.objects.exists()
+
+
 @settings(
     max_examples=60,
     deadline=None,

@@ -154,6 +154,10 @@ class Command(BaseCommand):
         self.wait_until_healthy(f"http://127.0.0.1:{port}/healthz")
         if self.sagepro_mode == "agent":
             self.start_agent(env)
+        # Cards on file go through the sandbox's hosted fields over HTTP: the server
+        # must be up.
+        for line in demo.seed_vault_customers():
+            self.say(line)
         if history:
             self.seed_history()
         self.print_banner(port)
@@ -307,6 +311,8 @@ class Command(BaseCommand):
             f"Storefront webhooks: {demo.storefront_webhook_url(port)}\n"
             f"  signed (X-Shopify-Hmac-Sha256) with {shown}"
         )
+        for line in demo.api_banner(port):
+            self.say(line)
         if self.sagepro_mode == "agent":
             for line in demo.AgentSite().banner(sys.executable):
                 self.say(line)

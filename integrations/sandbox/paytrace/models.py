@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -191,6 +191,14 @@ class Transaction(models.Model):
     original = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
     )
+    # Set on the sales a recurring schedule made (`recurrence/export_approved`).
+    recurrence = models.ForeignKey(
+        "Recurrence",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["created_at"])]
@@ -228,9 +236,14 @@ class Transaction(models.Model):
     @classmethod
     @transaction.atomic
     def create_sale(
-        cls, *, approved: bool, notify: bool = True, **fields: Any
+        cls,
+        *,
+        approved: bool,
+        notify: bool = True,
+        decline_message: str = "    DECLINE - Do not honor",
+        **fields: Any,
     ) -> "Transaction":
-        """Record an approved or declined keyed sale and queue its event."""
+        """Record an approved or declined sale and queue its event."""
         txn = cls(transaction_type=cls.Type.SALE, created_at=timezone.now(), **fields)
         if approved:
             txn.response_code = 101
@@ -242,7 +255,7 @@ class Transaction(models.Model):
             txn.status_code = cls.NOT_SETTLING_CODE
             txn.status_message = "Declined"
             txn.approval_code = ""
-            txn.approval_message = "    DECLINE - Do not honor"
+            txn.approval_message = decline_message
         txn.save()
         if approved:
             # Derived from the id so replays of a demo look alike.
@@ -480,3 +493,160 @@ class OutboundEvent(models.Model):
             self.last_status or self.last_error[:100],
         )
         return retry
+
+
+# The customer vault, hosted fields and recurring billing (issue 15) ----------------
+# None of these rows holds a card number or a CSC: the last four digits, the brand and
+# the expiry are all the sandbox keeps, as the portal does.
+
+CLIENT_KEY_LIFETIME = timedelta(minutes=30)
+HOSTED_TOKEN_LIFETIME = timedelta(minutes=15)
+
+
+class ClientKey(models.Model):
+    """A Protect.js `clientKey` (`payment_fields/token/create`): lets one page's hosted
+    fields tokenize cards for 30 minutes. Only its SHA-256 digest is stored."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"client key for {self.created_by} until {self.expires_at:%H:%M:%S}"
+
+    @classmethod
+    def issue(cls, username: str) -> tuple[str, "ClientKey"]:
+        key = secrets.token_urlsafe(32)
+        now = timezone.now()
+        row = cls.objects.create(
+            digest=hash_token(key),
+            created_by=username,
+            created_at=now,
+            expires_at=now + CLIENT_KEY_LIFETIME,
+        )
+        return key, row
+
+    @classmethod
+    def find_valid(cls, key: str) -> "ClientKey | None":
+        return cls.objects.filter(
+            digest=hash_token(key), expires_at__gt=timezone.now()
+        ).first()
+
+
+class HostedFieldsToken(models.Model):
+    """What the hosted fields made of one card: an `hpf_token` (stored as its SHA-256)
+    and its `enc_key`, good for one vault call within 15 minutes."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    enc_key = models.CharField(max_length=64)
+    card_last4 = models.CharField(max_length=4)
+    card_brand = models.CharField(max_length=20, blank=True)
+    expiration_month = models.PositiveSmallIntegerField()
+    expiration_year = models.PositiveSmallIntegerField(help_text="four digits")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "hosted-fields token"
+
+    def __str__(self) -> str:
+        state = "used" if self.used_at else "unused"
+        return f"{self.card_brand} ending {self.card_last4} ({state})"
+
+
+class VaultCustomer(models.Model):
+    """A customer profile of the vault: a card on file under the merchant's own id."""
+
+    class CardState(models.TextChoices):
+        """A sandbox-only override of how the card answers (`_card_state`)."""
+
+        OK = "ok"
+        INSUFFICIENT_FUNDS = "insufficient_funds"
+        LOST_STOLEN = "lost_stolen"
+
+    customer_id = models.CharField(max_length=100, unique=True)
+    card_last4 = models.CharField(max_length=4)
+    card_brand = models.CharField(max_length=20, blank=True)
+    expiration_month = models.PositiveSmallIntegerField()
+    expiration_year = models.PositiveSmallIntegerField(help_text="four digits")
+    billing_address = models.JSONField(default=dict, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    decline_with = models.CharField(
+        max_length=20, choices=CardState.choices, default=CardState.OK
+    )
+    created_through = models.CharField(max_length=20, default="pt_protect")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["customer_id"]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.card_brand} ending {self.card_last4}"
+
+    def is_expired(self, today: date | None = None) -> bool:
+        """A card works through the last day of its expiry month."""
+        today = today or timezone.localdate()
+        return (self.expiration_year, self.expiration_month) < (today.year, today.month)
+
+    def as_record(self) -> dict[str, Any]:
+        """Render the profile as a record of `customer/export`."""
+        billing = self.billing_address or {}
+        return {
+            "customer_id": self.customer_id,
+            "credit_card": {
+                "masked_number": "*" * 12 + self.card_last4,
+                "expiration_month": self.expiration_month,
+                "expiration_year": self.expiration_year,
+                # A sandbox extra: whether PayTrace's export names the brand is unverified.
+                "card_type": self.card_brand,
+            },
+            "billing_address": {
+                key: billing.get(key, "") for key in BILLING_ADDRESS_KEYS
+            },
+            "email": self.email,
+            "created": format_gateway_time(self.created_at),
+        }
+
+
+class Recurrence(models.Model):
+    """A recurring-billing schedule on a vault profile (`recurrence/*`)."""
+
+    class Frequency(models.TextChoices):
+        WEEKLY = "weekly"
+        BIWEEKLY = "biweekly"
+        MONTHLY = "monthly"
+        QUARTERLY = "quarterly"
+        ANNUALLY = "annually"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        FINISHED = "finished"
+        CANCELLED = "cancelled"
+
+    # The vault id as text, not a foreign key: deleting the profile cancels its
+    # schedules and keeps them (and the sales they made) on record.
+    customer_id = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    frequency = models.CharField(max_length=20, choices=Frequency.choices)
+    start_on = models.DateField()
+    next_on = models.DateField(null=True, blank=True)
+    total_count = models.PositiveIntegerField(help_text="0 runs until cancelled")
+    repeat_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.ACTIVE
+    )
+    description = models.CharField(max_length=255, blank=True)
+    invoice_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["status", "next_on"])]
+
+    def __str__(self) -> str:
+        return f"recurrence {self.pk}: {self.amount} {self.frequency} ({self.status})"

@@ -9,6 +9,9 @@ token and an `integrator_id`. Failures answer HTTP 400 with `success: false`, a
 Sandbox rules: a card number ending in `0002` or an amount ending in `.13` is
 declined. `"notify": false` in a body makes the change without sending an event.
 The card number and CSC are checked here and never stored, logged or queued.
+
+The vault, the hosted fields, sales by customer and recurring billing are in
+`vault_views` and `protect_views` (docs/paytrace-sandbox.md describes them all).
 """
 
 import base64
@@ -55,6 +58,8 @@ TRANSACTION_NOT_FOUND = "811"
 REFUND_NOT_SETTLED = "817"
 VOID_ALREADY_SETTLED = "818"
 
+# An amount has at most this many digits before the point (a DecimalField(14, 2)).
+MAX_AMOUNT_DIGITS = 11
 DATE_PATTERN = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 View = Callable[[HttpRequest, dict[str, Any]], HttpResponse]
@@ -136,11 +141,11 @@ def read_amount(value: Any) -> Decimal | None:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         return None
-    if (
-        not amount.is_finite()
-        or amount <= 0
-        or amount != amount.quantize(Decimal("0.01"))
-    ):
+    # A number too long for the context (`"9" * 400`) cannot be quantized: refuse it
+    # before trying, rather than answer 500.
+    if not amount.is_finite() or amount <= 0 or amount.adjusted() > MAX_AMOUNT_DIGITS:
+        return None
+    if amount != amount.quantize(Decimal("0.01")):
         return None
     return amount.quantize(Decimal("0.01"))
 
@@ -424,7 +429,16 @@ def void(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
                 }
             )
         if not txn.is_pending_settlement():
-            return invalid_transaction_id()
+            # A declined sale moved no money; a voided one is voided already.
+            state = "was declined" if txn.is_declined() else "is voided already"
+            return error_reply(
+                {
+                    INVALID_TRANSACTION_ID: [
+                        f"Transaction ID {txn.transaction_id} {state}: "
+                        "there is nothing to void."
+                    ]
+                }
+            )
         txn.void(notify=wants_events(body))
     return reply(
         {
