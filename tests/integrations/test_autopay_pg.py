@@ -2,13 +2,12 @@
 database connections, charge each due invoice once, with the lease and without it
 (the idempotency key alone)."""
 
-import threading
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection, connections
+from django.db import connection
 
 from integrations import autopay
 from integrations.models import Lease
@@ -21,6 +20,7 @@ from tests.integrations.test_autopay import (
     invoice,
     sandbox_sales,
 )
+from tests.support.threads import run_at_once
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -29,29 +29,6 @@ pytestmark = [
         connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
     ),
 ]
-
-
-def run_at_once(n, func):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = func(i)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    return results
 
 
 @pytest.fixture

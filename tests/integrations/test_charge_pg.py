@@ -6,14 +6,13 @@ the sale by its reference, never by charging again."""
 import subprocess
 import sys
 import textwrap
-import threading
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import time_machine
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from integrations import charging
@@ -21,6 +20,7 @@ from integrations.models.charges import Charge
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests.integrations.test_charging import balance, make_card, sales
 from tests.support.cluster import cluster_env
+from tests.support.threads import run_at_once
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,29 +38,6 @@ def database_url() -> str:
         f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:"
         f"{s['PORT'] or 5432}/{s['NAME']}"
     )
-
-
-def run_at_once(n, func):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = func(i)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return results
 
 
 def ask(card, invno, key="same-key"):

@@ -363,7 +363,7 @@ def test_a_process_that_died_before_recording_the_answer_is_settled_by_the_sweep
 
 
 def test_a_charge_nobody_can_settle_goes_to_a_person_after_half_an_hour(
-    card, sage, monkeypatch
+    card, sage, monkeypatch, admin_client
 ):
     invno = sage.seed_invoice("ACME", "100.00")
     lose_the_answer(monkeypatch)
@@ -384,6 +384,12 @@ def test_a_charge_nobody_can_settle_goes_to_a_person_after_half_an_hour(
     unknown.refresh_from_db()
     assert unknown.state == Charge.State.UNKNOWN
     assert "Looking it up failed" in unknown.error
+    # The review item's page names the charge, its card and invoice, and links to it.
+    page = admin_client.get(f"/admin/integrations/reviewitem/{item.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"/admin/integrations/charge/{unknown.pk}/change/" in text
+    assert "•••• 1111" in text and invno in text
 
 
 def test_a_charge_recorded_but_never_sent_is_given_up_by_the_sweep(card, sage):

@@ -3,43 +3,18 @@
 On PostgreSQL (row locks, unique constraints) and on SQLite (one writer at a time,
 IMMEDIATE transactions): the same code must be right on both."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connections
 from django.test import Client
 
 from integrations import review
 from integrations.models import Event, Posting, ReviewItem
 from integrations.sandbox.sagepro.models import CashReceipt
+from tests.support.threads import run_at_once
 from tests.webhooks import event_body, paytrace_record, post_event, sign
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def run_at_once(n, func):
-    """Run func(i) in n threads released together; return their results in order."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = func(i)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors, errors
-    return results
 
 
 def test_the_same_event_delivered_three_times_at_once_is_stored_once(

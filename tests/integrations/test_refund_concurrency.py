@@ -2,11 +2,10 @@
 once makes one credit memo; two refunds of one sale that together exceed it never
 both post. The row locks (refund, then its sale) are what keeps it so."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
 from integrations import processing
@@ -14,6 +13,7 @@ from integrations.models import Event, Posting, ReviewItem
 from integrations.sandbox.sagepro.credit_models import CreditMemo
 from mappings.gl import Purpose
 from mappings.models import GlRule
+from tests.support.threads import run_at_once
 from tests.webhooks import event_body, paytrace_record, post_event, sign
 
 pytestmark = [
@@ -24,29 +24,6 @@ pytestmark = [
     ),
 ]
 SLUG = "paytrace-sandbox"
-
-
-def run_at_once(n, func):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = func(i)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return results
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import json
 import re
 from datetime import date
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -502,19 +503,33 @@ def by_customer_reply(txn: Transaction) -> dict[str, Any]:
     return answer
 
 
-@csrf_exempt
-@require_POST
-def card_state(request: HttpRequest) -> HttpResponse:
+def sandbox_control(view: Any) -> Any:
+    """A sandbox-only control (like `_settle`): the sandbox API user (bearer token or
+    basic credentials) and a JSON object body, else PayTrace-style errors."""
+
+    @csrf_exempt
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if not is_sandbox_caller(request):
+            return auth_error(
+                "invalid_token",
+                "Send a bearer token or the sandbox API user's credentials.",
+            )
+        body = read_json(request)
+        if body is None:
+            return error_reply(
+                {REQUEST_ERROR: ["The request body must be a JSON object."]}
+            )
+        return view(request, body)
+
+    return wrapper
+
+
+@sandbox_control
+def card_state(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Sandbox only: make a profile's card answer `ok`, `insufficient_funds` (soft
     declines) or `lost_stolen` (hard declines). Body `{"customer_id", "state"}`."""
-    if not is_sandbox_caller(request):
-        return auth_error(
-            "invalid_token",
-            "Send a bearer token or the sandbox API user's credentials.",
-        )
-    body = read_json(request)
-    if body is None:
-        return error_reply({REQUEST_ERROR: ["The request body must be a JSON object."]})
     customer_id = read_customer_id(body)
     if isinstance(customer_id, HttpResponse):
         return customer_id
@@ -743,19 +758,10 @@ def recurrence_export_approved(
     )
 
 
-@csrf_exempt
-@require_POST
-def run_recurrences(request: HttpRequest) -> HttpResponse:
+@sandbox_control
+def run_recurrences(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Sandbox only: make every recurring payment due by `today` (default: the
     gateway's today). Body `{"today": "MM/DD/YYYY", "notify": false}`, both optional."""
-    if not is_sandbox_caller(request):
-        return auth_error(
-            "invalid_token",
-            "Send a bearer token or the sandbox API user's credentials.",
-        )
-    body = read_json(request)
-    if body is None:
-        return error_reply({REQUEST_ERROR: ["The request body must be a JSON object."]})
     today = None
     if body.get("today") not in (None, ""):
         today = read_date(body["today"]) if isinstance(body["today"], str) else None
