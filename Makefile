@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test test-quick manage venv lint clean
+.PHONY: demo test test-quick manage venv lint clean prod-check
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(STAMP)
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
+
+# The production layout on this machine, no containers (docs/deploy.md): PostgreSQL on
+# 127.0.0.1:5432 (database portal_prodcheck, dropped and recreated), production settings,
+# `check --deploy`, two gunicorn workers, three qclusters; signed payments must post
+# exactly once. PROD_CHECK_ARGS="--events 100 --keep-logs" for more.
+prod-check: $(STAMP)
+	$(BIN)/python -m deploy.prod_check $(PROD_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

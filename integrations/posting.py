@@ -266,6 +266,7 @@ def _record_posted(answers: list[tuple[Posting, dict[str, Any]]]) -> dict[int, s
                     "recording it by itself",
                     posting.pk,
                     describe_failure(exc),
+                    extra={"posting_id": posting.pk},
                 )
                 later.append((posting, receipt))
             else:
@@ -286,6 +287,7 @@ def _guarded(record: Any, posting: Posting, value: Any) -> str:
             "posting %s: the result could not be recorded; the sweeper retries it "
             "after its claim expires (the idempotency key prevents a second receipt)",
             posting.pk,
+            extra={"posting_id": posting.pk},
         )
         return "unrecorded"
 
@@ -363,6 +365,7 @@ def refused(posting: Posting, exc: BaseException) -> str:
                 posting.pk,
                 exc.code,
                 describe_failure(again),
+                extra={"posting_id": posting.pk},
             )
             outcome = None
             if is_transient(again):
@@ -453,6 +456,7 @@ def mark_send_failed(posting: Posting, exc: BaseException) -> str:
         ", will retry" if is_transient(exc) else ", sent to review",
         code,
         plain,
+        extra={"posting_id": posting.pk},
     )
     with transaction.atomic():
         posting.last_error = plain[:2000]

@@ -103,6 +103,7 @@ def event_failed(event: Event, exc: BaseException) -> str:
         event.pk,
         event.attempts,
         describe_failure(exc),
+        extra={"event_id": event.pk},
     )
     return event.fail(exc)
 
@@ -117,6 +118,7 @@ def _event_unprocessable(event: Event, exc: BaseException) -> str:
         event.type,
         code,
         plain,
+        extra={"event_id": event.pk},
     )
     event.mark_failed(
         exc, state=Event.State.DEAD, error=f"{type(exc).__name__}: {plain}"

@@ -7,6 +7,11 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
     default = True
 
+    def ready(self) -> None:
+        # The metrics' hooks (task and gateway-call counters) in every process: the
+        # qcluster workers never import the URLs that would import them.
+        import portal.metrics  # noqa: F401
+
 
 class PortalAdminConfig(admin_apps.AdminConfig):
     """Django's admin, with the portal's site (home, navigation grouped by job)."""

@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "portal.middleware.BusinessTimeZoneMiddleware",
+    # A request id on every log line and in the response; request counts for /metrics.
+    "portal.logging.RequestIdMiddleware",
     "mappings.versioning.ConfigRevisionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -328,15 +330,29 @@ LOGGING = {
         "plain": {
             "()": "integrations.redaction.RedactingFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        }
+        },
+        # LOG_FORMAT=json: one JSON object per line with request_id, event_id and
+        # posting_id when set, card numbers masked the same way.
+        "json": {"()": "portal.logging.JsonFormatter"},
     },
     "filters": {
+        # The ids of the request, event or posting in hand (portal/logging.py).
+        "context": {"()": "portal.logging.ContextFilter"},
         # The sandboxes' expected 404s (lookups meant to miss) and declines (400).
         "quiet_sandbox_refusals": {
             "()": "integrations.sandbox.logfilters.QuietSandboxRefusals"
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # Checked in settings_observability: plain or json.
+            "formatter": "json"
+            if env.str("LOG_FORMAT", default="") == "json"
+            else "plain",
+            "filters": ["context"],
         }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -366,3 +382,9 @@ DASHBOARD_REVIEW_SHARE_WARN = env.float("DASHBOARD_REVIEW_SHARE_WARN", default=0
 DASHBOARD_DEAD_SHARE_WARN = env.float("DASHBOARD_DEAD_SHARE_WARN", default=0.02)
 # The currency the dashboard and the home total in (the Sage Pro base currency).
 DASHBOARD_CURRENCY = env.str("DASHBOARD_CURRENCY", default="USD")
+
+# --- production (issue 16): deployment and retention, observability, configuration
+# bundles; each job's settings in its own module, read from the same environment.
+from portal.settings_bundles import *  # noqa: E402,F403
+from portal.settings_deploy import *  # noqa: E402,F403
+from portal.settings_observability import *  # noqa: E402,F403

@@ -8,6 +8,8 @@ from portal import dashboard, views
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("dashboard/", dashboard.cash_position, name="dashboard"),
     path("admin/", admin.site.urls),

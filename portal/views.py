@@ -5,15 +5,18 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import Error as DatabaseError
+from django.db import connection
 from django.db.models import Count, Min
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.views.decorators.cache import cache_control
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from integrations.models import Event
+from portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +24,10 @@ WAITING_STATES = [Event.State.QUEUED, Event.State.PROCESSING, Event.State.FAILED
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Report whether the database answers and how far behind the workers are.
+    """Liveness: whether this process answers and its database does.
 
-    No authentication: load balancers and the demo launcher poll it.
+    No authentication: load balancers and the demo launcher poll it. Anonymous callers
+    get the status only; staff and /metrics scrapers also get the queue's numbers.
     """
     try:
         # Rows whose lock has passed are waiting for a worker; later ones are taken.
@@ -39,6 +43,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
             {"status": "unavailable", "database": "unavailable", "reason": reason},
             status=503,
         )
+    if not metrics.is_allowed(request):
+        return JsonResponse({"status": "ok"})
     oldest = waiting["oldest"]
     age = (timezone.now() - oldest).total_seconds() if oldest else None
     return JsonResponse(
@@ -50,6 +56,99 @@ def healthz(request: HttpRequest) -> JsonResponse:
             "events_waiting": waiting["count"],
         }
     )
+
+
+SWEEP_TASK = "integrations.tasks.sweep"
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return ""
+
+
+def check_broker() -> str:
+    """The task queue answers: Redis when configured, else the ORM broker's table."""
+    if "redis" in settings.Q_CLUSTER:
+        from django_q.brokers import get_broker
+
+        if not get_broker().ping():
+            return "Redis does not answer"
+        return ""
+    OrmQ.objects.exists()
+    return ""
+
+
+def check_workers() -> str:
+    """A qcluster is running: its scheduler keeps the one-minute sweep on time."""
+    if settings.Q_CLUSTER.get("sync"):
+        return ""  # tasks run inline; there are no workers to wait for
+    next_run = (
+        Schedule.objects.filter(func=SWEEP_TASK)
+        .order_by("next_run")
+        .values_list("next_run", flat=True)
+        .first()
+    )
+    if next_run is None:
+        return "the sweep schedule is missing: run `manage.py migrate`"
+    late = (timezone.now() - next_run).total_seconds()
+    if late > settings.READINESS_WORKER_MAX_SECONDS:
+        return (
+            f"no worker has run the sweep for {int(late)} s: start `manage.py qcluster`"
+        )
+    return ""
+
+
+READINESS_CHECKS = {
+    "database": check_database,
+    "broker": check_broker,
+    "workers": check_workers,
+}
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database, the task broker and the workers; 503 names what failed.
+
+    Answers carry check names and plain reasons only (no hosts, users or errors'
+    text, which go to the log).
+    """
+    checks: dict[str, str] = {}
+    for name, check in READINESS_CHECKS.items():
+        try:
+            problem = check()
+        except Exception as exc:  # any failure is "not ready", never a 500
+            logger.warning("readyz: the %s check failed: %s", name, exc)
+            problem = f"{name} check failed ({type(exc).__name__})"
+        checks[name] = problem or "ok"
+    failed = [name for name, result in checks.items() if result != "ok"]
+    body: dict[str, object] = {
+        "status": "not ready" if failed else "ready",
+        "checks": checks,
+    }
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=503 if failed else 200)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for staff, METRICS_TOKEN bearers and allowed networks."""
+    if not metrics.is_allowed(request):
+        return HttpResponse(
+            "Forbidden: /metrics needs `Authorization: Bearer <METRICS_TOKEN>`, a "
+            "caller in METRICS_ALLOWED_NETWORKS, or a staff sign-in.\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
+    try:
+        body = generate_latest(metrics.build_registry())
+    except DatabaseError as exc:
+        logger.warning("metrics: the database cannot be reached: %s", exc)
+        return HttpResponse(
+            "The database cannot be reached; try again.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 FAVICON = Path(settings.BASE_DIR) / "static" / "favicon.ico"

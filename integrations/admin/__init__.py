@@ -13,6 +13,7 @@ from django.contrib import admin
 from integrations.admin import (  # noqa: F401 - importing registers the admins
     agents,
     autopay,
+    bundles,
     cards,
     chargebacks,
     charges,

@@ -3,6 +3,9 @@
 `bundle` exports and reads bundles, `plan` checks one against this database and lists
 what an import changes, `apply` makes the change; `sections` says what a bundle holds.
 `versioning` adds connections to the configuration history kept by `mappings`.
+`signing` seals an export with its origin and Ed25519 signature and checks them on
+import; `history` applies a checked bundle and records the version this environment
+runs (`ConfigBundleApplied`). See docs/config-promotion.md.
 """
 
 from integrations.config.apply import apply_bundle

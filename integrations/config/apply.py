@@ -28,6 +28,7 @@ def apply_bundle(
     environment: str | None = None,
     user: object = None,
     progress: Callable[[str], None] | None = None,
+    on_applied: Callable[[ImportPlan], None] | None = None,
 ) -> ImportPlan:
     """Make this database's configuration the bundle's, all or nothing.
 
@@ -37,6 +38,9 @@ def apply_bundle(
     was applied even if the database changed since it was shown. The bundle is checked
     before the transaction begins: on SQLite the transaction holds the database's
     write lock, which webhooks wait for.
+
+    `on_applied(plan)` runs last inside the transaction: it records the import, or
+    raises to roll everything back.
     """
     records = planning.validate_records(bundle)
     with transaction.atomic(), reversion.create_revision():
@@ -52,6 +56,8 @@ def apply_bundle(
             _apply_rows(plan, section, by_slug)
             if progress:
                 progress(f"{section.title}: {len(bundle[section.name])} applied")
+        if on_applied:
+            on_applied(plan)
     return plan
 
 

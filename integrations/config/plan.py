@@ -1,5 +1,7 @@
 """Import plans: check a bundle against this database and list what an import changes."""
 
+import hashlib
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +118,67 @@ class ImportPlan:
             out.append("Secrets to enter in this environment (never imported):")
             out += [f"  {line}" for line in self.secrets_needed]
         return out
+
+    def fingerprint(self, bundle_hash: str = "") -> str:
+        """A digest of everything the plan would do (and of the bundle's content).
+
+        A preview is confirmed with it; the apply goes ahead only if the plan worked
+        out at that moment has the same fingerprint, so nobody applies a diff they
+        have not seen.
+        """
+        changes = [
+            [
+                c.action,
+                c.section.name,
+                c.label,
+                [[name, repr(before), repr(after)] for name, before, after in c.fields],
+            ]
+            for c in self.changes
+        ]
+        data = [bundle_hash, self.environment, self.kept, changes]
+        return hashlib.sha256(
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        ).hexdigest()
+
+    def sections(self) -> list["SectionDiff"]:
+        """The plan per section, for the admin's diff: added, changed, removed, kept."""
+        return [
+            SectionDiff(
+                title=section.title,
+                created=[
+                    c
+                    for c in self.changes
+                    if c.section is section and c.action == "create"
+                ],
+                updated=[
+                    c
+                    for c in self.changes
+                    if c.section is section and c.action == "update"
+                ],
+                deleted=[
+                    c
+                    for c in self.changes
+                    if c.section is section and c.action == "delete"
+                ],
+                unchanged=self.unchanged[section.name],
+                kept=self.kept if section is CONNECTIONS else [],
+            )
+            for section in SECTIONS
+        ]
+
+
+@dataclass(frozen=True)
+class SectionDiff:
+    title: str
+    created: list[Change]
+    updated: list[Change]
+    deleted: list[Change]
+    unchanged: int
+    kept: list[str]
+
+    @property
+    def is_unchanged(self) -> bool:
+        return not (self.created or self.updated or self.deleted)
 
 
 _SIGNS = {"create": "+", "update": "~", "delete": "-"}

@@ -7,6 +7,8 @@ later) or permanent (a person has to look). Secrets never reach the log.
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -98,6 +100,26 @@ def encode_json(payload: Any) -> bytes:
     return json.dumps(payload, cls=DecimalEncoder, separators=(",", ":")).encode()
 
 
+# Called after every request with (connector, method, seconds, status or None, error
+# code or ""); the metrics module registers one. An observer must not raise.
+CallObserver = Callable[["HttpConnector", str, float, int | None, str], None]
+CALL_OBSERVERS: list[CallObserver] = []
+
+
+def notify_observers(
+    connector: "HttpConnector",
+    method: str,
+    seconds: float,
+    status: int | None,
+    code: str = "",
+) -> None:
+    for observer in CALL_OBSERVERS:
+        try:
+            observer(connector, method, seconds, status, code)
+        except Exception:  # monitoring never breaks a payment call
+            logger.exception("a call observer failed")
+
+
 class HttpConnector:
     """Base class: owns the session, the base URL, the timeout and error handling.
 
@@ -106,6 +128,8 @@ class HttpConnector:
     """
 
     system = "remote system"
+    # The connection's slug, for metrics labels (set by whoever builds the connector).
+    label = ""
 
     def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
@@ -124,9 +148,11 @@ class HttpConnector:
         if "json" in kwargs:
             kwargs["data"] = encode_json(kwargs.pop("json"))
             kwargs.setdefault("headers", {})["Content-Type"] = "application/json"
+        started = time.monotonic()
         try:
-            return self.session.request(method, url, **kwargs)
+            response = self.session.request(method, url, **kwargs)
         except requests.Timeout as exc:
+            notify_observers(self, method, time.monotonic() - started, None, "TIMEOUT")
             raise ConnectorError(
                 f"{self.system} did not answer {method} {path} in time",
                 transient=True,
@@ -134,6 +160,8 @@ class HttpConnector:
                 outcome_unknown=method != "GET",
             ) from exc
         except requests.ConnectionError as exc:
+            seconds = time.monotonic() - started
+            notify_observers(self, method, seconds, None, "UNAVAILABLE")
             raise ConnectorError(
                 f"{self.system} could not be reached for {method} {path}",
                 transient=True,
@@ -142,6 +170,8 @@ class HttpConnector:
                 # not tell a refused connect from a reset after sending.
                 outcome_unknown=method != "GET",
             ) from exc
+        notify_observers(self, method, time.monotonic() - started, response.status_code)
+        return response
 
     def call(
         self,

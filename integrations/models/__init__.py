@@ -11,6 +11,7 @@ Import the models from here.
 # module.
 from integrations.models import (  # noqa: E402, F401 - importing registers the models
     autopay,
+    bundles,
     cards,
     chargebacks,
     charges,

@@ -246,7 +246,7 @@ class Connection(models.Model):
     def paytrace(self):  # noqa: ANN201 - import cycle
         from integrations.connectors.paytrace import PayTraceConnector
 
-        return PayTraceConnector(
+        connector = PayTraceConnector(
             self.base_url,
             self.username,
             self.password,
@@ -254,6 +254,8 @@ class Connection(models.Model):
             self.time_zone,
             timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
         )
+        connector.label = self.slug  # the gateway metrics' connection label
+        return connector
 
     def sage(self):  # noqa: ANN201 - import cycle
         from integrations.connectors.sagepro import SageProConnector
@@ -264,12 +266,14 @@ class Connection(models.Model):
             return RelaySageProConnector(
                 self, timeout=settings.OUTBOUND_TIMEOUT_SECONDS
             )
-        return SageProConnector(
+        connector = SageProConnector(
             self.base_url,
             self.password,
             self.company_id or "01",
             timeout=settings.OUTBOUND_TIMEOUT_SECONDS,
         )
+        connector.label = self.slug  # the gateway metrics' connection label
+        return connector
 
     def mirror(self, gateway: Any = None):  # noqa: ANN201 - import cycle
         """The Sage Pro reader that answers from the local mirror

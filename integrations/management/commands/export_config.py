@@ -1,15 +1,18 @@
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations import config
+from integrations.config import signing
 
 
 class Command(BaseCommand):
     help = (
         "Write the configuration (connections without secrets, status maps, GL rules, "
-        "field mappings, currency rates) as one JSON bundle for import_config."
+        "field mappings, currency rates) as one JSON bundle for import_config, "
+        "versioned and signed with CONFIG_SIGNING_KEY."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,17 +27,40 @@ class Command(BaseCommand):
             metavar="SLUG",
             help="Export only these connections and their rows (repeatable).",
         )
+        parser.add_argument(
+            "--label",
+            default="",
+            help="A name for this version, e.g. 'December GL rules' (signed with it).",
+        )
 
     def handle(
-        self, *args: Any, output: str | None, slugs: list[str] | None, **options: Any
+        self,
+        *args: Any,
+        output: str | None,
+        slugs: list[str] | None,
+        label: str,
+        **options: Any,
     ) -> None:
+        if len(label) > 200:
+            raise CommandError("--label is longer than 200 characters; shorten it.")
         try:
             bundle = config.export_bundle(slugs)
         except config.BundleError as exc:
             raise CommandError(str(exc)) from exc
         for problem in config.duplicate_keys(bundle):
             self.stderr.write(f"Warning: {problem} import_config will refuse it.")
-        text = config.dump_bundle(bundle)
+        key = settings.CONFIG_SIGNING_KEY
+        sealed = signing.seal_bundle(bundle, label=label, signing_key=key)
+        origin = signing.origin_of(sealed)
+        if key is None:
+            self.stderr.write(
+                f"Warning: bundle {origin.version} is not signed (CONFIG_SIGNING_KEY "
+                "is not set here): QA and Production will refuse it. Make a key with "
+                "`manage.py config_keys NAME`."
+            )
+        else:
+            self.stderr.write(f"Bundle {origin.version}, signed with key {key[0]!r}.")
+        text = config.dump_bundle(sealed)
         if output:
             write(Path(output), text)
             counts = ", ".join(
