@@ -58,8 +58,10 @@ RUN SECRET_KEY=collectstatic-only FIELD_ENCRYPTION_KEYS=collectstatic-only \
     DATABASE_URL=postgres://unused@localhost/unused \
     python manage.py collectstatic --noinput --verbosity 0 \
     && python -m compileall -q portal integrations mappings sagepro_agent \
-    && chmod 0755 deploy/docker-entrypoint.sh
-# The code is root-owned and read-only for the service user.
+    && chmod 0755 deploy/docker-entrypoint.sh \
+    && install -d -o portal -g portal -m 0750 /run/portal-metrics
+# The code is root-owned and read-only for the service user; /run/portal-metrics (the
+# metrics' multiprocess files, a volume in compose.yaml) is the user's.
 USER portal
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

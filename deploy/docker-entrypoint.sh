@@ -8,6 +8,7 @@ web)
     shift || true
     # WEB_CONCURRENCY (workers) and FORWARDED_ALLOW_IPS come from the environment.
     exec gunicorn portal.wsgi:application \
+        --config python:portal.gunicorn_conf \
         --bind "0.0.0.0:${PORT:-8000}" \
         --worker-class gthread --threads "${GUNICORN_THREADS:-4}" \
         --timeout "${GUNICORN_TIMEOUT:-30}" --graceful-timeout 20 \
@@ -19,6 +20,10 @@ worker)
     ;;
 migrate)
     shift || true
+    # Runs once before web and workers start: a fresh start for the metrics' files.
+    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ] && [ -d "$PROMETHEUS_MULTIPROC_DIR" ]; then
+        find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+    fi
     exec python manage.py migrate --noinput "$@"
     ;;
 *)

@@ -34,6 +34,7 @@ EXEMPT_COLUMNS = frozenset(
         "django_q.ormq.payload",  # signed pickled task; our task args are ids
         "django_q.task.id",
         "integrations.posting.idempotency_key",
+        "integrations.configbundleapplied.content_hash",
         "portal.apitoken.digest",
         "portal.apitoken.prefix",
         "authtoken.token.key",

@@ -46,6 +46,12 @@ def schedules() -> dict[str, dict]:
             "func": "integrations.recurring.sync_all",
             "schedule_type": Schedule.HOURLY,
         },
+        # Issue 16: raw deliveries past DELIVERY_RETENTION_DAYS (the audit trail stays).
+        "portal: purge raw deliveries past retention": {
+            "func": "integrations.retention.purge_expired",
+            "schedule_type": Schedule.DAILY,
+            "first_run": time(hour=10),
+        },
         "portal: check alert conditions": {
             "func": "integrations.tasks.check_alerts",
             "schedule_type": Schedule.MINUTES,

@@ -84,6 +84,7 @@ NAV_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "integrations.storefrontsettings",
             "integrations.disputereportmapping",
             "integrations.autopaysettings",
+            "integrations.configbundleapplied",
             "integrations.agent",
             "integrations.mirrorstate",
             "reversion.version",

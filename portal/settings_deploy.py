@@ -24,5 +24,6 @@ if DELIVERY_RETENTION_DAYS < 0:
 
 # With SECURE_SSL_REDIRECT on, a plain-HTTP request is redirected to HTTPS; the health
 # probe is answered as it is, because load balancers and container health checks call
-# the process directly over plain HTTP (it shows nothing sensitive).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# the process directly over plain HTTP (they show nothing sensitive to anonymous callers;
+# /metrics needs its token or an allowed network, docs/observability.md).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -344,6 +344,9 @@ def test_config_keys_refuses_a_name_that_cannot_be_read_back():
         ("dev:bm90IGEga2V5", False, "not a base64 Ed25519 public key"),
         (f"dev:{DEV_PRIVATE[:-4]}", True, "not a base64 Ed25519 private key"),
     ],
+    # The keys are made per run: ids that do not show them, the same in every
+    # pytest-xdist worker.
+    ids=["no-name", "not-a-public-key", "truncated-private-key"],
 )
 def test_a_malformed_key_stops_startup_without_showing_it(value, private, expected):
     with pytest.raises(ImproperlyConfigured, match=expected) as refused:

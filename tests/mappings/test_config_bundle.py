@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection as db_connection
+from django.test import override_settings
 from reversion.models import Revision, Version
 
 from integrations import config as config_bundle
@@ -117,7 +118,10 @@ def wipe_configuration():
 
 
 def import_file(path, *args):
-    call_command("import_config", str(path), *args)
+    """Import a legacy (unsigned) bundle, as an environment that allows them may;
+    signed bundles are tested in tests/integrations/test_config_signing.py."""
+    with override_settings(CONFIG_ALLOW_UNSIGNED=True):
+        call_command("import_config", str(path), "--allow-unsigned", *args)
 
 
 def write(tmp_path, bundle, name="bundle.json"):
