@@ -1,10 +1,20 @@
-"""The two groups people are put in. Kept in step with the models after every migrate.
+"""The roles people are put in, as groups: created by a migration (0024_roles) and
+kept in step with the models after every migrate. docs/roles.md is the matrix.
 
-Finance reviewers own month-end: they see, start and download reconciliation runs and
-may open everything a run's page links to (its lines, settlement batches, the
-connection — whose secrets no page shows). `OPERATE_SYSTEM` is the operator
-permission: who holds it (and superusers) sees the System tables in the navigation
-(the task queue, the sandboxes); integration admins hold it.
+- **Finance reviewer** works the queues: review items, dead letters, postings,
+  unapplied cash, chargebacks, storefront orders, cards on file and charges; sees,
+  starts and downloads reconciliation runs and may open everything a run's page links
+  to (its lines, settlement batches, the connection — whose secrets no page shows).
+- **Finance manager**: everything a reviewer does, plus month-end and money policy —
+  autopay settings, unapplied-cash rules, refund fees, dispute-report mappings.
+- **Integration admin**: connections, rules, mappings, agents, promotion (bundles).
+- **Auditor**: reads everything, changes nothing (only `view_` permissions).
+- **Operator**: keeps the pipeline running — dead-letter replay, retries, events,
+  agents, the task queue — and nothing about money policy or configuration.
+
+`OPERATE_SYSTEM` is the operator permission: who holds it (and superusers) sees the
+System tables in the navigation (the task queue, the sandboxes); integration admins and
+operators hold it.
 """
 
 from typing import TYPE_CHECKING
@@ -16,7 +26,13 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import Permission
 
 FINANCE_REVIEWER = "Finance reviewer"
+FINANCE_MANAGER = "Finance manager"
 INTEGRATION_ADMIN = "Integration admin"
+AUDITOR = "Auditor"
+OPERATOR = "Operator"
+ROLES = (FINANCE_REVIEWER, FINANCE_MANAGER, INTEGRATION_ADMIN, AUDITOR, OPERATOR)
+# The apps whose every model an auditor may read.
+AUDITED_APPS = ("integrations", "mappings", "portal", "reversion", "django_q", "auth")
 
 _READ = "view"
 GROUP_PERMISSIONS = {
@@ -118,14 +134,87 @@ GROUP_PERMISSIONS = {
             "payerlink": [_READ, "add", "change", "delete"],
             "matchingproposal": [_READ, "add", "change", "delete"],
         },
+        # Issue 16: who signed in, and whose roles and permissions changed.
+        "portal": {"accessauditentry": [_READ]},
     },
 }
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    """`base`'s permissions plus `extra`'s (a new dict; neither is changed)."""
+    out = {app: {m: list(a) for m, a in models.items()} for app, models in base.items()}
+    for app, models in extra.items():
+        for model, actions in models.items():
+            have = out.setdefault(app, {}).setdefault(model, [])
+            have += [action for action in actions if action not in have]
+    return out
+
+
+# Month-end and money policy on top of the reviewer's queues.
+GROUP_PERMISSIONS[FINANCE_MANAGER] = _merged(
+    GROUP_PERMISSIONS[FINANCE_REVIEWER],
+    {
+        "integrations": {
+            "autopaysettings": [_READ, "add", "change"],
+            "unappliedcashrule": [_READ, "add", "change"],
+            "refundfee": [_READ, "add", "change"],
+            "disputereportmapping": [_READ, "add", "change"],
+            "configbundleapplied": [_READ],
+            "syncrun": [_READ],
+            "alert": [_READ],
+        },
+        "mappings": {
+            "glrule": [_READ],
+            "statusmap": [_READ],
+            "matchingrule": [_READ],
+            "currencyrate": [_READ],
+        },
+    },
+)
+# Keeping the pipeline running: replays, retries, events, agents, the task queue.
+GROUP_PERMISSIONS[OPERATOR] = {
+    "integrations": {
+        "event": [_READ, "change"],
+        "inbounddelivery": [_READ],
+        "paymenttransaction": [_READ],
+        "transactionhistory": [_READ],
+        "posting": [_READ, "change"],
+        "deadletter": [_READ, "change"],
+        "reviewitem": [_READ],
+        "agent": [_READ, "add", "change"],
+        "agentreviewentry": [_READ],
+        "relaycommand": [_READ],
+        "syncrun": [_READ],
+        "alert": [_READ],
+        "mirrorstate": [_READ, "change"],
+        "connection": [_READ],
+        "charge": [_READ],
+    },
+    "django_q": {
+        "ormq": [_READ, "delete"],
+        "schedule": [_READ, "change"],
+        "task": [_READ],
+        "success": [_READ],
+        "failure": [_READ, "delete"],
+    },
+}
+
+
+def auditor_permissions() -> "list[Permission]":
+    """Every `view_` permission of the audited apps: read everything, change nothing."""
+    from django.contrib.auth.models import Permission
+
+    return list(
+        Permission.objects.filter(
+            content_type__app_label__in=AUDITED_APPS, codename__startswith="view_"
+        )
+    )
 
 
 # The operator permission, held by the portal app (it has no model of its own for it).
 OPERATE_SYSTEM = "portal.operate_system"
 _OPERATE_CODENAME = "operate_system"
-OPERATOR_GROUPS = (INTEGRATION_ADMIN,)
+OPERATOR_GROUPS = (INTEGRATION_ADMIN, OPERATOR)
 
 
 def ensure_operator_permission() -> "Permission":
@@ -160,3 +249,33 @@ def ensure_groups(sender: object, **kwargs: object) -> None:
                     content_type__app_label=app_label, codename__in=codenames
                 )
         group.permissions.add(*wanted)
+    Group.objects.get_or_create(name=AUDITOR)[0].permissions.add(*auditor_permissions())
+
+
+ROLE_PURPOSE = {
+    FINANCE_REVIEWER: "Works the review queues, charges invoices, runs month-end",
+    FINANCE_MANAGER: "A reviewer's work plus money policy (autopay, unapplied-cash "
+    "rules, refund fees, dispute mappings) and reading the rules",
+    INTEGRATION_ADMIN: "Connections, rules, mappings, agents, promotion; operates the "
+    "system",
+    AUDITOR: "Reads everything, changes nothing",
+    OPERATOR: "Dead-letter replay, retries, events, agents, the task queue; operates "
+    "the system",
+}
+
+
+def matrix_markdown() -> str:
+    """The permission matrix as docs/roles.md shows it (a test keeps the two equal)."""
+    lines = []
+    for role in ROLES:
+        lines += ["", f"### {role}", "", f"{ROLE_PURPOSE[role]}.", ""]
+        if role == AUDITOR:
+            apps = ", ".join(f"`{app}`" for app in AUDITED_APPS)
+            lines.append(f"- `view` on every model of {apps}; nothing else.")
+            continue
+        if role in OPERATOR_GROUPS:
+            lines.append(f"- `{OPERATE_SYSTEM}` (the System tables in the navigation)")
+        for app, models in sorted(GROUP_PERMISSIONS[role].items()):
+            for model, actions in sorted(models.items()):
+                lines.append(f"- `{app}.{model}`: {', '.join(actions)}")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -3,7 +3,7 @@ from django.db.models import Model
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from portal.models import ApiToken
+from portal.models import AccessAuditEntry, ApiToken
 
 
 @admin.register(ApiToken)
@@ -36,3 +36,28 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 "is never shown again. Send it as `Authorization: Token <key>`.",
                 messages.WARNING,
             )
+
+
+@admin.register(AccessAuditEntry)
+class AccessAuditEntryAdmin(admin.ModelAdmin):
+    """The access audit log: read-only for everyone, superusers included."""
+
+    list_display = ("at", "kind", "username", "actor", "ip_address", "detail")
+    list_filter = ("kind",)
+    search_fields = ("username", "actor", "detail", "ip_address")
+    date_hierarchy = "at"
+    readonly_fields = ("at", "kind", "username", "actor", "ip_address", "detail")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: Model | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: Model | None = None
+    ) -> bool:
+        return False

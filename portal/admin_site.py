@@ -85,6 +85,7 @@ NAV_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "integrations.disputereportmapping",
             "integrations.autopaysettings",
             "integrations.configbundleapplied",
+            "portal.accessauditentry",
             "integrations.agent",
             "integrations.mirrorstate",
             "reversion.version",

@@ -10,6 +10,7 @@ class PortalConfig(AppConfig):
     def ready(self) -> None:
         # The metrics' hooks (task and gateway-call counters) in every process: the
         # qcluster workers never import the URLs that would import them.
+        import portal.audit  # noqa: F401 - the access audit log's signal receivers
         import portal.metrics  # noqa: F401
 
 

@@ -69,3 +69,43 @@ class ApiToken(models.Model):
         key = secrets.token_hex(KEY_BYTES)
         self.prefix, self.digest = key[:PREFIX_LENGTH], digest_of(key)
         return key
+
+
+class AccessAuditEntry(models.Model):
+    """Who signed in (or failed to), and whose roles or permissions changed, by whom.
+
+    Written by `portal.audit` from Django's sign-in signals and from changes to users'
+    groups, permissions and flags; never edited or deleted from the admin. A failed
+    sign-in keeps the name that was typed, never the password.
+    """
+
+    class Kind(models.TextChoices):
+        SIGNED_IN = "signed_in", "Signed in"
+        SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
+        SIGNED_OUT = "signed_out", "Signed out"
+        GROUPS_CHANGED = "groups_changed", "Roles changed"
+        PERMISSIONS_CHANGED = "permissions_changed", "Permissions changed"
+        ROLE_PERMISSIONS_CHANGED = (
+            "role_permissions_changed",
+            "A role's permissions changed",
+        )
+        FLAGS_CHANGED = "flags_changed", "Staff, superuser or active flag changed"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=30, choices=Kind.choices, db_index=True)
+    username = models.CharField(
+        max_length=150, blank=True, help_text="Whose sign-in or whose account changed."
+    )
+    actor = models.CharField(
+        max_length=150, blank=True, help_text="Who made the change (empty: the system)."
+    )
+    detail = models.TextField(blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = "access audit entry"
+        verbose_name_plural = "access audit log"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.username} ({self.at:%Y-%m-%d %H:%M})"

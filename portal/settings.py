@@ -42,6 +42,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
 )
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+# Sessions end after SESSION_IDLE_MINUTES without a request (each request renews the
+# cookie) and when the browser closes: a staff session left open on a shared machine
+# does not outlive its user's break.
+SESSION_COOKIE_AGE = 60 * env.int("SESSION_IDLE_MINUTES", default=60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 # Behind a TLS-terminating proxy: the header (and value) that proxy sets on HTTPS
 # requests, e.g. "HTTP_X_FORWARDED_PROTO,https". Only set it if the proxy always sets
@@ -105,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who is making a change, for the access audit log (portal.audit).
+    "portal.audit.AuditActor",
     "portal.middleware.BusinessTimeZoneMiddleware",
     # A request id on every log line and in the response; request counts for /metrics.
     "portal.logging.RequestIdMiddleware",
