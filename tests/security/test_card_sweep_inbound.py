@@ -17,8 +17,6 @@ Every request must be answered below 500.
 """
 
 import base64
-import hashlib
-import hmac
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -33,6 +31,7 @@ from django.utils import timezone
 from integrations.models import Connection
 from integrations.models.storefront import StorefrontSettings
 from tests.factories import make_review_item, make_transaction
+from tests.integrations.test_storefront import order_body, signed
 from tests.support.attack import Attack, disguise, render, sign_bytes
 from tests.support.campaign import Campaign
 from tests.support.inbound_paths import (
@@ -236,61 +235,6 @@ def make_shop(paytrace: Connection, sagepro: Connection) -> Connection:
     return shop
 
 
-def order_body(number: int) -> dict:
-    return {
-        "id": 450789000 + number,
-        "name": f"#{number}",
-        "order_number": number,
-        "email": "ada.lovelace@example.com",
-        "currency": "USD",
-        "financial_status": "pending",
-        "subtotal_price": "39.98",
-        "total_tax": "3.20",
-        "total_price": "48.18",
-        "cancelled_at": None,
-        "note": "",
-        "customer": {
-            "id": 7001,
-            "email": "ada.lovelace@example.com",
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-        },
-        "billing_address": {
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "address1": "12 Analytical Way",
-            "city": "Spokane",
-            "province_code": "WA",
-            "zip": "99201",
-            "country_code": "US",
-        },
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "address1": "12 Analytical Way",
-            "city": "Spokane",
-            "province_code": "WA",
-            "zip": "99201",
-            "country_code": "US",
-        },
-        "line_items": [
-            {
-                "id": 1,
-                "sku": "WIDGET",
-                "title": "WIDGET item",
-                "quantity": 2,
-                "price": "19.99",
-                "taxable": True,
-            }
-        ],
-        "shipping_lines": [{"title": "Ground", "price": "5.00"}],
-    }
-
-
-def _shop_signature(raw: bytes) -> str:
-    mac = hmac.new(SHOP_SECRET.encode(), raw, hashlib.sha256).digest()
-    return base64.b64encode(mac).decode()
-
-
 def plant_storefront_orders(sweep: InboundSweep, client: Client) -> None:
     def in_title(body: dict, v: object) -> None:
         body["line_items"][0]["title"] = v
@@ -337,7 +281,7 @@ def plant_storefront_orders(sweep: InboundSweep, client: Client) -> None:
             headers={
                 "X-Shopify-Topic": "orders/create",
                 "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-                "X-Shopify-Hmac-Sha256": _shop_signature(raw),
+                "X-Shopify-Hmac-Sha256": signed(raw, SHOP_SECRET),
             },
         )
     label = "storefront webhook id and topic headers"
@@ -352,7 +296,7 @@ def plant_storefront_orders(sweep: InboundSweep, client: Client) -> None:
         headers={
             "X-Shopify-Topic": f"orders/{pan}",
             "X-Shopify-Webhook-Id": pan,
-            "X-Shopify-Hmac-Sha256": _shop_signature(raw),
+            "X-Shopify-Hmac-Sha256": signed(raw, SHOP_SECRET),
         },
     )
 
