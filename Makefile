@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test test-quick manage venv lint clean prod-check
+.PHONY: demo test test-quick manage venv lint clean prod-check load-test
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test-quick: $(STAMP)
 # exactly once. PROD_CHECK_ARGS="--events 100 --keep-logs" for more.
 prod-check: $(STAMP)
 	$(BIN)/python -m deploy.prod_check $(PROD_CHECK_ARGS)
+
+# The production layout under sustained signed traffic for minutes, with one qcluster
+# SIGKILLed and restarted and PostgreSQL restarted (its own throwaway cluster, not the
+# one on 5432); prints throughput, latency and 0 lost / 0 duplicated, and writes
+# bench/results/load_test.json (docs/benchmarks.md). Takes every core for ~10 minutes.
+# LOAD_TEST_ARGS="--minutes 8 --rate 30" for more.
+load-test: $(STAMP)
+	$(BIN)/python -m bench.load_test $(LOAD_TEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

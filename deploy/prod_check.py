@@ -19,18 +19,17 @@
 7. Verify exactly once (every event processed, one posted `Posting` per transaction,
    one sandbox receipt per payment), print the figures, stop every process, and exit
    non-zero with the reason on any failure.
+
+The layout itself (environment, seeding, the children) lives in `deploy/harness.py`,
+shared with the load test (`bench/load_test.py`).
 """
 
 import argparse
-import base64
 import http.client
 import re
-import secrets
 import signal
 import sys
 import tempfile
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import harness  # noqa: E402
+from deploy.harness import (  # noqa: E402
+    PROXY_HEADERS,
+    CheckFailed,
+    Clock,
+    Layout,
+    check_deploy_and_migrate,
+    database_url,
+    production_environment,
+    seed,
+    setup_django,
+    signing_secret,
+    wait_until_settled,
+)
 
 DB_NAME = "portal_prodcheck"
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -47,75 +59,7 @@ PG_HOST = "127.0.0.1:5432"
 WEB_WORKERS = 2
 CLUSTERS = 3
 FIRST_TXN = 700_000_000
-PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
-STARTUP_TIMEOUT = 60.0
 DEBUG_PAGE_MARK = b"DEBUG = True"
-
-
-class CheckFailed(Exception):
-    """A step of the production check failed; the message says which and why."""
-
-
-# --- the environment (pure: tested in tests/portal/test_prod_check.py) ---------------
-
-
-def fernet_key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-def webhook_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def production_environment(
-    database_url: str, portal_url: str, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of every process: `base` (e.g. os.environ) with the production
-    variables docs/deploy.md lists set explicitly, so a developer's `.env` (read only
-    for variables the environment lacks) cannot turn on DEBUG or demo mode."""
-    env = dict(base or {})
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PYTHONPATH": str(ROOT),
-            "DEBUG": "0",
-            "DEMO_MODE": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "FIELD_ENCRYPTION_KEYS": fernet_key(),
-            "DATABASE_URL": database_url,
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "CSRF_TRUSTED_ORIGINS": "https://127.0.0.1,https://localhost",
-            # HTTPS, terminated by a proxy in front (here: this script).
-            "SECURE_SSL_REDIRECT": "1",
-            "SECURE_HSTS_SECONDS": "31536000",
-            "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
-            "SECURE_HSTS_PRELOAD": "1",
-            "SESSION_COOKIE_SECURE": "1",
-            "CSRF_COOKIE_SECURE": "1",
-            "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
-            # The ORM broker in the same database (an inherited REDIS_URL is cleared).
-            "REDIS_URL": "",
-            "Q_SYNC": "0",
-            "Q_WORKERS": "2",
-            "LOG_LEVEL": "WARNING",
-            "Q_LOG_LEVEL": "INFO",
-            "SANDBOX_ENABLED": "1",
-            "SANDBOX_PAYTRACE_WEBHOOK_URL": (
-                f"{portal_url}/webhooks/paytrace/paytrace-sandbox/"
-            ),
-        }
-    )
-    return env
-
-
-def sandbox_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The sandboxes' server: PayTrace and Sage Pro are reached over plain HTTP here,
-    as an outside service would be, so that server does not redirect to HTTPS."""
-    return {**env, "SECURE_SSL_REDIRECT": "0"}
-
-
-def database_url(name: str, host: str = PG_HOST) -> str:
-    return f"postgres://postgres@{host}/{name}"
 
 
 def check_database_name(name: str) -> str:
@@ -197,15 +141,7 @@ def summary_lines(figures: Figures) -> list[str]:
     ]
 
 
-# --- the run -------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.began = time.monotonic()
-
-    def say(self, line: str) -> None:
-        harness.say(f"[{time.monotonic() - self.began:5.1f}s] {line}")
+# --- the run ---------------------------------------------------------------------
 
 
 def recreate_database(name: str, admin_dsn: str) -> None:
@@ -221,166 +157,6 @@ def recreate_database(name: str, admin_dsn: str) -> None:
             "PRODCHECK_PG_ADMIN_DSN at a server where user postgres may create "
             "databases."
         ) from None
-
-
-def setup_django(env: Mapping[str, str]) -> None:
-    import os
-
-    os.environ.update(env)
-    os.chdir(ROOT)
-    import django
-
-    django.setup()
-
-
-def check_deploy_and_migrate(clock: Clock) -> None:
-    from django.core.management import call_command
-    from django.core.management.base import SystemCheckError
-
-    try:
-        call_command("check", deploy=True, fail_level="WARNING")
-    except SystemCheckError as exc:
-        raise CheckFailed(f"check --deploy is not clean:\n{exc}") from None
-    clock.say("check --deploy --fail-level WARNING: clean")
-    call_command("migrate", interactive=False, verbosity=0)
-    clock.say("migrate: done")
-
-
-def seed(sandbox_port: int, invoices: int) -> list[tuple[str, str, Any]]:
-    """The sandboxes' data, the two connections, a webhook secret and the receipt
-    GL rule, as an integration admin would set them up; returns the open invoices."""
-    from django.conf import settings
-    from django.db import connections, transaction
-
-    from bench import pipeline
-    from integrations import demo
-    from integrations.models import Connection, WebhookSecret
-    from integrations.models.connections import Environment
-    from integrations.sandbox.sagepro.seed import seed as seed_sagepro
-    from mappings.gl import Purpose
-    from mappings.models import GlRule
-
-    seed_sagepro(company=demo.COMPANY)
-    with transaction.atomic():
-        sagepro = Connection(
-            slug=demo.SAGEPRO_SLUG,
-            name="Sage Pro sandbox",
-            kind=Connection.Kind.SAGEPRO,
-            environment=Environment.PROD,
-            base_url=demo.sagepro_base_url(sandbox_port),
-            password=settings.SANDBOX_SAGEPRO_API_KEY,
-            company_id=demo.COMPANY,
-        )
-        sagepro.full_clean()
-        sagepro.save()
-        paytrace = Connection(
-            slug=demo.PAYTRACE_SLUG,
-            name="PayTrace sandbox",
-            kind=Connection.Kind.PAYTRACE,
-            environment=Environment.PROD,
-            base_url=demo.paytrace_base_url(sandbox_port),
-            username=settings.SANDBOX_PAYTRACE_USERNAME,
-            password=settings.SANDBOX_PAYTRACE_PASSWORD,
-            integrator_id=demo.DEMO_INTEGRATOR_ID,
-            time_zone=settings.SANDBOX_PAYTRACE_TIME_ZONE,
-            sagepro=sagepro,
-        )
-        paytrace.full_clean()
-        paytrace.save()
-        WebhookSecret.objects.create(
-            connection=paytrace, label="prod-check", secret=webhook_secret()
-        )
-        GlRule.objects.create(
-            connection=paytrace,
-            purpose=Purpose.RECEIPT,
-            name="Card receipts to undeposited funds",
-            account="1100-00",
-        )
-    opened = pipeline.seed_invoices(invoices)
-    connections.close_all()
-    return opened
-
-
-@dataclass
-class Layout:
-    """The children: sandboxes, portal web, qclusters; every one stopped on exit."""
-
-    env: dict[str, str]
-    logs: Path
-    clock: Clock
-    web_port: int = field(default_factory=harness.free_port)
-    sandbox_port: int = field(default_factory=harness.free_port)
-    children: list[harness.Child] = field(default_factory=list)
-
-    def gunicorn(self, name: str, port: int, workers: int, env: dict) -> None:
-        args = [
-            sys.executable, "-m", "gunicorn", "portal.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--worker-class", "gthread", "--threads", "4",
-            "--graceful-timeout", "5",
-        ]  # fmt: skip
-        if harness.gunicorn_major() >= 27:
-            args.append("--no-control-socket")  # one fixed path in $HOME otherwise
-        self.children.append(harness.Child(name, args, env, self.logs / f"{name}.log"))
-
-    def start(self) -> None:
-        self.gunicorn("sandboxes", self.sandbox_port, 1, sandbox_environment(self.env))
-        self.gunicorn("web", self.web_port, WEB_WORKERS, self.env)
-        clusters = []
-        for i in range(1, CLUSTERS + 1):
-            # django-q2 logs "running." at INFO through the root logger.
-            env = {**self.env, "LOG_LEVEL": "INFO"}
-            args = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
-            child = harness.Child(f"qcluster-{i}", args, env, self.logs / f"q{i}.log")
-            self.children.append(child)
-            clusters.append(child)
-        self.wait_for(self.sandbox_port, {}, "sandboxes")
-        self.clock.say(f"sandboxes (gunicorn, 1 worker) on :{self.sandbox_port}")
-        self.wait_for(self.web_port, PROXY_HEADERS, "web")
-        self.clock.say(
-            f"portal web (gunicorn, {WEB_WORKERS} workers) on :{self.web_port}"
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        for child in clusters:
-            while b"running." not in child.log.read_bytes():
-                self.check_running()
-                if time.monotonic() > deadline:
-                    raise CheckFailed(f"{child.name} did not start:\n{child.tail()}")
-                time.sleep(0.2)
-        pids = ", ".join(str(c.process.pid) for c in clusters)
-        self.clock.say(f"{CLUSTERS} qcluster processes running (pids {pids})")
-
-    def wait_for(self, port: int, headers: dict[str, str], name: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            self.check_running()
-            try:
-                status, _ = harness.request(port, "GET", "/healthz", headers=headers)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise CheckFailed(f"{name}: /healthz did not answer 200 in {STARTUP_TIMEOUT}s")
-
-    def check_running(self) -> None:
-        for child in self.children:
-            if not child.running():
-                raise CheckFailed(
-                    f"{child.name} exited with {child.process.returncode}:\n"
-                    f"{child.tail()}"
-                )
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.clock.say(f"stopped {len(self.children)} processes")
-        self.children.clear()
-
-    def tails(self) -> None:
-        for child in self.children:
-            harness.say(f"--- last lines of {child.name} ({child.log}) ---")
-            harness.say(child.tail())
 
 
 def check_https_settings(port: int) -> list[str]:
@@ -416,11 +192,9 @@ def check_https_settings(port: int) -> list[str]:
 
 def send_events(port: int, invoices: list, clock: Clock) -> harness.LoadResult:
     from bench import pipeline
-    from integrations.models import WebhookSecret
 
     deliveries = pipeline.build_events(invoices, FIRST_TXN, "prodcheck")
-    secret = WebhookSecret.objects.get(label="prod-check").secret
-    harness.sign_all(deliveries, secret)
+    harness.sign_all(deliveries, signing_secret())
     for item in deliveries:
         item.headers.update(PROXY_HEADERS)
     sent = harness.post_all(
@@ -428,22 +202,6 @@ def send_events(port: int, invoices: list, clock: Clock) -> harness.LoadResult:
     )
     clock.say(sent.describe())
     return sent
-
-
-def wait_until_settled(run: Any, layout: Layout, timeout: float) -> bool:
-    from bench import pipeline
-
-    deadline = time.monotonic() + timeout
-    next_line = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        layout.check_running()
-        if pipeline.is_settled(run):
-            return True
-        if time.monotonic() >= next_line:
-            layout.clock.say(pipeline.progress_line(run))
-            next_line += 3
-        time.sleep(0.25)
-    return False
 
 
 def count(run: Any, sent: harness.LoadResult) -> Figures:
@@ -485,9 +243,11 @@ def run(args: argparse.Namespace) -> int:
     name = check_database_name(args.database)
     recreate_database(name, os.environ.get("PRODCHECK_PG_ADMIN_DSN", PG_ADMIN_DSN))
     clock.say(f"database {name}: dropped and recreated")
-    layout = Layout(env={}, logs=Path(), clock=clock)
+    layout = Layout(
+        env={}, logs=Path(), clock=clock, web_workers=WEB_WORKERS, clusters=CLUSTERS
+    )
     layout.env = production_environment(
-        database_url(name), f"http://127.0.0.1:{layout.web_port}", os.environ
+        database_url(name, PG_HOST), layout.portal_url, os.environ
     )
     setup_django(layout.env)
     check_deploy_and_migrate(clock)

@@ -27,6 +27,8 @@ from rest_framework.views import APIView
 from integrations import charging
 from integrations.models.cards import CardOnFile
 from integrations.models.charges import Charge
+from portal.auth import HasScope
+from portal.tokens import Scope
 
 KEY_HEADER = "Idempotency-Key"
 FIELDS = ("customer_id", "invno", "amount", "confirm_over_balance")
@@ -231,7 +233,8 @@ def find_card(customer_id: str) -> CardOnFile | None:
 
 
 class ChargeView(APIView):
-    permission_classes = [CanCharge]
+    permission_classes = [HasScope, CanCharge]
+    required_scopes = (Scope.CHARGES_CREATE,)
 
     @extend_schema(
         summary="Charge an invoice on a card on file",
@@ -298,7 +301,9 @@ class ChargeView(APIView):
 
 
 class ChargeDetailView(APIView):
-    permission_classes = [CanViewCharges]
+    permission_classes = [HasScope, CanViewCharges]
+    # A charging caller reads back the charge it made (a 202's `Location`).
+    required_scopes = (Scope.PAYMENTS_READ, Scope.CHARGES_CREATE)
 
     @extend_schema(
         summary="Read a charge by its reference",

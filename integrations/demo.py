@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from integrations.connectors.base import ConnectorError
 from integrations.models import Agent, Connection, SyncRun, WebhookSecret
-from integrations.roles import FINANCE_REVIEWER, ensure_groups
+from integrations.roles import FINANCE_MANAGER, FINANCE_REVIEWER, ensure_groups
 from mappings.gl import Purpose
 from mappings.models import GlRule
 from portal.models import KEY_BYTES, PREFIX_LENGTH
@@ -59,10 +59,13 @@ STOREFRONT_SECRET_LABEL = "Demo storefront secret (DEMO_STOREFRONT_SECRET)"
 # The storefront's signing secret when DEMO_STOREFRONT_SECRET is not set (printed by
 # `manage.py demo`, like the logins: it is a demo value, never a real shop's).
 DEFAULT_STOREFRONT_SECRET = "shpss_demo-storefront-secret-change-me"
-# (username, password, superuser?, group): printed by `manage.py demo`.
+# (username, password, superuser?, group): printed by `manage.py demo`. The manager
+# gives a one-person demo a second person: a reviewer's correction waits for a finance
+# manager's signature, and nobody signs their own (docs/second-signature.md).
 DEMO_USERS = [
     ("admin", "admin", True, None),
     ("reviewer", "reviewer", False, FINANCE_REVIEWER),
+    ("manager", "manager", False, FINANCE_MANAGER),
 ]
 
 # Published test card numbers only. The sandbox declines any card ending in 0002.
@@ -174,9 +177,13 @@ def demo_api_key(create: bool = False) -> str:
 
 
 def _ensure_api_token() -> str:
-    """One API token for the demo admin whose key is `demo_api_key()`; earlier demo
-    tokens (another DEMO_API_TOKEN before) are deleted so their keys stop working."""
+    """One working API token for the demo admin whose key is `demo_api_key()`, with
+    every scope (the printed curl charges a card); earlier demo tokens (another
+    DEMO_API_TOKEN before) are deleted so their keys stop working. The key is fixed by
+    the setting or the key file, so a demo token that expired, was revoked or rotated
+    in the admin is made to work again (DEMO_MODE only)."""
     from portal.models import ApiToken, digest_of
+    from portal.tokens import Scope, default_expiry
 
     key = demo_api_key(create=True)
     user = get_user_model().objects.get(username=API_TOKEN_USER)
@@ -185,12 +192,18 @@ def _ensure_api_token() -> str:
     if token is None:
         token = ApiToken(user=user, name=API_TOKEN_LABEL, prefix=key[:PREFIX_LENGTH])
         token.digest = digest_of(key)
+        token.scopes = list(Scope.values)
         token.save(force_insert=True)
         verb = "created"
     elif token.user_id != user.pk:
         token.user = user
         token.save(update_fields=["user"])
         verb = "moved to the demo admin"
+    if token.refusal() or token.scopes != list(Scope.values):
+        token.scopes, token.expires_at = list(Scope.values), default_expiry()
+        token.revoked_at = token.rotated_at = None
+        token.save(update_fields=["scopes", "expires_at", "revoked_at", "rotated_at"])
+        verb = "renewed" if verb == "unchanged" else verb
     old = ApiToken.objects.filter(name=API_TOKEN_LABEL).exclude(pk=token.pk)
     removed, _ = old.delete()
     if removed:

@@ -1,13 +1,14 @@
 """The read-only REST API: transactions and review items, plus its OpenAPI schema.
 
 GET only. A caller needs a session or token and the model's `view_` permission, which
-both groups in `integrations.roles` have.
+both groups in `integrations.roles` have; a token also needs the `payments:read` scope
+(docs/api-tokens.md).
 """
 
 from django.db.models import Prefetch, QuerySet
 from django.urls import include, path
 from django_filters import rest_framework as filters
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import permissions, routers, viewsets
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -15,6 +16,8 @@ from rest_framework.views import APIView
 from integrations.models import PaymentStatus, PaymentTransaction, ReviewItem
 from integrations.queries import with_cash_receipt
 from integrations.serializers import ReviewItemSerializer, TransactionSerializer
+from portal.auth import HasScope
+from portal.tokens import Scope
 
 app_name = "api"
 
@@ -59,7 +62,8 @@ class TransactionViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = PaymentTransaction.objects.all()
     serializer_class = TransactionSerializer
-    permission_classes = [CanViewModel]
+    permission_classes = [HasScope, CanViewModel]
+    required_scopes = (Scope.PAYMENTS_READ,)
     filterset_class = TransactionFilter
 
     def get_queryset(self) -> QuerySet:
@@ -82,7 +86,8 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = ReviewItem.objects.all()
     serializer_class = ReviewItemSerializer
-    permission_classes = [CanViewModel]
+    permission_classes = [HasScope, CanViewModel]
+    required_scopes = (Scope.PAYMENTS_READ,)
     filterset_class = ReviewItemFilter
 
     def get_queryset(self) -> QuerySet:
@@ -97,6 +102,8 @@ router.register("review-items", ReviewItemViewSet, basename="review-item")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path(
+        "docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"
+    ),
     path("", include(router.urls)),
 ]

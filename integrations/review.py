@@ -18,12 +18,15 @@ payer's takes an explicit tick and a note. The amount is always the payment's.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -53,8 +56,10 @@ from integrations.models import (
     ReviewItem,
     saved_user,
 )
+from integrations.models.review import OverrideRequest
 from integrations.models.unapplied import UnappliedRefund
 from integrations.processing import create_receipt_posting, queue
+from mappings import fields as fm
 from mappings import matching, payers
 from mappings.formatting import format_money
 
@@ -1066,9 +1071,18 @@ def _refuse_correcting_other_documents(posting: Posting) -> None:
         )
 
 
-def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
-    """What storing these corrections and sending the receipt again will do, checked
-    as `correct_and_retry` checks them (nothing is stored)."""
+# What the requester's preview adds; the signer's copy of the preview leaves it out.
+SIGNATURE_NOTE = (
+    "A finance manager other than you signs the correction before anything is sent "
+    "to Sage Pro; until then the receipt stays as it is."
+)
+
+
+def _checked_overrides(
+    item: ReviewItem, values: dict[str, str]
+) -> tuple[Posting, dict[str, Any]]:
+    """The item's receipt posting and the overrides it gets with `values`, refused
+    (`CorrectionRefused`, nothing stored) as `correct_and_retry` refuses them."""
     posting = item.posting
     if posting is None:
         raise CorrectionRefused("Choose one review item that has a posting to correct.")
@@ -1077,19 +1091,26 @@ def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
         if name not in documents.CORRECTABLE_FIELDS:
             reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
             raise CorrectionRefused(f"{name} cannot be corrected here: {reason}.")
-    current = correction_values(item)
     overrides = _kept_overrides(posting) | values
     try:
         documents.check_overrides(overrides, posting.transaction)
     except documents.OverrideError as exc:
         raise CorrectionRefused(f"Nothing was saved or sent: {exc}") from exc
+    return posting, overrides
+
+
+def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
+    """What storing these corrections and sending the receipt again will do, checked
+    as `correct_and_retry` checks them (nothing is stored)."""
+    posting, _ = _checked_overrides(item, values)
+    current = correction_values(item)
     txn = posting.transaction
     payload = posting.payload or {}
-    lines = _payload_lines(posting)
     changes = tuple(
         f"{name}: {current.get(name) or '(blank)'} → {value or '(blank)'}"
         for name, value in values.items()
     )
+    signature = (SIGNATURE_NOTE,) if values and needs_second_signature() else ()
     return Outcome(
         summary="Correct "
         + (", ".join(values) if values else "nothing")
@@ -1098,13 +1119,14 @@ def preview_correction(item: ReviewItem, values: dict[str, str]) -> Outcome:
         customer=str(payload.get("custno", "")).strip(),
         amount=txn.amount,
         currency=txn.currency,
-        lines=lines,
+        lines=_payload_lines(posting),
         posts=True,
         closes=(_item_words(item),),
         notes=(
             *changes,
             f"The amount stays {format_money(txn.amount, txn.currency)}, the amount "
             "PayTrace collected; it cannot be corrected.",
+            *signature,
         ),
     )
 
@@ -1189,38 +1211,337 @@ def preview_retry(item: ReviewItem) -> Outcome:
 def correct_and_retry(
     item: ReviewItem, user: AbstractBaseUser | None, values: dict[str, str]
 ) -> str:
-    """Store a reviewer's corrections as the posting's overrides and send it again.
+    """Store a reviewer's corrections as the posting's overrides and send it again;
+    with `OVERRIDE_SECOND_SIGNATURE` on, request them instead (`request_override`):
+    nothing is stored on the posting or sent until a finance manager signs.
 
     Only `documents.CORRECTABLE_FIELDS` can be corrected; the corrected values are
     checked (the date rule among them) before anything is stored. Raises
-    `CorrectionRefused` when nothing was saved, and `ReviewError` when the corrections
-    were saved but the posting is already posted or being sent. Returns what was done.
+    `CorrectionRefused` for refused values and `ReviewError` when the posting is
+    already posted or being sent; either way nothing was stored. Returns what was
+    done. No change at all is a plain send again with the overrides already signed,
+    so it takes no signature.
     """
-    posting = item.posting
-    if posting is None:
-        raise CorrectionRefused("Choose one review item that has a posting to correct.")
-    _refuse_correcting_other_documents(posting)
-    for name in values:
-        if name not in documents.CORRECTABLE_FIELDS:
-            reason = documents.PROTECTED_FIELDS.get(name, "it is not correctable")
-            raise CorrectionRefused(f"{name} cannot be corrected here: {reason}.")
-    overrides = _kept_overrides(posting) | values
-    try:
-        documents.check_overrides(overrides, posting.transaction)
-    except documents.OverrideError as exc:
-        raise CorrectionRefused(f"Nothing was saved or sent: {exc}") from exc
+    if values and needs_second_signature():
+        request = request_override(item, user, values)
+        return (
+            f"correction of {', '.join(request.changes)} requested; awaiting a "
+            "finance manager's second signature. Nothing was sent to Sage Pro."
+        )
+    posting, overrides = _checked_overrides(item, values)
+    with transaction.atomic():
+        _store_overrides(item, posting, overrides, user, {})
+    return f"corrected {', '.join(overrides) or 'nothing'}; queued to send again."
+
+
+def _store_overrides(
+    item: ReviewItem,
+    posting: Posting,
+    overrides: dict[str, Any],
+    user: AbstractBaseUser | None,
+    signed: dict[str, Any],
+) -> None:
+    """Store the overrides, record the "correct" decision (with who requested and
+    who signed, when `signed` says so) and queue the posting to be sent again. Run
+    inside the caller's transaction: a posting already posted or being sent raises
+    ReviewError, which rolls the overrides back."""
     Posting.objects.filter(pk=posting.pk).update(overrides=overrides)
     posting.overrides = overrides
+    # The "correct" decision is the item's record of this click (retry_posting is
+    # told not to note a "retry" on it).
     ReviewDecision.objects.create(
         item=item,
         user=saved_user(user),
         action="correct",
-        detail={"overrides": overrides, "posting": posting.pk},
+        detail={"overrides": overrides, "posting": posting.pk, **signed},
     )
-    # The "correct" decision above is the item's record of this click.
     if not retry_posting(posting, user, note_items=False):
         raise ReviewError("the posting is already posted or being sent.")
-    return f"corrected {', '.join(overrides) or 'nothing'}; queued to send again."
+
+
+# --- overrides and their second signature ---------------------------------------------
+# An override is a reviewer's decision that changes what the rules produced: corrected
+# values of a cash receipt. With OVERRIDE_SECOND_SIGNATURE on (the default,
+# portal/settings_signature.py) it is a request: the exact change, the preview the
+# reviewer saw and the receipt's fingerprint are kept, nothing is stored on the
+# posting or sent, and a holder of `roles.SIGN_OVERRIDE` other than the requester
+# signs it (it is then applied exactly as requested, unless the receipt changed
+# meanwhile) or refuses it with a reason. Each step is a ReviewDecision on the item.
+
+
+def needs_second_signature() -> bool:
+    """Whether a reviewer's override waits for a finance manager's signature."""
+    return bool(getattr(settings, "OVERRIDE_SECOND_SIGNATURE", True))
+
+
+def waiting_override(item: ReviewItem) -> OverrideRequest | None:
+    """The item's override waiting for a signature, if any."""
+    return (
+        item.override_requests.filter(state=OverrideRequest.State.WAITING)
+        .select_related("requested_by", "posting")
+        .first()
+    )
+
+
+def posting_fingerprint(posting: Posting) -> str:
+    """Changes whenever what the posting would send changes (its document or its
+    overrides): a signature is refused on a receipt that is no longer the one the
+    request was made on."""
+    shape = json.dumps(
+        {"payload": posting.payload, "overrides": posting.overrides or {}},
+        sort_keys=True,
+        cls=DjangoJSONEncoder,
+    )
+    return hashlib.sha256(shape.encode()).hexdigest()
+
+
+def outcome_record(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as stored (JSON), for `outcome_from_record` to show it again."""
+    return asdict(outcome)
+
+
+def outcome_from_record(record: dict[str, Any]) -> Outcome:
+    """The stored outcome, as the requester was shown it."""
+    money = ("amount", "unapplied")
+    fields = {k: v for k, v in record.items() if k in Outcome.__dataclass_fields__}
+    for name in money:
+        fields[name] = Decimal(str(fields.get(name, "0")))
+    for name in ("opens", "closes", "notes"):
+        fields[name] = tuple(fields.get(name) or ())
+    fields["lines"] = tuple(
+        OutcomeLine(
+            line["invno"],
+            line["custno"],
+            Decimal(str(line["balance"])),
+            Decimal(str(line["applied"])),
+        )
+        for line in fields.get("lines") or ()
+    )
+    return Outcome(**fields)
+
+
+def request_override(
+    item: ReviewItem, user: AbstractBaseUser | None, values: dict[str, str]
+) -> OverrideRequest:
+    """Record a reviewer's correction for a second signature; nothing is stored on
+    the posting or sent. The same request pressed twice is recorded once; another
+    while one waits is refused (the waiting one is signed or refused first)."""
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        _check_open(item)
+        posting, overrides = _checked_overrides(item, values)
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        if posting.state not in RETRYABLE_POSTING_STATES:
+            raise ReviewError(
+                f"{_posting_words(posting).capitalize()} is already posted or being "
+                "sent: there is nothing to correct."
+            )
+        waiting = waiting_override(item)
+        if waiting is not None:
+            if waiting.changes == values and waiting.requested_by_id == getattr(
+                user, "pk", None
+            ):
+                return waiting  # the same request pressed twice
+            raise ReviewError(
+                f"A correction ({waiting.describe_changes()}) requested by "
+                f"{waiting.requested_by or 'someone'} at "
+                f"{waiting.requested_at:%Y-%m-%d %H:%M} UTC awaits a finance "
+                "manager's second signature: it is signed or refused before another "
+                "is requested."
+            )
+        current = correction_values(item) | values
+        request = OverrideRequest.objects.create(
+            item=item,
+            posting=posting,
+            changes=values,
+            overrides=overrides,
+            preview=outcome_record(_signers_preview(item, values)),
+            document=[
+                [spec.name, fm.display_value(current.get(spec.name))]
+                for spec in fm.CASH_RECEIPT_SPECS
+            ],
+            posting_fingerprint=posting_fingerprint(posting),
+            requested_by=saved_user(user),
+        )
+        ReviewDecision.objects.create(
+            item=item,
+            user=saved_user(user),
+            action="override_requested",
+            detail={"request": request.pk, "changes": values, "posting": posting.pk},
+        )
+        posting.transaction.record(
+            "override_requested",
+            f"Correction of {request.describe_changes()} requested by "
+            f"{user or 'system'} for review item {item.pk}; awaiting a finance "
+            "manager's second signature",
+            user=user,
+        )
+    return request
+
+
+def _signers_preview(item: ReviewItem, values: dict[str, str]) -> Outcome:
+    """The requester's preview as the signer reads it (without the note that a
+    finance manager signs it: they are that manager)."""
+    outcome = preview_correction(item, values)
+    return replace(
+        outcome, notes=tuple(n for n in outcome.notes if n != SIGNATURE_NOTE)
+    )
+
+
+def signing_refusal(request: OverrideRequest, user: AbstractBaseUser | None) -> str:
+    """Why `user` may not sign or refuse the request ('' when they may)."""
+    # Imported here: importing integrations.roles connects its post_migrate receiver,
+    # which must come after contenttypes' own (the admin imports this module first).
+    from integrations.roles import SIGN_OVERRIDE
+
+    mine = user is not None and request.requested_by_id == user.pk
+    if mine:
+        return (
+            "You requested this correction: a finance manager other than you signs "
+            "or refuses it (a second signature is never the requester's own)."
+        )
+    if user is None or not user.has_perm(SIGN_OVERRIDE):  # type: ignore[attr-defined]
+        return (
+            "Only a finance manager signs or refuses an override: ask one (the "
+            "Finance manager role holds the permission)."
+        )
+    return ""
+
+
+def sign_override(request: OverrideRequest, user: AbstractBaseUser | None) -> str:
+    """Sign a waiting override: its overrides are stored and the receipt is queued
+    to be sent, exactly as requested. Refused (ReviewError) for the requester, for
+    someone without the permission, and for a request already decided; a receipt
+    that changed since the request (sent, rebuilt, its item closed, the date rule no
+    longer met) closes the request as outdated and nothing is sent. Two signers at
+    once apply it once: the request's row is locked first."""
+    refusal = signing_refusal(request, user)
+    if refusal:
+        raise ReviewError(refusal)
+    with transaction.atomic():
+        request = _locked_waiting(request)
+        item = ReviewItem.objects.select_for_update().get(pk=request.item_id)
+        posting = Posting.objects.select_for_update().get(pk=request.posting_id)
+        outdated = _outdated(request, item, posting)
+        if outdated:
+            _decide(request, OverrideRequest.State.OUTDATED, user, outdated)
+        else:
+            _decide(request, OverrideRequest.State.SIGNED, user, "")
+            signed = {
+                "request": request.pk,
+                "requested_by": str(request.requested_by or ""),
+                "signed_by": str(user),
+            }
+            _store_overrides(item, posting, request.overrides, user, signed)
+    if outdated:
+        raise OutcomeChanged(
+            f"{outdated} Nothing was sent and the request is closed: the reviewer "
+            "requests the correction again on the receipt as it is now."
+        )
+    return (
+        f"signed the correction of {request.describe_changes()} requested by "
+        f"{request.requested_by or 'someone'}; the receipt is queued to send again."
+    )
+
+
+def refuse_override(
+    request: OverrideRequest, user: AbstractBaseUser | None, reason: str
+) -> str:
+    """Refuse a waiting override with a reason: nothing is stored or sent; the item
+    stays open for another decision."""
+    reason = reason.strip()
+    if not reason:
+        raise ReviewError("Say why the correction is refused (the requester reads it).")
+    refusal = signing_refusal(request, user)
+    if refusal:
+        raise ReviewError(refusal)
+    with transaction.atomic():
+        request = _locked_waiting(request)
+        _decide(request, OverrideRequest.State.REFUSED, user, reason)
+    return (
+        f"refused the correction of {request.describe_changes()} requested by "
+        f"{request.requested_by or 'someone'}: nothing was sent."
+    )
+
+
+def _locked_waiting(request: OverrideRequest) -> OverrideRequest:
+    request = (
+        OverrideRequest.objects.select_for_update(of=("self",))
+        .select_related("requested_by", "decided_by")
+        .get(pk=request.pk)
+    )
+    if request.state != OverrideRequest.State.WAITING:
+        by = f" by {request.decided_by}" if request.decided_by else ""
+        when = (
+            f" at {request.decided_at:%Y-%m-%d %H:%M} UTC" if request.decided_at else ""
+        )
+        raise ReviewError(
+            f"The correction ({request.describe_changes()}) was already "
+            f"{request.get_state_display().lower()}{by}{when}: nothing more was done."
+        )
+    return request
+
+
+def _outdated(request: OverrideRequest, item: ReviewItem, posting: Posting) -> str:
+    """Why the request no longer fits its receipt ('' when it still does)."""
+    if item.state != ReviewItem.State.OPEN:
+        return f"Review item {item.pk} was {item.state} meanwhile ({item.resolution})."
+    if posting.state not in RETRYABLE_POSTING_STATES:
+        return (
+            f"{_posting_words(posting).capitalize()} is "
+            f"{posting.get_state_display().lower()} now."
+        )
+    if posting_fingerprint(posting) != request.posting_fingerprint:
+        return (
+            f"{_posting_words(posting).capitalize()} changed since the correction was "
+            "requested (it was rebuilt or corrected again)."
+        )
+    try:
+        documents.check_overrides(request.overrides, posting.transaction)
+    except documents.OverrideError as exc:
+        return f"The correction is no longer allowed: {exc}."
+    return ""
+
+
+# The decision each way a request closes is recorded as, on its item.
+OVERRIDE_ACTIONS: dict[str, str] = {
+    OverrideRequest.State.SIGNED: "override_signed",
+    OverrideRequest.State.REFUSED: "override_refused",
+    OverrideRequest.State.OUTDATED: "override_outdated",
+}
+
+
+def _decide(
+    request: OverrideRequest,
+    state: str,
+    user: AbstractBaseUser | None,
+    reason: str,
+) -> None:
+    """Close the request and record the step on its item and payment."""
+    request.state = state
+    request.decided_by = saved_user(user)
+    request.decided_at = timezone.now()
+    request.reason = reason
+    request.save(update_fields=["state", "decided_by", "decided_at", "reason"])
+    action = OVERRIDE_ACTIONS[state]
+    ReviewDecision.objects.create(
+        item_id=request.item_id,
+        user=request.decided_by,
+        action=action,
+        detail={
+            "request": request.pk,
+            "changes": request.changes,
+            "requested_by": str(request.requested_by or ""),
+            "reason": reason,
+        },
+    )
+    request.posting.transaction.record(
+        action,
+        f"Correction of {request.describe_changes()} requested by "
+        f"{request.requested_by or 'someone'}: {request.get_state_display().lower()} "
+        f"by {user or 'system'}" + (f" ({reason})" if reason else ""),
+        user=user,
+    )
 
 
 def annotate_review_item(

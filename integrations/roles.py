@@ -6,7 +6,8 @@ kept in step with the models after every migrate. docs/roles.md is the matrix.
   starts and downloads reconciliation runs and may open everything a run's page links
   to (its lines, settlement batches, the connection — whose secrets no page shows).
 - **Finance manager**: everything a reviewer does, plus month-end and money policy —
-  autopay settings, unapplied-cash rules, refund fees, dispute-report mappings.
+  autopay settings, unapplied-cash rules, refund fees, dispute-report mappings — and
+  the second signature on a reviewer's override (`SIGN_OVERRIDE`; never their own).
 - **Integration admin**: connections, rules, mappings, agents, promotion (bundles).
 - **Auditor**: reads everything, changes nothing (only `view_` permissions).
 - **Operator**: keeps the pipeline running — dead-letter replay, retries, events,
@@ -43,6 +44,8 @@ GROUP_PERMISSIONS = {
             "posting": [_READ, "change"],
             "reviewitem": [_READ, "change"],
             "reviewdecision": [_READ],
+            # Their corrections waiting for a finance manager's signature.
+            "overriderequest": [_READ],
             "event": [_READ],
             "inbounddelivery": [_READ],
             "deadletter": [_READ, "change"],
@@ -80,6 +83,9 @@ GROUP_PERMISSIONS = {
             "payerlink": [_READ],
             "matchingproposal": [_READ],
         },
+        # Issue 16: their own API tokens (docs/api-tokens.md); a token never does more
+        # than its owner may.
+        "portal": {"apitoken": [_READ, "add", "change"]},
     },
     INTEGRATION_ADMIN: {
         "integrations": {
@@ -92,6 +98,7 @@ GROUP_PERMISSIONS = {
             "posting": [_READ, "change"],
             "reviewitem": [_READ, "change"],
             "reviewdecision": [_READ],
+            "overriderequest": [_READ],
             "event": [_READ, "change"],
             "inbounddelivery": [_READ],
             "deadletter": [_READ, "change"],
@@ -134,8 +141,12 @@ GROUP_PERMISSIONS = {
             "payerlink": [_READ, "add", "change", "delete"],
             "matchingproposal": [_READ, "add", "change", "delete"],
         },
-        # Issue 16: who signed in, and whose roles and permissions changed.
-        "portal": {"accessauditentry": [_READ]},
+        # Issue 16: who signed in, and whose roles and permissions changed; API tokens,
+        # everyone's (to revoke a leaver's or a leaked one).
+        "portal": {
+            "accessauditentry": [_READ],
+            "apitoken": [_READ, "add", "change", "manage_all"],
+        },
     },
 }
 
@@ -162,6 +173,8 @@ GROUP_PERMISSIONS[FINANCE_MANAGER] = _merged(
             "configbundleapplied": [_READ],
             "syncrun": [_READ],
             "alert": [_READ],
+            # The second signature on a reviewer's override (integrations.review).
+            "overriderequest": [_READ, "sign"],
         },
         "mappings": {
             "glrule": [_READ],
@@ -211,6 +224,10 @@ def auditor_permissions() -> "list[Permission]":
     )
 
 
+# Who may sign (or refuse) another person's override; superusers hold it implicitly.
+SIGN_OVERRIDE = "integrations.sign_overriderequest"
+
+
 # The operator permission, held by the portal app (it has no model of its own for it).
 OPERATE_SYSTEM = "portal.operate_system"
 _OPERATE_CODENAME = "operate_system"
@@ -234,8 +251,20 @@ def ensure_operator_permission() -> "Permission":
 
 @receiver(post_migrate)
 def ensure_groups(sender: object, **kwargs: object) -> None:
-    from django.contrib.auth.models import Group, Permission
+    """Give each role its permissions, once per migrate (or test flush).
 
+    `post_migrate` is sent once per installed app, and each app's permissions are made
+    by a handler of its own signal, so the roles are filled in after the last app's,
+    when every permission exists (`sender=None`: called directly). The content-type
+    cache may hold ids from before a flush: it is cleared first."""
+    from django.apps import apps as app_registry
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    with_models = [a for a in app_registry.get_app_configs() if a.models_module]
+    if sender is not None and sender is not with_models[-1]:
+        return
+    ContentType.objects.clear_cache()
     operate = ensure_operator_permission()
     for group_name in OPERATOR_GROUPS:
         Group.objects.get_or_create(name=group_name)[0].permissions.add(operate)
@@ -255,7 +284,8 @@ def ensure_groups(sender: object, **kwargs: object) -> None:
 ROLE_PURPOSE = {
     FINANCE_REVIEWER: "Works the review queues, charges invoices, runs month-end",
     FINANCE_MANAGER: "A reviewer's work plus money policy (autopay, unapplied-cash "
-    "rules, refund fees, dispute mappings) and reading the rules",
+    "rules, refund fees, dispute mappings), reading the rules, and the second "
+    "signature on reviewers' overrides",
     INTEGRATION_ADMIN: "Connections, rules, mappings, agents, promotion; operates the "
     "system",
     AUDITOR: "Reads everything, changes nothing",

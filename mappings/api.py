@@ -1,7 +1,8 @@
 """Mapping endpoints under /api/mappings/: suggestions and the feedback they learn from.
 
 POST only. A caller needs a session or token and may add or change field mappings
-(integration admins, superusers). The suggester itself is the pure
+(integration admins, superusers); a token also needs the `mappings:suggest` scope
+(docs/api-tokens.md). The suggester itself is the pure
 `mappings.suggest.suggest_mappings`; these views load past feedback from the database
 into plain values, call it, and store new verdicts.
 """
@@ -26,6 +27,8 @@ from mappings.suggest import (
 )
 from mappings.suggest_targets import TARGETS
 from mappings.suggest_words import source_key
+from portal.auth import HasScope
+from portal.tokens import Scope
 
 app_name = "mappings_api"
 
@@ -173,7 +176,8 @@ _V1_EXAMPLE = {
 
 
 class SuggestView(APIView):
-    permission_classes = [CanEditFieldMappings]
+    permission_classes = [HasScope, CanEditFieldMappings]
+    required_scopes = (Scope.MAPPINGS_SUGGEST,)
     parser_classes = PARSERS
 
     @extend_schema(
@@ -200,7 +204,8 @@ class SuggestView(APIView):
 
 
 class FeedbackView(APIView):
-    permission_classes = [CanEditFieldMappings]
+    permission_classes = [HasScope, CanEditFieldMappings]
+    required_scopes = (Scope.MAPPINGS_SUGGEST,)
     parser_classes = PARSERS
 
     @extend_schema(

@@ -31,6 +31,7 @@ NAV_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Review",
         (
             "integrations.reviewitem",
+            "integrations.overriderequest",
             "integrations.unappliedcash",
             "integrations.chargeback",
             "integrations.pendingreversal",
@@ -86,6 +87,7 @@ NAV_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "integrations.autopaysettings",
             "integrations.configbundleapplied",
             "portal.accessauditentry",
+            "portal.apitoken",
             "integrations.agent",
             "integrations.mirrorstate",
             "reversion.version",

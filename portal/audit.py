@@ -8,8 +8,13 @@ migration, a management command) has no actor and says "the system".
 
 import contextvars
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
+from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import (
@@ -18,9 +23,10 @@ from django.contrib.auth.signals import (
     user_login_failed,
 )
 from django.db.models import Model
-from django.db.models.signals import m2m_changed, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("audit_actor", default="")
 _ip: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -47,17 +53,35 @@ class AuditActor:
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    """The caller's address as the web process sees it (REMOTE_ADDR; behind a proxy,
-    the proxy sets it through gunicorn's FORWARDED_ALLOW_IPS)."""
+    """The caller's address: REMOTE_ADDR, or behind reverse proxies the one they saw.
+
+    Gunicorn leaves REMOTE_ADDR as the proxy's own address (it never rewrites it from
+    X-Forwarded-For), so with CLIENT_IP_PROXY_COUNT set the address comes from
+    X-Forwarded-For (see `_forwarded_for`). django-axes locks out by this same
+    address."""
     if request is None:
         return None
     address = str(request.META.get("REMOTE_ADDR") or "")
+    address = _forwarded_for(request, address)
     from ipaddress import ip_address
 
     try:
         return str(ip_address(address))
     except ValueError:
         return None
+
+
+def _forwarded_for(request: HttpRequest, remote_addr: str) -> str:
+    """Behind N reverse proxies that each append the address they saw to
+    X-Forwarded-For, the client is the Nth entry from the right: entries further left
+    were sent by the client and could say anything. Fewer than N entries means the
+    request did not come through the proxies: keep REMOTE_ADDR."""
+    count = getattr(settings, "CLIENT_IP_PROXY_COUNT", 0)
+    header = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
+    entries = [entry.strip() for entry in header.split(",") if entry.strip()]
+    if count <= 0 or len(entries) < count:
+        return remote_addr
+    return entries[-count]
 
 
 def record(kind: str, username: str, detail: str = "", **fields: Any) -> None:
@@ -188,3 +212,41 @@ def _flags_changed(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
     ]
     if changes:
         record("flags_changed", instance.get_username(), "; ".join(changes))
+
+
+# --- sign-in lockout (django-axes; issue 16) ------------------------------------------
+@receiver(user_locked_out)
+def _locked_out(
+    sender: Any, request: HttpRequest, username: str | None, **kwargs: Any
+) -> None:
+    # Tries during the lockout send the signal again without counting a failure (axes
+    # leaves `axes_failures_since_start` unset): only the try that locked is recorded.
+    failures = getattr(request, "axes_failures_since_start", None)
+    if failures is None:
+        return
+    record(
+        "locked_out",
+        username or "",
+        f"{failures} wrong passwords from this address: sign-in locked for "
+        f"{_cool_off_minutes()} minutes",
+        actor="",
+        ip=client_ip(request),
+    )
+
+
+@receiver(post_delete, sender=AccessAttempt)
+def _lockout_lifted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A deleted attempt row that had reached the limit was a lockout: its cool-off
+    ended, or an administrator (the admin's access attempts, `axes_reset*`) lifted it."""
+    if instance.failures_since_start < settings.AXES_FAILURE_LIMIT:
+        return
+    if instance.attempt_time + timedelta(minutes=_cool_off_minutes()) <= timezone.now():
+        detail = "cool-off ended"
+    else:
+        detail = "lifted before the cool-off ended"
+    record("unlocked", instance.username or "", detail, ip=instance.ip_address)
+
+
+def _cool_off_minutes() -> int:
+    cool_off = get_cool_off()
+    return int(cool_off.total_seconds() // 60) if cool_off else 0

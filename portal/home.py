@@ -176,6 +176,24 @@ def dead_letters(user: User) -> Figure:
     )
 
 
+def awaiting_signature(user: User) -> Figure | None:
+    """For whoever may sign overrides: the corrections others asked for that wait for a
+    second signature (one's own cannot be signed, so they are not counted)."""
+    from integrations.models import OverrideRequest
+
+    if not user.has_perm("integrations.sign_overriderequest"):
+        return None
+    waiting = OverrideRequest.objects.filter(
+        state=OverrideRequest.State.WAITING
+    ).exclude(requested_by=user)
+    return Figure(
+        "Corrections awaiting your signature",
+        waiting.count(),
+        None,
+        list_url(user, "integrations", "overriderequest"),
+    )
+
+
 def todays_totals(user: User) -> list[Figure]:
     """Received, posted and opened for review today (business day)."""
     start, _ = day_bounds(business_today(), business_today())
@@ -262,6 +280,7 @@ def needs_attention(user: User, now: datetime | None = None) -> dict[str, Any]:
         "age_columns": AGE_COLUMNS,
         "sla": sla_breaches(user, now) if sees_review else [],
         "dead": dead_letters(user) if sees_review else None,
+        "signatures": awaiting_signature(user),
         "today": todays_totals(user) if sees_review else [],
         "pipeline": pipeline(user, now),
         "review_url": list_url(

@@ -23,13 +23,15 @@ FIELD_ERRORS = {
 
 AUTHENTICATED = {
     "401": (
-        "Not signed in: no session and no `Authorization: Token <key>` header, or an "
-        "unknown key. The answer carries `WWW-Authenticate: Token`."
+        "Not signed in: no session and no `Authorization: Token <key>` header, an "
+        "unknown key, or a key that expired, was revoked or was rotated (the message "
+        "says which). The answer carries `WWW-Authenticate: Token`."
     ),
     "403": (
         "Signed in, but without the permission this endpoint needs (the model's "
         "`view_` permission for the read API; add or change field mappings for the "
-        "mapping API), or a session POST without its CSRF token."
+        "mapping API), a token without the scope this endpoint needs (named in the "
+        "message), or a session POST without its CSRF token."
     ),
 }
 BAD_REQUEST = {

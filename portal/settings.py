@@ -102,6 +102,12 @@ INSTALLED_APPS = [
     "mappings",
     "integrations.sandbox.sagepro",
     "integrations.sandbox.paytrace",
+    # Issue 16, sign-in: two-factor sign-in and login lockout (portal/settings_security.py
+    # configures both; docs/security.md). The devices are the portal's own
+    # (portal.models: the app secret encrypted, recovery codes hashed), not django-otp's
+    # stock plugins, which store both in clear.
+    "django_otp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +117,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed its second factor.
+    "django_otp.middleware.OTPMiddleware",
+    "portal.two_factor.middleware.TwoFactorMiddleware",
+    # The site-wide Content-Security-Policy (portal/settings_csp.py); pages that set
+    # their own (the card pages, which allow PayTrace's hosted fields) keep theirs.
+    "csp.middleware.CSPMiddleware",
     # Who is making a change, for the access audit log (portal.audit).
     "portal.audit.AuditActor",
     "portal.middleware.BusinessTimeZoneMiddleware",
@@ -119,6 +131,14 @@ MIDDLEWARE = [
     "mappings.versioning.ConfigRevisionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Login throttling and lockout; last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out name or address before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -218,6 +238,10 @@ Q_CLUSTER = {
 if env.str("REDIS_URL", default=""):
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = env.str("REDIS_URL")
+else:
+    # The ORM broker, polling again a second after a database restart instead of
+    # django-q2's ten-second pause (integrations/broker.py).
+    Q_CLUSTER["broker_class"] = "integrations.broker.ResilientORM"
 
 # Largest configuration bundle import_config reads (a real one is tens of kilobytes).
 CONFIG_BUNDLE_MAX_BYTES = env.int("CONFIG_BUNDLE_MAX_BYTES", default=5 * 1024 * 1024)
@@ -403,5 +427,9 @@ DASHBOARD_CURRENCY = env.str("DASHBOARD_CURRENCY", default="USD")
 # --- production (issue 16): deployment and retention, observability, configuration
 # bundles; each job's settings in its own module, read from the same environment.
 from portal.settings_bundles import *  # noqa: E402,F403
+from portal.settings_csp import *  # noqa: E402,F403
 from portal.settings_deploy import *  # noqa: E402,F403
 from portal.settings_observability import *  # noqa: E402,F403
+from portal.settings_security import *  # noqa: E402,F403
+from portal.settings_signature import *  # noqa: E402,F403
+from portal.settings_tokens import *  # noqa: E402,F403

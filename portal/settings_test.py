@@ -25,3 +25,20 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 WEBHOOK_CACHE_SECONDS = 0
 # One wake-up per event, in the event's transaction: tests run queued tasks in order.
 DRAIN_WAKE_SECONDS = 0
+
+# Django's test client signs in without a request, which django-axes refuses; the
+# lockout tests turn it back on (tests/portal/test_lockout.py).
+AXES_ENABLED = False
+
+# The existing tests sign in with `force_login` and no second factor; the two-factor
+# tests turn it on (tests/portal/test_two_factor.py).
+TWO_FACTOR_REQUIRED = False
+
+# On PostgreSQL, tests do not wait for each commit to reach the disk: a test database
+# never outlives a crash of the server, and the transactional tests (which commit and
+# truncate every table after each test) run faster. Visibility between sessions, which
+# the concurrency tests check, is the same.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (  # noqa: F405
+        "-c synchronous_commit=off"
+    )

@@ -1,16 +1,18 @@
 import logging
+import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import Error as DatabaseError
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count, Min
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import Resolver404, resolve
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import cache_control
 from django_q.models import OrmQ, Schedule
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -207,3 +209,26 @@ def permission_denied(
         "ask": who_to_ask(),
     }
     return TemplateResponse(request, "403.html", context, status=403)
+
+
+# How long a caller is asked to wait when the database cannot be reached: about as long
+# as a PostgreSQL restart or a managed database's failover takes.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. A database that cannot be reached (restarting, failing over, out of
+    connections) is not the caller's fault and not a bug: the answer is 503 with
+    Retry-After, so a webhook relay, a poller or a browser tries again and nothing is
+    lost (a webhook was not stored, so its retry is a first delivery). Anything else is
+    Django's 500 page."""
+    error = sys.exc_info()[1]
+    if not isinstance(error, (OperationalError, InterfaceError)):
+        return defaults.server_error(request)
+    message = "The database is unavailable for a moment; try again in a few seconds."
+    if request.path.startswith(("/api/", "/webhooks/", "/pay/api/")):
+        response: HttpResponse = JsonResponse({"detail": message}, status=503)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response

@@ -79,20 +79,46 @@ def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Mark `portal_db_free` the tests that never touch the portal's database: the
-    agent's own tests (`tests/agent/`, no Django in the agent) and the conformance
-    suite's `agent` target (the agent over its direct HTTP binding). CI's second run,
-    on PostgreSQL, leaves them out: it would repeat the first run exactly."""
+    agent's own tests (`tests/agent/`, no Django in the agent), the conformance
+    suite's `agent` target (the agent over its direct HTTP binding), and every test
+    that asks for no database at all (pure mappings, parsers, settings checks, the
+    demo's own SQLite runs: pytest-django refuses them a query). CI's second run, on
+    PostgreSQL, leaves them out: it would repeat the first run exactly."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         target = callspec.params.get("target") if callspec else None
-        if item.nodeid.startswith("tests/agent/") or (
-            item.nodeid.startswith("tests/conformance/") and target == "agent"
+        if (
+            item.nodeid.startswith("tests/agent/")
+            or (item.nodeid.startswith("tests/conformance/") and target == "agent")
+            or not _uses_database(item)
         ):
             item.add_marker(pytest.mark.portal_db_free)
     # The long tests (real processes, kills and restarts, the browser's slowest) first:
     # under pytest-xdist they then run beside the short ones instead of after them,
     # on one worker, while the other waits. The order within each part is kept.
     items.sort(key=lambda item: 0 if _runs_long(item) else 1)
+
+
+# The fixtures through which a test reaches the portal's database.
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+        "admin_client",
+        "admin_user",
+    }
+)
+
+
+def _uses_database(item: pytest.Item) -> bool:
+    return (
+        item.get_closest_marker("django_db") is not None
+        or item.get_closest_marker("postgres") is not None
+        or not DATABASE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+    )
 
 
 def _runs_long(item: pytest.Item) -> bool:

@@ -355,6 +355,10 @@ class ConnectionAdmin(admin.ModelAdmin):
         help_text = BASE_URL_HELP.get(self.kind_of(request, obj))
         if help_text and "base_url" in form.base_fields:
             form.base_fields["base_url"].help_text = help_text
+        if obj is None and "kind" in form.base_fields:
+            # An add page reloads with ?kind= when the kind is chosen (static/portal/
+            # actions.js), so it shows only the fields that kind uses.
+            form.base_fields["kind"].widget.attrs["data-portal-reload-param"] = "kind"
         return form
 
     def formfield_for_dbfield(

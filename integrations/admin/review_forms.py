@@ -25,7 +25,7 @@ class ReviewStateFilter(admin.SimpleListFilter):
 
     title = "state"
     parameter_name = "state"
-    default = ReviewItem.State.OPEN
+    default: str = ReviewItem.State.OPEN
     ALL = "all"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
@@ -254,6 +254,18 @@ class LeaveOnAccountForm(forms.Form):
     )
 
 
+class SignOverrideForm(forms.Form):
+    """Sign the item's waiting override (the request's number, carried hidden)."""
+
+    request = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+class RefuseOverrideForm(SignOverrideForm):
+    reason = reason_field(
+        "Required: why the correction is refused; the requester reads it.", rows=2
+    )
+
+
 class LinkSaleForm(forms.Form):
     sale = forms.CharField(
         label="Sale (PayTrace transaction id)",
@@ -278,7 +290,11 @@ DECISION_FORMS: dict[str, type[forms.Form]] = {
     "leave_on_account": LeaveOnAccountForm,
     "link_sale": LinkSaleForm,
     "decide_refund": forms.Form,
+    "sign_override": SignOverrideForm,
+    "refuse_override": RefuseOverrideForm,
 }
+# A finance manager's second signature on a reviewer's override (review.sign_override).
+SIGNATURE_DECISIONS = {"sign_override", "refuse_override"}
 # The decisions about a posted receipt's waiting cash (integrations.unapplied).
 UNAPPLIED_DECISIONS = {"apply_unapplied", "refund_unapplied", "leave_on_account"}
 # A refund item's decisions (integrations.review.link_refund_to_sale and
@@ -399,8 +415,39 @@ def describe_decision(decision: ReviewDecision) -> str:
         return f"Unapplied cash applied in Sage Pro (posting {detail.get('posting')})"
     if decision.action == "correct":
         fields = ", ".join(detail.get("overrides") or {}) or "nothing"
-        return f"Corrected {fields} and retried"
+        signed = (
+            f" (requested by {detail.get('requested_by') or '?'}, signed by "
+            f"{detail['signed_by']})"
+            if detail.get("signed_by")
+            else ""
+        )
+        return f"Corrected {fields} and retried{signed}"
+    if decision.action.startswith("override_"):
+        return _describe_override(decision.action, detail)
     return json.dumps(detail, sort_keys=True, default=str)
+
+
+OVERRIDE_STEPS = {
+    "override_requested": "Correction requested, awaiting a finance manager's "
+    "second signature",
+    "override_signed": "Correction signed",
+    "override_refused": "Correction refused",
+    "override_outdated": "Correction not signed: the receipt changed",
+}
+
+
+def _describe_override(action: str, detail: dict[str, Any]) -> str:
+    """A step of an override's second signature, in words."""
+    changes = "; ".join(
+        f"{name} → {value or '(blank)'}"
+        for name, value in (detail.get("changes") or {}).items()
+    )
+    text = f"{OVERRIDE_STEPS.get(action, action)}: {changes or 'nothing'}"
+    if action != "override_requested" and detail.get("requested_by"):
+        text += f" (requested by {detail['requested_by']})"
+    if detail.get("reason"):
+        text += f". {detail['reason']}"
+    return text
 
 
 class ActionPage(NamedTuple):
@@ -438,6 +485,17 @@ ACTION_PAGES = {
             "are checked again before the receipt is sent. The amount, "
             "customer, invoice and reference are the payment's and cannot "
             "be corrected here."
+        ),
+    ),
+    "correct_signed": ActionPage(
+        action="correct_and_retry",
+        title="Correct values: request a second signature",
+        submit="Request the correction",
+        intro=(
+            "Correct the fields Sage Pro would refuse. A finance manager other than "
+            "you signs the correction before anything is sent to Sage Pro; until then "
+            "the receipt stays as it is. The amount, customer, invoice and reference "
+            "are the payment's and cannot be corrected here."
         ),
     ),
     "on_account": ActionPage(

@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -30,6 +31,7 @@ from integrations.admin.finding import (
 )
 from integrations.admin.review_forms import SUGGESTED_ACTIONS, ReviewStateFilter
 from integrations.models import ReviewItem
+from integrations.models.review import OverrideRequest
 from mappings.formatting import format_when, money_html
 
 
@@ -104,6 +106,8 @@ class ReviewListMixin(_AdminBase):
     ) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
+        if context is not None:
+            context.update(self._overrides_link(request))
         if context and "cl" in context:
             context["totals"] = {
                 **totals_context(
@@ -115,6 +119,19 @@ class ReviewListMixin(_AdminBase):
                 "nouns": "items",
             }
         return response
+
+    @staticmethod
+    def _overrides_link(request: HttpRequest) -> dict[str, Any]:
+        """The way from the queue to the corrections awaiting a finance manager's
+        second signature, for those who may see them."""
+        if not request.user.has_perm("integrations.view_overriderequest"):
+            return {}
+        return {
+            "overrides_waiting": OverrideRequest.objects.filter(
+                state=OverrideRequest.State.WAITING
+            ).count(),
+            "overrides_url": reverse("admin:integrations_overriderequest_changelist"),
+        }
 
     @admin.display(description="Transaction", ordering="transaction__transaction_id")
     def transaction_link(self, obj: ReviewItem) -> SafeString | None:

@@ -49,6 +49,7 @@ from integrations.admin.review_forms import (
     MONEY_KINDS,
     REFUND_DECISIONS,
     RETRY_KINDS,
+    SIGNATURE_DECISIONS,
     SUGGESTED_ACTIONS,
     UNAPPLIED_DECISIONS,
     ActionPage,
@@ -62,16 +63,20 @@ from integrations.admin.review_forms import (
     NoteForm,
     OnAccountForm,
     RefundUnappliedForm,
+    RefuseOverrideForm,
     ReopenForm,
+    SignOverrideForm,
     SplitForm,
     UnappliedApplyForm,
     describe_decision,
     form_problem,
 )
 from integrations.admin.review_list import ReviewListMixin
+from integrations.admin.review_signatures import OverrideRequestAdmin  # noqa: F401
 from integrations.admin.transactions import explanation_panel
 from integrations.connectors.base import ConnectorError
 from integrations.models import Posting, ReviewItem
+from integrations.models.review import OverrideRequest
 from mappings import matching, payers
 
 # The ids of each small form's fields on the item's page (several have a "note").
@@ -85,6 +90,8 @@ AUTO_IDS = {
     "refund_unapplied": "id_refund_%s",
     "leave_on_account": "id_leave_%s",
     "link_sale": "id_link_%s",
+    "sign_override": "id_sign_%s",
+    "refuse_override": "id_refuse_override_%s",
 }
 CONFIRM_LABELS = {
     "apply": "Confirm and post the receipt",
@@ -334,6 +341,8 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
             return "Note added."
         if decision in UNAPPLIED_DECISIONS:
             return self._carry_out_unapplied(decision, item, data, user)
+        if decision in SIGNATURE_DECISIONS:
+            return self._carry_out_signature(decision, item, data, user)
         if decision in REFUND_DECISIONS:
             expected = data.get("confirmed", "")
             if decision == "link_sale":
@@ -392,6 +401,47 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         item.refresh_from_db()
         return f"{label}: {item.resolution}."
 
+    def _carry_out_signature(
+        self, decision: str, item: ReviewItem, data: dict, user: AbstractBaseUser
+    ) -> str:
+        """Sign or refuse the item's waiting override; say what was done."""
+        override = OverrideRequest.objects.filter(pk=data["request"], item=item).first()
+        if override is None:
+            raise review.ReviewError(
+                f"Review item {item.pk} has no correction {data['request']} to sign: "
+                "open the item's page again."
+            )
+        if decision == "sign_override":
+            done = review.sign_override(override, user)
+        else:
+            done = review.refuse_override(override, user, data["reason"])
+        return f"{self._label(item)}: {done}"
+
+    def _signature_context(
+        self, request: HttpRequest, item: ReviewItem, bound: dict[str, forms.Form]
+    ) -> dict:
+        """The item's correction awaiting a second signature, with its stored preview,
+        whether this user may sign it and the Sign and Refuse forms."""
+        waiting = review.waiting_override(item)
+        if waiting is None:
+            return {"override": None}
+        return {
+            "override": waiting,
+            "override_outcome": review.outcome_from_record(waiting.preview),
+            "override_refusal": review.signing_refusal(
+                waiting,
+                request.user,  # type: ignore[arg-type]
+            ),
+            "sign_form": SignOverrideForm(
+                initial={"request": waiting.pk}, auto_id=AUTO_IDS["sign_override"]
+            ),
+            "refuse_form": bound.get("refuse_override")
+            or RefuseOverrideForm(
+                initial={"request": waiting.pk},
+                auto_id=AUTO_IDS["refuse_override"],
+            ),
+        }
+
     def _remember_payer(self, request: HttpRequest, item: ReviewItem) -> None:
         """After an apply: map the payer to the customer the receipt went to."""
         txn = item.transaction
@@ -434,9 +484,9 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         obj: ReviewItem | None = None,
     ) -> HttpResponse:
         if obj is not None:
-            context.update(
-                self._review_context(request, obj, context.get("bound_forms") or {})
-            )
+            bound = context.get("bound_forms") or {}
+            context.update(self._review_context(request, obj, bound))
+            context.update(self._signature_context(request, obj, bound))
             # The page is for deciding; the form below only (re)assigns the item.
             context["title"] = "Review item"
             context["show_save_and_continue"] = False
@@ -712,7 +762,9 @@ class ReviewItemAdmin(ReviewListMixin, admin.ModelAdmin):
         form = CorrectValuesForm(
             self._confirmed(request), values=review.correction_values(item)
         )
-        page = ACTION_PAGES["correct"]
+        page = ACTION_PAGES[
+            "correct_signed" if review.needs_second_signature() else "correct"
+        ]
         if form.is_valid():
             try:
                 outcome = review.preview_correction(item, form.corrections())

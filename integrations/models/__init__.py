@@ -49,7 +49,7 @@ from integrations.models.payments import (
     Posting,
     TransactionHistory,
 )
-from integrations.models.review import ReviewDecision, ReviewItem
+from integrations.models.review import OverrideRequest, ReviewDecision, ReviewItem
 from integrations.models.storage import (
     CENT,
     MAX_JSON_DEPTH,
@@ -93,6 +93,7 @@ __all__ = [
     "Posting",
     "ReconciliationLine",
     "ReconciliationRun",
+    "OverrideRequest",
     "ReviewDecision",
     "ReviewItem",
     "SettlementBatch",

@@ -366,6 +366,11 @@ class Posting(StorableValuesMixin, models.Model):
             money_in_range("posting", "unapplied_amount"),
             money_in_range("posting", "exchange_rate", 18, 8),
         ]
+        indexes = [
+            # /metrics' latency histogram reads the postings posted in its window
+            # (portal/metrics.py): state first, then the posted_at range.
+            models.Index(fields=["state", "posted_at"], name="posting_state_posted_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.transaction.transaction_id} ({self.state})"

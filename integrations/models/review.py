@@ -171,3 +171,101 @@ class ReviewDecision(StorableValuesMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.user} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class OverrideRequest(models.Model):
+    """A reviewer's override waiting for, or given, a second signature (issue 16).
+
+    An override is a decision that changes what the rules produced: today, corrected
+    values of a cash receipt ("correct and send again"). With
+    `OVERRIDE_SECOND_SIGNATURE` on, nothing is sent until a finance manager other than
+    the requester signs it; the request keeps the exact change and the preview the
+    requester saw, so the signer signs what was asked, not what the receipt became
+    since (`posting_fingerprint` tells the two apart). Never edited by hand.
+    """
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Awaiting a second signature"
+        SIGNED = "signed", "Signed and applied"
+        REFUSED = "refused", "Refused"
+        OUTDATED = "outdated", "Outdated (the receipt changed)"
+
+    item = models.ForeignKey(
+        ReviewItem, on_delete=models.CASCADE, related_name="override_requests"
+    )
+    posting = models.ForeignKey(
+        Posting, on_delete=models.CASCADE, related_name="override_requests"
+    )
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.WAITING, db_index=True
+    )
+    changes = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="The fields the reviewer changed, with their new values.",
+    )
+    overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="The posting's overrides once signed (the kept ones and the change).",
+    )
+    preview = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="What the requester was shown would happen.",
+    )
+    document = models.JSONField(
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="The receipt's fields with the change, as [field, value] pairs.",
+    )
+    posting_fingerprint = models.CharField(max_length=64)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(
+        blank=True, help_text="Why it was refused, or why it went out of date."
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [
+            (
+                "sign_overriderequest",
+                "Can sign or refuse a reviewer's override (second signature)",
+            )
+        ]
+        constraints = [
+            # One waiting override per item: a second request waits its turn.
+            models.UniqueConstraint(
+                fields=["item"],
+                condition=models.Q(state="waiting"),
+                name="one_waiting_override_per_item",
+            )
+        ]
+
+    def __str__(self) -> str:
+        changed = ", ".join(self.changes) or "nothing"
+        return f"Override of {changed} on review item {self.item_id} ({self.state})"
+
+    def describe_changes(self) -> str:
+        """The change in words: "gl_account → 1100-00; date → 2026-03-02"."""
+        return "; ".join(
+            f"{name} → {value or '(blank)'}" for name, value in self.changes.items()
+        )

@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection
 
 from integrations import autopay
 from integrations.models import Lease
@@ -20,15 +19,9 @@ from tests.integrations.test_autopay import (
     invoice,
     sandbox_sales,
 )
-from tests.support.threads import run_at_once
+from tests.support.threads import POSTGRES_ONLY, run_at_once
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
-    ),
-]
+pytestmark = POSTGRES_ONLY
 
 
 @pytest.fixture

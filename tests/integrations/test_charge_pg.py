@@ -20,15 +20,9 @@ from integrations.models.charges import Charge
 from integrations.sandbox.sagepro.models import CashReceipt
 from tests.integrations.test_charging import balance, make_card, sales
 from tests.support.cluster import cluster_env
-from tests.support.threads import run_at_once
+from tests.support.threads import POSTGRES_ONLY, run_at_once
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
-    ),
-]
+pytestmark = POSTGRES_ONLY
 ROOT = Path(__file__).resolve().parents[2]
 
 

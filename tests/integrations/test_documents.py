@@ -6,10 +6,12 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 
-from integrations import documents, processing
+from integrations import documents, processing, review
 from integrations.models import PaymentTransaction, Posting, ReviewItem
+from integrations.roles import FINANCE_MANAGER
 from integrations.sandbox.sagepro.models import CashReceipt
 from mappings.models import CurrencyRate, FieldMapping, GlRule
+from tests.factories import make_user
 from tests.webhooks import event_body, paytrace_record, paytrace_time, post_event, sign
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +73,7 @@ def correct_and_retry(admin_client, item, **values):
         for name in documents.CORRECTABLE_FIELDS
     }
     form.update(values)
-    return confirmed(
+    response = confirmed(
         admin_client,
         "/admin/integrations/reviewitem/",
         {
@@ -81,6 +83,16 @@ def correct_and_retry(admin_client, item, **values):
             **form,
         },
     )
+    signed_by_a_manager(item)
+    return response
+
+
+def signed_by_a_manager(item):
+    """A finance manager signs the correction the reviewer requested, if one waits
+    (issue 16: nothing is sent before the second signature)."""
+    waiting = review.waiting_override(item)
+    if waiting is not None:
+        review.sign_override(waiting, make_user(group=FINANCE_MANAGER))
 
 
 def confirmed(browser, url, data, **kwargs):

@@ -5,7 +5,6 @@ both post. The row locks (refund, then its sale) are what keeps it so."""
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from integrations import processing
@@ -13,16 +12,10 @@ from integrations.models import Event, Posting, ReviewItem
 from integrations.sandbox.sagepro.credit_models import CreditMemo
 from mappings.gl import Purpose
 from mappings.models import GlRule
-from tests.support.threads import run_at_once
+from tests.support.threads import POSTGRES_ONLY, run_at_once
 from tests.webhooks import event_body, paytrace_record, post_event, sign
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
-    ),
-]
+pytestmark = POSTGRES_ONLY
 SLUG = "paytrace-sandbox"
 
 

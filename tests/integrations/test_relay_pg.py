@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 import responses
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from integrations.connectors import relay as relay_transport
@@ -19,14 +19,9 @@ from sagepro_agent.relay.client import RelayClient
 from sagepro_agent.relay.credentials import Credentials
 from sagepro_agent.wire import Response
 from tests import bridge
+from tests.support.threads import POSTGRES_ONLY
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
-    ),
-]
+pytestmark = POSTGRES_ONLY
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from integrations import documents, reconciliation, review
 from integrations.models import PaymentTransaction, Posting, ReviewDecision, ReviewItem
-from integrations.roles import FINANCE_REVIEWER
+from integrations.roles import FINANCE_MANAGER, FINANCE_REVIEWER
 from integrations.sandbox.sagepro.models import CashReceipt
 from mappings.models import FieldMapping, GlRule
 from tests.factories import make_review_item, make_transaction, make_user
@@ -79,7 +79,7 @@ def correct(browser, item, **fields):
         name: "" if current[name] is None else str(current[name])
         for name in ("date", "method", "gl_account")
     }
-    return confirmed(
+    response = confirmed(
         browser,
         CHANGELIST,
         {
@@ -90,6 +90,11 @@ def correct(browser, item, **fields):
             **fields,
         },
     )
+    # Issue 16: a correction waits for a finance manager's second signature.
+    waiting = review.waiting_override(item)
+    if waiting is not None:
+        review.sign_override(waiting, make_user(group=FINANCE_MANAGER))
+    return response
 
 
 def bulk(browser, action, items, **fields):

@@ -92,6 +92,16 @@ def test_an_auditor_reads_every_model_and_changes_nothing():
         (roles.INTEGRATION_ADMIN, "mappings.change_glrule", True),
         (roles.AUDITOR, "integrations.change_reviewitem", False),
         (roles.AUDITOR, roles.OPERATE_SYSTEM, False),
+        # API tokens: people make their own; integration admins manage everyone's.
+        (roles.FINANCE_REVIEWER, "portal.add_apitoken", True),
+        (roles.FINANCE_REVIEWER, "portal.manage_all_apitoken", False),
+        (roles.INTEGRATION_ADMIN, "portal.manage_all_apitoken", True),
+        (roles.AUDITOR, "portal.add_apitoken", False),
+        (roles.OPERATOR, "portal.add_apitoken", False),
+        # The second signature on an override is a finance manager's.
+        (roles.FINANCE_MANAGER, "integrations.sign_overriderequest", True),
+        (roles.FINANCE_REVIEWER, "integrations.sign_overriderequest", False),
+        (roles.INTEGRATION_ADMIN, "integrations.sign_overriderequest", False),
     ],
 )
 def test_the_lines_between_roles(role, perm, allowed):

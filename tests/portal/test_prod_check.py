@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from deploy import prod_check
-from deploy.prod_check import CheckFailed, Figures, find_problems
+from deploy import harness, prod_check
+from deploy.harness import CheckFailed
+from deploy.prod_check import Figures, find_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "postgres://postgres@127.0.0.1:5432/portal_prodcheck"
 
 
 def production(base=None):
-    return prod_check.production_environment(URL, "http://127.0.0.1:8123", base)
+    return harness.production_environment(URL, "http://127.0.0.1:8123", base)
 
 
 def passing(n: int = 3) -> Figures:
@@ -58,7 +59,7 @@ def test_only_the_sandboxes_server_answers_plain_http():
     env = production()
 
     assert env["SECURE_SSL_REDIRECT"] == "1"
-    assert prod_check.sandbox_environment(env)["SECURE_SSL_REDIRECT"] == "0"
+    assert harness.sandbox_environment(env)["SECURE_SSL_REDIRECT"] == "0"
 
 
 def test_check_deploy_is_clean_with_the_environment_the_script_uses():

@@ -4,7 +4,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+import pytest
+from django.db import connection, connections
+
+# The marks of a test module that needs PostgreSQL's row locks and real concurrency:
+# committed data (threads see each other's commits), and skipped on SQLite.
+POSTGRES_ONLY = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)"
+    ),
+]
 
 
 def run_at_once(n: int, func: Callable[[int], Any], timeout: float = 120) -> list[Any]:
