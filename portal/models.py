@@ -156,6 +156,14 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
 
+    def save(self, *args: object, **kwargs: object) -> None:
+        # The name is typed by a person: a card number in it is masked like any other
+        # stored text, and a character no column takes is escaped.
+        from integrations.models.storage import storable_text
+
+        self.name = storable_text(self.name)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
     def set_new_key(self) -> str:
         """Give the token a new random key (not saved); return the key."""
         key = secrets.token_hex(KEY_BYTES)

@@ -18,6 +18,7 @@ __all__ = [
     "AXES_LOCKOUT_TEMPLATE",
     "AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT",
     "AXES_RESET_ON_SUCCESS",
+    "AXES_USERNAME_CALLABLE",
     "AXES_VERBOSE",
     "CLIENT_IP_PROXY_COUNT",
     "OTP_STATIC_THROTTLE_FACTOR",
@@ -93,6 +94,8 @@ AXES_VERBOSE = False
 # REMOTE_ADDR, or, behind CLIENT_IP_PROXY_COUNT reverse proxies that each append to
 # X-Forwarded-For, the address the outermost of them saw.
 AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+# The typed name as axes stores and locks it: a card number typed there is masked.
+AXES_USERNAME_CALLABLE = "portal.audit.typed_username"
 CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=0)
 if CLIENT_IP_PROXY_COUNT < 0:
     raise ImproperlyConfigured(
