@@ -84,21 +84,16 @@ def _forwarded_for(request: HttpRequest, remote_addr: str) -> str:
     return entries[-count]
 
 
-def storable(text: str) -> str:
-    """Typed text as the log keeps it: a card number typed as a user name is masked,
-    and a character no column takes (a lone surrogate) is escaped."""
-    from integrations.models.storage import storable_text
-
-    return storable_text(str(text or ""))
-
-
 def typed_username(request: HttpRequest, credentials: dict | None = None) -> str:
     """The name a sign-in attempt typed, as django-axes records and locks it
-    (AXES_USERNAME_CALLABLE): masked like every stored text."""
+    (AXES_USERNAME_CALLABLE): masked as the storage-wide card net (integrations.
+    carddata) stores it, so axes looks up the same value it wrote."""
+    from integrations.models.storage import storable_text
+
     typed = (credentials or {}).get("username")
     if typed is None and request is not None:
         typed = request.POST.get("username")
-    return storable(typed or "")[:150]
+    return storable_text(str(typed or ""))[:150]
 
 
 def record(kind: str, username: str, detail: str = "", **fields: Any) -> None:
@@ -106,9 +101,9 @@ def record(kind: str, username: str, detail: str = "", **fields: Any) -> None:
 
     AccessAuditEntry.objects.create(
         kind=kind,
-        username=storable(username)[:150],
-        actor=storable(fields.get("actor", _actor.get()))[:150],
-        detail=storable(detail),
+        username=username[:150],
+        actor=fields.get("actor", _actor.get())[:150],
+        detail=detail,
         ip_address=fields.get("ip", _ip.get()),
     )
 
